@@ -23,7 +23,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) and installing pinned dependencies (first time: ~2 min)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --upgrade pip==25.3
+	$(PIP) install --upgrade pip==26.3
 	$(PIP) install -e '.[dev]'
 	# faust-streaming pins click<8.4, transformers' huggingface-hub needs click>=8.4.2;
 	# faust's CLI is unused (workers start programmatically), so install it without deps.

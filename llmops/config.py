@@ -1,0 +1,119 @@
+"""Settings: every address and knob, from env (and an optional YAML file), with bounds."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, BaseModel, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+EngineKind = Literal["transformers", "fake", "vllm"]
+CONFIG_FILE_ENV = "LLMOPS_CONFIG"
+
+
+class PoolConfig(BaseModel):
+    """One inference pool: a consumer group over its own topic, served by one engine kind."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$", max_length=64)
+    engine: EngineKind = "transformers"
+    model: str = "gemma-3-270m"
+    provider: str = "local"
+    region: str = "local"
+    gpu: str = "cpu"
+    cost_per_gpu_hour: float = Field(default=0.0, ge=0.0)
+    cost_per_1k_tokens: float = Field(default=0.0, ge=0.0)
+    capacity: int = Field(default=8, ge=1, le=1024)
+    adapters: list[str] = Field(default_factory=list)
+    priority: int = 0
+    weight: float = Field(default=1.0, ge=0.0)
+    # fake engine only: simulated time to first token and per output token
+    fake_ttft_ms: float = Field(default=0.0, ge=0.0)
+    fake_tpot_ms: float = Field(default=0.0, ge=0.0)
+
+
+def _default_pools() -> list[PoolConfig]:
+    return [PoolConfig(name="local-cpu")]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="LLMOPS_", env_nested_delimiter="__", extra="ignore", populate_by_name=True
+    )
+
+    # Addresses: standard variable names first, so the same deployment files work everywhere.
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:19092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "LLMOPS_KAFKA_BOOTSTRAP_SERVERS"),
+    )
+    clickhouse_url: str = Field(
+        default="http://127.0.0.1:18123/llmops",
+        validation_alias=AliasChoices("CLICKHOUSE_URL", "LLMOPS_CLICKHOUSE_URL"),
+    )
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT")
+    )
+
+    # Embedded stack (`llmops up`): where its state lives and which ports it takes.
+    data_dir: Path = Path(".llmops")
+    broker_port: int = Field(default=19092, ge=1, le=65535)
+    store_port: int = Field(default=18123, ge=1, le=65535)
+    store_password: str | None = None
+    metrics_base_port: int = Field(default=19400, ge=0, le=65000)
+
+    # Platform
+    pools: list[PoolConfig] = Field(default_factory=_default_pools)
+    default_model: str = "gemma-3-270m"
+    prompts_file: Path | None = None
+    max_message_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+    default_deadline_s: float = Field(default=120.0, gt=0, le=3600)
+    metrics_window_s: float = Field(default=10.0, gt=0, le=3600)
+    sink_batch_size: int = Field(default=500, ge=1, le=100_000)
+    sink_flush_s: float = Field(default=1.0, gt=0, le=60)
+    commit_interval_s: float = Field(default=0.2, gt=0, le=30)
+
+    @field_validator("pools")
+    @classmethod
+    def _unique_pools(cls, pools: list[PoolConfig]) -> list[PoolConfig]:
+        if not pools:
+            raise ValueError("configure at least one pool")
+        names = [p.name for p in pools]
+        if len(set(names)) != len(names):
+            raise ValueError(f"pool names must be unique: {names}")
+        return pools
+
+    def pool(self, name: str) -> PoolConfig:
+        for pool in self.pools:
+            if pool.name == name:
+                return pool
+        raise KeyError(f"no pool named {name!r}; configured: {[p.name for p in self.pools]}")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Precedence: explicit arguments > environment > YAML file named by LLMOPS_CONFIG.
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(CONFIG_FILE_ENV)
+        if config_file:
+            if not Path(config_file).is_file():
+                raise FileNotFoundError(f"{CONFIG_FILE_ENV}={config_file} does not exist")
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
+        return tuple(sources)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

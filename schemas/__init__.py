@@ -1,0 +1,40 @@
+"""Wire contracts of llmops-streams. Data only: imports nothing of ours."""
+
+from schemas.base import SCHEMA_VERSION, Contract, Event, new_id, utc_now
+from schemas.operations import (
+    Alert,
+    DeadLetter,
+    DeadLetterKind,
+    DriftReport,
+    Experiment,
+    MetricWindow,
+    PoolStatus,
+    PromptVersion,
+    Variant,
+)
+from schemas.requests import ChatMessage, PromptRef, PromptRequest, RoutedRequest, SamplingParams
+from schemas.responses import (
+    ErrorInfo,
+    ErrorKind,
+    FinishReason,
+    InferenceResult,
+    ResponseChunk,
+    Timings,
+    Usage,
+)
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.__name__: cls
+    for cls in (
+        PromptRequest, RoutedRequest, ResponseChunk, InferenceResult, PoolStatus, PromptVersion,
+        Experiment, MetricWindow, DriftReport, Alert, DeadLetter,
+    )
+}
+
+__all__ = [
+    "EVENT_TYPES", "SCHEMA_VERSION", "Alert", "ChatMessage", "Contract", "DeadLetter",
+    "DeadLetterKind", "DriftReport", "ErrorInfo", "ErrorKind", "Event", "Experiment",
+    "FinishReason", "InferenceResult", "MetricWindow", "PoolStatus", "PromptRef",
+    "PromptRequest", "PromptVersion", "ResponseChunk", "RoutedRequest", "SamplingParams",
+    "Timings", "Usage", "Variant", "new_id", "utc_now",
+]

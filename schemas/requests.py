@@ -1,0 +1,108 @@
+"""What apps send: prompt requests, and what the router makes of them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from schemas.base import (
+    MAX_ATTRIBUTE_LEN,
+    MAX_TEXT_LEN,
+    Attributes,
+    Contract,
+    Event,
+    Identifier,
+    Name,
+    UtcDatetime,
+    new_id,
+)
+
+Role = Literal["system", "user", "assistant"]
+
+MAX_MESSAGES = 256
+MAX_OUTPUT_TOKENS = 8192
+MAX_STOP_SEQUENCES = 8
+
+
+class ChatMessage(Contract):
+    role: Role
+    content: str = Field(max_length=MAX_TEXT_LEN)
+
+
+class PromptRef(Contract):
+    """A named prompt from the registry: pinned `version`, else the version behind `label`."""
+
+    name: Name
+    label: Name | None = None
+    version: int | None = Field(default=None, ge=1)
+    variables: dict[str, str] = Field(default_factory=dict, max_length=128)
+
+
+class SamplingParams(Contract):
+    max_tokens: int = Field(default=128, ge=1, le=MAX_OUTPUT_TOKENS)
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    top_k: int | None = Field(default=None, ge=1)
+    seed: int | None = None
+    stop: list[str] = Field(default_factory=list, max_length=MAX_STOP_SEQUENCES)
+
+
+class PromptRequest(Event):
+    """An app's request. Exactly one of `messages` and `prompt`."""
+
+    request_id: Identifier = Field(default_factory=new_id)
+    tenant: Name = "default"
+    app: Name = "default"
+    user_id: Identifier | None = None
+    session_id: Identifier | None = None
+    messages: list[ChatMessage] | None = Field(default=None, min_length=1, max_length=MAX_MESSAGES)
+    prompt: PromptRef | None = None
+    model: Name | None = None
+    adapter: Name | None = None
+    sampling: SamplingParams = Field(default_factory=SamplingParams)
+    stream: bool = False
+    reply_to: Name | None = None
+    deadline: UtcDatetime | None = None
+    attributes: Attributes = Field(default_factory=dict)
+    context: str | None = Field(default=None, max_length=MAX_TEXT_LEN)
+
+    @model_validator(mode="after")
+    def _one_prompt_source(self) -> PromptRequest:
+        if (self.messages is None) == (self.prompt is None):
+            raise ValueError("give exactly one of `messages` or `prompt`")
+        for key, value in self.attributes.items():
+            if len(key) > MAX_ATTRIBUTE_LEN or len(value) > MAX_ATTRIBUTE_LEN:
+                raise ValueError(f"attribute {key[:32]!r} longer than {MAX_ATTRIBUTE_LEN}")
+        return self
+
+    @property
+    def sticky_key(self) -> str:
+        """Kafka key: keeps a user's (or session's) requests in order and on one variant."""
+        return self.user_id or self.session_id or self.request_id
+
+    def expired(self, now: datetime) -> bool:
+        return self.deadline is not None and now >= self.deadline
+
+
+RouteReason = Literal["only_pool", "cheapest_healthy", "spillover", "failover", "pinned", "weighted"]
+
+
+class RoutedRequest(Event):
+    """The request plus every decision the router made about it."""
+
+    request: PromptRequest
+    prompt_name: Name | None = None
+    prompt_version: int | None = None
+    experiment: Name | None = None
+    variant: Name = "default"
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
+    pool: Name
+    model: Name
+    route_reason: str = Field(max_length=512)
+    routed_at: UtcDatetime
+
+    @property
+    def request_id(self) -> str:
+        return self.request.request_id
