@@ -1,0 +1,32 @@
+"""Session-wide real infrastructure: one Tansu broker (and one store) per test session."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from llmops.broker import start_broker  # noqa: E402
+from llmops.procs import free_port  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Address of a real Kafka-compatible broker (Tansu, in memory) for this session."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("broker") / "tansu.log"
+    proc = start_broker("127.0.0.1", port, log)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
