@@ -86,9 +86,6 @@ class PromptRequest(Event):
         return self.deadline is not None and now >= self.deadline
 
 
-RouteReason = Literal["only_pool", "cheapest_healthy", "spillover", "failover", "pinned", "weighted"]
-
-
 class RoutedRequest(Event):
     """The request plus every decision the router made about it."""
 

@@ -1,0 +1,97 @@
+"""Build dead letters: bad input is kept whole, with the reason, and never stops a consumer."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable
+
+from pydantic import ValidationError
+
+from schemas import DeadLetter, DeadLetterKind
+
+# A dead letter carries at most this much of the original payload (base64 grows it by 4/3).
+MAX_KEPT_PAYLOAD = 256 * 1024
+
+
+class Rejected(Exception):
+    """Raised by a handler for input that must go to the dead-letter topic."""
+
+    def __init__(
+        self,
+        kind: DeadLetterKind,
+        reason: str,
+        request_id: str | None = None,
+        reply_to: str | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.kind: DeadLetterKind = kind
+        self.reason = reason
+        self.request_id = request_id
+        self.reply_to = reply_to
+
+
+def describe_validation_error(error: ValidationError, limit: int = 5) -> str:
+    """One line per problem, `field.path: message`, capped so reasons stay readable."""
+    problems = [
+        f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}"
+        for e in error.errors(include_url=False)[:limit]
+    ]
+    more = error.error_count() - len(problems)
+    if more > 0:
+        problems.append(f"... and {more} more")
+    return "; ".join(problems)
+
+
+def classify_decode_error(payload: bytes, error: Exception) -> Rejected:
+    """Turn a failure to decode `payload` into the dead-letter kind and reason it deserves."""
+    if isinstance(error, ValidationError):
+        if any(e["type"] == "json_invalid" for e in error.errors()):
+            return Rejected("not_json", f"not valid JSON: {error.errors()[0]['msg']}")
+        return Rejected("schema_invalid", describe_validation_error(error))
+    return Rejected("processing_error", f"{type(error).__name__}: {error}")
+
+
+def sniff_reply_fields(payload: bytes) -> tuple[str | None, str | None]:
+    """Best effort (request_id, reply_to) from an invalid payload, so the app still hears back."""
+    try:
+        doc = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return None, None
+    if not isinstance(doc, dict):
+        return None, None
+    request_id, reply_to = doc.get("request_id"), doc.get("reply_to")
+    return (
+        request_id if isinstance(request_id, str) and 0 < len(request_id) <= 128 else None,
+        reply_to if isinstance(reply_to, str) and 0 < len(reply_to) <= 249 else None,
+    )
+
+
+def build_dead_letter(
+    *,
+    rejected: Rejected,
+    service: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    payload: bytes | None,
+    headers: Iterable[tuple[str, bytes | None]] | None,
+) -> DeadLetter:
+    raw = payload or b""
+    return DeadLetter(
+        kind=rejected.kind,
+        reason=rejected.reason[:8192],
+        service=service,
+        source_topic=topic,
+        source_partition=partition,
+        source_offset=offset,
+        key_b64=base64.b64encode(key).decode() if key is not None else None,
+        payload_b64=base64.b64encode(raw[:MAX_KEPT_PAYLOAD]).decode(),
+        payload_size=len(raw),
+        headers={
+            k: (v or b"").decode("utf-8", errors="replace")[:1024] for k, v in (headers or ())
+        },
+        request_id=rejected.request_id,
+        reply_to=rejected.reply_to,
+    )
