@@ -1,0 +1,362 @@
+"""The Kafka adapter: a producer and one consumption loop with at-least-once commits.
+
+Every service consumes the same way: decode a record, hand it to the service's handler, and
+commit its offset only once everything the handler produced for it is acknowledged by the
+broker. Bad input is dead-lettered by the loop itself, so no handler can stop a consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import RecordMetadata
+from pydantic import ValidationError
+
+from llmops.deadletter import (
+    Rejected,
+    build_dead_letter,
+    classify_decode_error,
+    sniff_reply_fields,
+)
+from llmops.offsets import OffsetTracker
+from llmops.propagation import Headers, inject_context
+from schemas import Event
+from schemas.topics import CONTENT_TYPE_HEADER, DLQ, EVENT_TYPE_HEADER, JSON_CONTENT_TYPE
+
+log = logging.getLogger(__name__)
+
+E = TypeVar("E", bound=Event)
+
+# Tansu (and small clusters) join groups in about session_timeout/2: keep it short.
+SESSION_TIMEOUT_MS = 6000
+HEARTBEAT_INTERVAL_MS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+    timestamp_ms: int
+
+    def decode(self, contract: type[E], max_bytes: int) -> E:
+        """The record's value as `contract`, or Rejected with the reason and any reply address."""
+        payload = self.value or b""
+        if len(payload) > max_bytes:
+            request_id, reply_to = sniff_reply_fields(payload[:max_bytes])
+            raise Rejected(
+                "oversized",
+                f"payload of {len(payload)} bytes exceeds the limit of {max_bytes}",
+                request_id,
+                reply_to,
+            )
+        try:
+            return contract.model_validate_json(payload)
+        except (ValidationError, ValueError) as exc:
+            rejected = classify_decode_error(payload, exc)
+            rejected.request_id, rejected.reply_to = sniff_reply_fields(payload)
+            raise rejected from exc
+
+
+@dataclass(frozen=True)
+class BusConfig:
+    bootstrap_servers: str
+    client_id: str = "llmops"
+    linger_ms: int = 1
+    acks: int | str = "all"
+    compression_type: str | None = None
+    max_request_size: int = 2 * 1_048_576
+    enable_idempotence: bool = False  # aiokafka's InitProducerId fails on Tansu
+
+
+def event_headers(event: Event, extra: Iterable[tuple[str, bytes]] = ()) -> Headers:
+    headers: Headers = [
+        (CONTENT_TYPE_HEADER, JSON_CONTENT_TYPE.encode()),
+        (EVENT_TYPE_HEADER, type(event).__name__.encode()),
+        *extra,
+    ]
+    return inject_context(headers)
+
+
+def _as_key(key: str | bytes | None) -> bytes | None:
+    return key.encode() if isinstance(key, str) else key
+
+
+class Producer:
+    """An async producer; `send*` return a future that resolves once the broker acknowledged."""
+
+    def __init__(self, config: BusConfig) -> None:
+        self._config = config
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=config.bootstrap_servers,
+            client_id=config.client_id,
+            acks=config.acks,
+            linger_ms=config.linger_ms,
+            compression_type=config.compression_type,
+            max_request_size=config.max_request_size,
+            enable_idempotence=config.enable_idempotence,
+        )
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def send(
+        self,
+        topic: str,
+        value: bytes,
+        key: str | bytes | None = None,
+        headers: Headers | None = None,
+        partition: int | None = None,
+    ) -> asyncio.Future[RecordMetadata]:
+        future: asyncio.Future[RecordMetadata] = await self._producer.send(
+            topic, value=value, key=_as_key(key), headers=headers or [], partition=partition
+        )
+        return future
+
+    async def send_event(
+        self,
+        topic: str,
+        event: Event,
+        key: str | bytes | None = None,
+        extra_headers: Iterable[tuple[str, bytes]] = (),
+    ) -> asyncio.Future[RecordMetadata]:
+        """JSON value, content-type and event-type headers, and the current trace context."""
+        return await self.send(topic, event.to_bytes(), key, event_headers(event, extra_headers))
+
+    async def flush(self) -> None:
+        await self._producer.flush()
+
+    async def __aenter__(self) -> Producer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.stop()
+
+
+# A handler does the quick part of its work inline (decode, decide, enqueue sends) and
+# returns what must complete before the record counts as done: delivery futures, or a task
+# that generates and replies. None means nothing is pending.
+Handler = Callable[[Record], Awaitable[Awaitable[Any] | None]]
+RejectHook = Callable[[Record, Rejected], Awaitable[Sequence[Awaitable[Any]]]]
+
+
+@dataclass
+class ConsumerConfig:
+    topics: Sequence[str]
+    group_id: str
+    service: str
+    max_in_flight: int = 1000
+    max_message_bytes: int = 1_048_576
+    commit_interval_s: float = 0.2
+    fetch_max_wait_ms: int = 20
+    max_poll_records: int = 500
+    auto_offset_reset: str = "earliest"
+    dlq_topic: str = DLQ.name
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, loop: ConsumerLoop) -> None:
+        self._loop = loop
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self._loop.on_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        log.info("%s assigned %d partitions", self._loop.config.group_id, len(assigned))
+
+
+class ConsumerLoop:
+    """Consume, hand each record to `handler`, dead-letter bad input, commit what is done."""
+
+    def __init__(
+        self,
+        bus: BusConfig,
+        config: ConsumerConfig,
+        handler: Handler,
+        producer: Producer,
+        on_reject: RejectHook | None = None,
+    ) -> None:
+        self.config = config
+        self._bus = bus
+        self._handler = handler
+        self._producer = producer
+        self._on_reject = on_reject
+        self._tracker = OffsetTracker()
+        self._pending: set[asyncio.Future[Any]] = set()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._paused = False
+        self._stopping = asyncio.Event()
+        self._fatal: BaseException | None = None
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=bus.bootstrap_servers,
+            client_id=f"{bus.client_id}-{config.service}",
+            group_id=config.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset=config.auto_offset_reset,
+            session_timeout_ms=SESSION_TIMEOUT_MS,
+            heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
+            fetch_max_wait_ms=config.fetch_max_wait_ms,
+            max_poll_records=config.max_poll_records,
+            **config.extra,
+        )
+        self.records_done = 0
+        self.dead_letters = 0
+
+    @property
+    def in_flight(self) -> int:
+        return self._tracker.in_flight()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Run until `stop()`; then drain in-flight work and make a final commit."""
+        self.consumer.subscribe(list(self.config.topics), listener=_Rebalance(self))
+        await self.consumer.start()
+        committer = asyncio.create_task(self._commit_periodically())
+        try:
+            while not self._stopping.is_set():
+                if self._fatal is not None:
+                    raise self._fatal
+                await self._wait_for_room()
+                batches = await self.consumer.getmany(timeout_ms=100)
+                for tp, records in batches.items():
+                    for raw in records:
+                        await self._dispatch(tp, raw)
+            await self._drain()
+        finally:
+            committer.cancel()
+            try:
+                await self._commit()
+            finally:
+                await self.consumer.stop()
+        if self._fatal is not None:
+            raise self._fatal
+
+    async def _wait_for_room(self) -> None:
+        # Backpressure: stop fetching while the handler's work is at capacity; the group
+        # keeps its partitions (heartbeats continue) and nothing is fetched ahead.
+        if self._tracker.in_flight() < self.config.max_in_flight:
+            if self._paused:
+                self.consumer.resume(*self.consumer.assignment())
+                self._paused = False
+            return
+        if not self._paused:
+            self.consumer.pause(*self.consumer.assignment())
+            self._paused = True
+        self._room.clear()
+        try:
+            await asyncio.wait_for(self._room.wait(), timeout=0.5)
+        except TimeoutError:
+            pass
+
+    async def _dispatch(self, tp: TopicPartition, raw: Any) -> None:
+        record = Record(
+            tp.topic, tp.partition, raw.offset, raw.key, raw.value,
+            list(raw.headers or ()), raw.timestamp,
+        )
+        self._tracker.start(record.topic, record.partition, record.offset)
+        try:
+            pending = await self._handler(record)
+        except Rejected as rejected:
+            pending = self._reject(record, rejected)
+        except Exception as exc:  # a handler bug must not stop the consumer: dead-letter it
+            log.exception("handler failed on %s[%d]@%d", record.topic, record.partition, record.offset)
+            pending = self._reject(
+                record, Rejected("processing_error", f"{type(exc).__name__}: {exc}")
+            )
+        self._track(record, pending)
+
+    def _reject(self, record: Record, rejected: Rejected) -> Awaitable[Any]:
+        return asyncio.ensure_future(self._send_rejection(record, rejected))
+
+    async def _send_rejection(self, record: Record, rejected: Rejected) -> None:
+        self.dead_letters += 1
+        letter = build_dead_letter(
+            rejected=rejected, service=self.config.service, topic=record.topic,
+            partition=record.partition, offset=record.offset, key=record.key,
+            payload=record.value, headers=record.headers,
+        )
+        acks = [await self._producer.send_event(self.config.dlq_topic, letter, key=record.topic)]
+        if self._on_reject is not None:
+            acks.extend(await self._on_reject(record, rejected))
+        await asyncio.gather(*acks)
+
+    def _track(self, record: Record, pending: Awaitable[Any] | None) -> None:
+        if pending is None:
+            self._finish(record)
+            return
+        future = asyncio.ensure_future(pending)
+        self._pending.add(future)
+
+        def done(fut: asyncio.Future[Any]) -> None:
+            self._pending.discard(fut)
+            if fut.cancelled():
+                return
+            error = fut.exception()
+            if error is not None:
+                # Output not acknowledged: never commit past this record. Stop, so the
+                # supervisor restarts us and the record is consumed again.
+                log.error("output for %s[%d]@%d failed: %r", record.topic, record.partition,
+                          record.offset, error)
+                self._fatal = self._fatal or error
+                self._stopping.set()
+                return
+            self._finish(record)
+
+        future.add_done_callback(done)
+
+    def _finish(self, record: Record) -> None:
+        self._tracker.finish(record.topic, record.partition, record.offset)
+        self.records_done += 1
+        if not self._room.is_set() and self._tracker.in_flight() < self.config.max_in_flight:
+            self._room.set()
+
+    async def _commit(self) -> None:
+        offsets = self._tracker.committable()
+        if not offsets:
+            return
+        assigned = self.consumer.assignment()
+        commit = {
+            TopicPartition(t, p): o for (t, p), o in offsets.items() if TopicPartition(t, p) in assigned
+        }
+        if not commit:
+            return
+        await self.consumer.commit(commit)
+        self._tracker.mark_committed({(tp.topic, tp.partition): o for tp, o in commit.items()})
+
+    async def _commit_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.commit_interval_s)
+            try:
+                await self._commit()
+            except Exception:  # a failed commit is retried next tick; work is not lost
+                log.warning("commit failed; retrying", exc_info=True)
+
+    async def _drain(self, timeout: float = 30.0) -> None:
+        if self._pending:
+            deadline = time.monotonic() + timeout
+            await asyncio.wait(set(self._pending), timeout=max(0.0, deadline - time.monotonic()))
+
+    async def on_revoked(self, revoked: list[TopicPartition]) -> None:
+        try:
+            await self._commit()
+        except Exception:
+            log.warning("commit on revoke failed", exc_info=True)
+        for tp in revoked:
+            self._tracker.forget(tp.topic, tp.partition)
