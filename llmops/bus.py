@@ -8,8 +8,8 @@ broker. Bad input is dead-lettered by the loop itself, so no handler can stop a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -36,6 +36,8 @@ E = TypeVar("E", bound=Event)
 # Tansu (and small clusters) join groups in about session_timeout/2: keep it short.
 SESSION_TIMEOUT_MS = 6000
 HEARTBEAT_INTERVAL_MS = 1000
+# On shutdown, in-flight work gets this long to finish before its offsets are left uncommitted.
+DRAIN_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,15 +262,18 @@ class ConsumerLoop:
             self.consumer.pause(*self.consumer.assignment())
             self._paused = True
         self._room.clear()
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._room.wait(), timeout=0.5)
-        except TimeoutError:
-            pass
 
     async def _dispatch(self, tp: TopicPartition, raw: Any) -> None:
         record = Record(
-            tp.topic, tp.partition, raw.offset, raw.key, raw.value,
-            list(raw.headers or ()), raw.timestamp,
+            tp.topic,
+            tp.partition,
+            raw.offset,
+            raw.key,
+            raw.value,
+            list(raw.headers or ()),
+            raw.timestamp,
         )
         self._tracker.start(record.topic, record.partition, record.offset)
         try:
@@ -276,7 +281,9 @@ class ConsumerLoop:
         except Rejected as rejected:
             pending = self._reject(record, rejected)
         except Exception as exc:  # a handler bug must not stop the consumer: dead-letter it
-            log.exception("handler failed on %s[%d]@%d", record.topic, record.partition, record.offset)
+            log.exception(
+                "handler failed on %s[%d]@%d", record.topic, record.partition, record.offset
+            )
             pending = self._reject(
                 record, Rejected("processing_error", f"{type(exc).__name__}: {exc}")
             )
@@ -288,11 +295,18 @@ class ConsumerLoop:
     async def _send_rejection(self, record: Record, rejected: Rejected) -> None:
         self.dead_letters += 1
         letter = build_dead_letter(
-            rejected=rejected, service=self.config.service, topic=record.topic,
-            partition=record.partition, offset=record.offset, key=record.key,
-            payload=record.value, headers=record.headers,
+            rejected=rejected,
+            service=self.config.service,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            payload=record.value,
+            headers=record.headers,
         )
-        acks = [await self._producer.send_event(self.config.dlq_topic, letter, key=record.topic)]
+        acks: list[Awaitable[Any]] = [
+            await self._producer.send_event(self.config.dlq_topic, letter, key=record.topic)
+        ]
         if self._on_reject is not None:
             acks.extend(await self._on_reject(record, rejected))
         await asyncio.gather(*acks)
@@ -312,8 +326,13 @@ class ConsumerLoop:
             if error is not None:
                 # Output not acknowledged: never commit past this record. Stop, so the
                 # supervisor restarts us and the record is consumed again.
-                log.error("output for %s[%d]@%d failed: %r", record.topic, record.partition,
-                          record.offset, error)
+                log.error(
+                    "output for %s[%d]@%d failed: %r",
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    error,
+                )
                 self._fatal = self._fatal or error
                 self._stopping.set()
                 return
@@ -333,7 +352,9 @@ class ConsumerLoop:
             return
         assigned = self.consumer.assignment()
         commit = {
-            TopicPartition(t, p): o for (t, p), o in offsets.items() if TopicPartition(t, p) in assigned
+            TopicPartition(t, p): o
+            for (t, p), o in offsets.items()
+            if TopicPartition(t, p) in assigned
         }
         if not commit:
             return
@@ -348,10 +369,9 @@ class ConsumerLoop:
             except Exception:  # a failed commit is retried next tick; work is not lost
                 log.warning("commit failed; retrying", exc_info=True)
 
-    async def _drain(self, timeout: float = 30.0) -> None:
+    async def _drain(self) -> None:
         if self._pending:
-            deadline = time.monotonic() + timeout
-            await asyncio.wait(set(self._pending), timeout=max(0.0, deadline - time.monotonic()))
+            await asyncio.wait(set(self._pending), timeout=DRAIN_TIMEOUT_S)
 
     async def on_revoked(self, revoked: list[TopicPartition]) -> None:
         try:

@@ -35,28 +35,57 @@ class TopicSpec:
 
 
 REQUESTS = TopicSpec(
-    "llm.requests", 12, "sticky key (user id, else session id, else request id)",
-    "apps publish prompt requests here", (PromptRequest,),
+    "llm.requests",
+    12,
+    "sticky key (user id, else session id, else request id)",
+    "apps publish prompt requests here",
+    (PromptRequest,),
 )
 RESPONSES = TopicSpec(
-    "llm.responses", 12, "request id",
-    "every final result, for the metrics workers", (InferenceResult,),
+    "llm.responses",
+    12,
+    "request id",
+    "every final result, for the metrics workers",
+    (InferenceResult,),
 )
 POOL_STATUS = TopicSpec(
-    "llm.pools.status", 1, "pool name", "pool heartbeats", (PoolStatus,), compacted=True,
+    "llm.pools.status",
+    1,
+    "pool name",
+    "pool heartbeats",
+    (PoolStatus,),
+    compacted=True,
 )
 PROMPTS = TopicSpec(
-    "llm.prompts", 1, "prompt name:version", "prompt registry", (PromptVersion,), compacted=True,
+    "llm.prompts",
+    1,
+    "prompt name:version",
+    "prompt registry",
+    (PromptVersion,),
+    compacted=True,
 )
 EXPERIMENTS = TopicSpec(
-    "llm.experiments", 1, "experiment name", "A/B experiments", (Experiment,), compacted=True,
+    "llm.experiments",
+    1,
+    "experiment name",
+    "A/B experiments",
+    (Experiment,),
+    compacted=True,
 )
 METRICS = TopicSpec(
-    "llm.metrics", 6, "window group", "closed metric windows", (MetricWindow, DriftReport),
+    "llm.metrics",
+    6,
+    "window group",
+    "closed metric windows",
+    (MetricWindow, DriftReport),
 )
 ALERTS = TopicSpec("llm.alerts", 1, "alert kind", "alerts for humans and pagers", (Alert,))
 DLQ = TopicSpec(
-    "llm.dlq", 3, "source topic", "input no consumer could take, with the reason", (DeadLetter,),
+    "llm.dlq",
+    3,
+    "source topic",
+    "input no consumer could take, with the reason",
+    (DeadLetter,),
 )
 
 INFERENCE_PREFIX = "llm.inference."
@@ -67,19 +96,32 @@ INFERENCE_PARTITIONS = 12
 def inference_topic(pool: str) -> TopicSpec:
     """One topic per pool; the pool's consumer group reads it."""
     return TopicSpec(
-        INFERENCE_PREFIX + pool, INFERENCE_PARTITIONS, "sticky key",
-        f"requests routed to pool {pool}", (RoutedRequest,),
+        INFERENCE_PREFIX + pool,
+        INFERENCE_PARTITIONS,
+        "sticky key",
+        f"requests routed to pool {pool}",
+        (RoutedRequest,),
     )
 
 
 def reply_topic(client_id: str) -> TopicSpec:
     """A client's private reply topic: chunks and final results for its requests."""
     return TopicSpec(
-        REPLIES_PREFIX + client_id, 1, "request id",
-        "replies for one SDK client", (ResponseChunk, InferenceResult),
+        REPLIES_PREFIX + client_id,
+        1,
+        "request id",
+        "replies for one SDK client",
+        (ResponseChunk, InferenceResult),
     )
 
 
 CORE_TOPICS: tuple[TopicSpec, ...] = (
-    REQUESTS, RESPONSES, POOL_STATUS, PROMPTS, EXPERIMENTS, METRICS, ALERTS, DLQ,
+    REQUESTS,
+    RESPONSES,
+    POOL_STATUS,
+    PROMPTS,
+    EXPERIMENTS,
+    METRICS,
+    ALERTS,
+    DLQ,
 )

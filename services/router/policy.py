@@ -1,0 +1,135 @@
+"""Routing decisions, pure: which prompt version and variant, which pool, and why."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from llmops.config import PoolConfig
+from schemas import ChatMessage, Experiment, PromptRequest, RoutedRequest
+from services.router.prompts import PromptError, PromptSet, render
+
+DEFAULT_VARIANT = "default"
+
+
+class RoutingError(LookupError):
+    """No pool can serve the request."""
+
+
+def bucket(salt: str, key: str) -> float:
+    """A stable number in [0, 1) for (salt, key): the same user lands on the same variant."""
+    digest = hashlib.blake2b(f"{salt}\x00{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def pick_weighted(names: Sequence[str], weights: Sequence[float], point: float) -> str:
+    """The name whose share of the total weight covers `point` in [0, 1)."""
+    total = sum(weights)
+    if total <= 0:
+        raise ValueError("weights must have a positive sum")
+    edge = 0.0
+    for name, weight in zip(names, weights, strict=True):
+        edge += weight / total
+        if point < edge:
+            return name
+    return names[-1]  # rounding at the top edge
+
+
+@dataclass(frozen=True)
+class PromptChoice:
+    messages: list[ChatMessage]
+    prompt_name: str | None = None
+    prompt_version: int | None = None
+    experiment: str | None = None
+    variant: str = DEFAULT_VARIANT
+    model: str | None = None
+
+
+def assign_variant(experiment: Experiment, sticky_key: str) -> tuple[str, int | None]:
+    names = [v.name for v in experiment.variants]
+    chosen = pick_weighted(
+        names, [v.weight for v in experiment.variants], bucket(experiment.name, sticky_key)
+    )
+    variant = next(v for v in experiment.variants if v.name == chosen)
+    return variant.name, variant.prompt_version
+
+
+def choose_prompt(request: PromptRequest, prompts: PromptSet) -> PromptChoice:
+    """Raw messages pass through; a prompt reference resolves to a version (maybe by A/B test)."""
+    if request.messages is not None:
+        return PromptChoice(messages=list(request.messages))
+    ref = request.prompt
+    assert ref is not None  # the contract guarantees one of the two
+    experiment = None if (ref.version or ref.label) else prompts.running_experiment(ref.name)
+    if experiment is not None:
+        variant, version_number = assign_variant(experiment, request.sticky_key)
+        version = prompts.resolve(ref, version_number)
+    else:
+        variant = f"v{ref.version}" if ref.version else (ref.label or DEFAULT_VARIANT)
+        version = prompts.resolve(ref)
+    return PromptChoice(
+        messages=render(version, ref.variables),
+        prompt_name=version.name,
+        prompt_version=version.version,
+        experiment=experiment.name if experiment else None,
+        variant=variant,
+        model=version.model,
+    )
+
+
+def choose_pool(
+    pools: Sequence[PoolConfig], model: str | None, adapter: str | None
+) -> tuple[PoolConfig, str]:
+    """The cheapest pool serving the model (and adapter); ties: higher priority, then name."""
+    candidates = [
+        p
+        for p in pools
+        if (model is None or p.model == model) and (adapter is None or adapter in p.adapters)
+    ]
+    if not candidates:
+        wanted = f"model {model!r}" if model else "any model"
+        if adapter:
+            wanted += f" with adapter {adapter!r}"
+        raise RoutingError(f"no configured pool serves {wanted}; pools: {[p.name for p in pools]}")
+    ranked = sorted(candidates, key=lambda p: (p.cost_per_1k_tokens, -p.priority, p.name))
+    chosen = ranked[0]
+    if len(candidates) == 1:
+        return chosen, f"only_pool: {chosen.name} is the one pool serving it"
+    return chosen, (
+        f"cheapest_healthy: {chosen.name} at ${chosen.cost_per_1k_tokens}/1k tokens "
+        f"of {len(candidates)} candidates"
+    )
+
+
+def route(
+    request: PromptRequest, prompts: PromptSet, pools: Sequence[PoolConfig], now: datetime
+) -> RoutedRequest:
+    """Raises PromptError or RoutingError with a message fit for the app."""
+    choice = choose_prompt(request, prompts)
+    pool, reason = choose_pool(pools, request.model or choice.model, request.adapter)
+    return RoutedRequest(
+        request=request,
+        prompt_name=choice.prompt_name,
+        prompt_version=choice.prompt_version,
+        experiment=choice.experiment,
+        variant=choice.variant,
+        messages=choice.messages,
+        pool=pool.name,
+        model=pool.model,
+        route_reason=reason,
+        routed_at=now,
+    )
+
+
+__all__ = [
+    "PromptError",
+    "RoutingError",
+    "assign_variant",
+    "bucket",
+    "choose_pool",
+    "choose_prompt",
+    "pick_weighted",
+    "route",
+]
