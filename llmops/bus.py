@@ -239,7 +239,14 @@ class ConsumerLoop:
                 batches = await self.consumer.getmany(timeout_ms=100)
                 for tp, records in batches.items():
                     for raw in records:
-                        await self._dispatch(tp, raw)
+                        while self._tracker.in_flight() >= self.config.max_in_flight:
+                            if self._stopping.is_set():
+                                break
+                            await self._wait_for_room()
+                        else:
+                            await self._dispatch(tp, raw)
+                            continue
+                        break
             await self._drain()
         finally:
             committer.cancel()

@@ -1,0 +1,280 @@
+"""The Python SDK for apps: request/reply over Kafka.
+
+    async with LLMOpsClient(app="support") as client:
+        result = await client.generate(messages=[{"role": "user", "content": "Hi"}])
+        async for piece in client.stream(prompt="support-answer", variables={...}):
+            print(piece, end="")
+
+Each client owns a private reply topic; replies are matched by request id, so duplicates from
+at-least-once delivery are dropped here and the app sees exactly one final result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from opentelemetry import trace
+
+from llmops.bus import BusConfig, Producer
+from llmops.propagation import header_value
+from llmops.topics import delete_topics, ensure_topics
+from schemas import (
+    ChatMessage,
+    InferenceResult,
+    PromptRef,
+    PromptRequest,
+    ResponseChunk,
+    SamplingParams,
+    utc_now,
+)
+from schemas.topics import EVENT_TYPE_HEADER, REQUESTS, reply_topic
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("llmops.sdk")
+
+MessageLike = ChatMessage | Mapping[str, str]
+
+
+class LLMOpsError(RuntimeError):
+    """The platform answered the request with an error."""
+
+    def __init__(self, result: InferenceResult) -> None:
+        error = result.error
+        super().__init__(
+            f"request {result.request_id} failed: "
+            f"{error.kind if error else result.finish_reason}: {error.message if error else ''}"
+        )
+        self.result = result
+
+
+class ReplyTimeout(TimeoutError):
+    """No final reply arrived in time."""
+
+
+@dataclass
+class _Pending:
+    result: asyncio.Future[InferenceResult]
+    stream: asyncio.Queue[ResponseChunk | InferenceResult] | None = None
+    next_seq: int = 0
+    held: dict[int, ResponseChunk] = field(default_factory=dict)
+
+
+class LLMOpsClient:
+    def __init__(
+        self,
+        bootstrap_servers: str | None = None,
+        *,
+        app: str = "default",
+        tenant: str = "default",
+        client_id: str | None = None,
+        timeout_s: float = 120.0,
+    ) -> None:
+        if bootstrap_servers is None:
+            from llmops.config import get_settings
+
+            bootstrap_servers = get_settings().kafka_bootstrap_servers
+        self.bootstrap_servers = bootstrap_servers
+        self.app = app
+        self.tenant = tenant
+        self.client_id = client_id or f"{app}-{uuid.uuid4().hex[:12]}"
+        self.reply_topic = reply_topic(self.client_id).name
+        self.timeout_s = timeout_s
+        self._producer = Producer(BusConfig(bootstrap_servers, client_id=f"sdk-{self.client_id}"))
+        self._consumer: AIOKafkaConsumer | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._pending: dict[str, _Pending] = {}
+        self.duplicates = 0
+
+    async def __aenter__(self) -> LLMOpsClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        try:
+            await asyncio.to_thread(
+                ensure_topics, self.bootstrap_servers, [reply_topic(self.client_id)]
+            )
+        except Exception as exc:
+            raise ConnectionError(
+                f"cannot reach Kafka at {self.bootstrap_servers} ({exc}); is the platform "
+                "running (`llmops up`) and KAFKA_BOOTSTRAP_SERVERS right?"
+            ) from exc
+        await self._producer.start()
+        # A fresh private topic: read it from the start, no group needed.
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap_servers,
+            client_id=f"sdk-{self.client_id}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=10,
+        )
+        await self._consumer.start()
+        partition = TopicPartition(self.reply_topic, 0)
+        self._consumer.assign([partition])
+        await self._consumer.seek_to_beginning(partition)
+        self._reader = asyncio.create_task(self._read_replies())
+
+    async def close(self, delete_reply_topic: bool = True) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        if self._consumer is not None:
+            await self._consumer.stop()
+        await self._producer.stop()
+        for pending in self._pending.values():
+            if not pending.result.done():
+                pending.result.cancel()
+        if delete_reply_topic:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(delete_topics, self.bootstrap_servers, [self.reply_topic])
+
+    # --- requests -------------------------------------------------------------------------
+
+    def build_request(
+        self,
+        messages: Sequence[MessageLike] | None = None,
+        *,
+        prompt: str | None = None,
+        variables: Mapping[str, str] | None = None,
+        label: str | None = None,
+        version: int | None = None,
+        stream: bool = False,
+        timeout_s: float | None = None,
+        **options: Any,
+    ) -> PromptRequest:
+        """A PromptRequest addressed to this client. `options`: PromptRequest fields or sampling."""
+        sampling_fields = set(SamplingParams.model_fields)
+        sampling = {k: options.pop(k) for k in list(options) if k in sampling_fields}
+        return PromptRequest(
+            messages=[ChatMessage.model_validate(m) for m in messages] if messages else None,
+            prompt=PromptRef(name=prompt, label=label, version=version, variables=dict(variables or {}))
+            if prompt
+            else None,
+            sampling=SamplingParams(**sampling),
+            stream=stream,
+            reply_to=self.reply_topic,
+            app=options.pop("app", self.app),
+            tenant=options.pop("tenant", self.tenant),
+            deadline=utc_now() + timedelta(seconds=timeout_s or self.timeout_s),
+            **options,
+        )
+
+    async def submit(self, request: PromptRequest, stream: bool = False) -> _Pending:
+        """Publish a request; the returned handle resolves with its final result."""
+        if request.reply_to != self.reply_topic:
+            request = request.model_copy(update={"reply_to": self.reply_topic})
+        pending = _Pending(asyncio.get_running_loop().create_future(), asyncio.Queue() if stream else None)
+        self._pending[request.request_id] = pending
+        with tracer.start_as_current_span(
+            f"send {REQUESTS.name}",
+            kind=trace.SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.operation.type": "send",
+                "messaging.destination.name": REQUESTS.name,
+                "llmops.request_id": request.request_id,
+            },
+        ):
+            ack = await self._producer.send_event(REQUESTS.name, request, key=request.sticky_key)
+        await ack
+        return pending
+
+    async def generate(
+        self, messages: Sequence[MessageLike] | None = None, **kwargs: Any
+    ) -> InferenceResult:
+        """Send one request and wait for its final result; raises LLMOpsError on an error reply."""
+        timeout_s = kwargs.get("timeout_s") or self.timeout_s
+        request = self.build_request(messages, **kwargs)
+        result = await self.wait(request.request_id, await self.submit(request), timeout_s)
+        if result.error is not None:
+            raise LLMOpsError(result)
+        return result
+
+    async def wait(self, request_id: str, pending: _Pending, timeout_s: float) -> InferenceResult:
+        try:
+            return await asyncio.wait_for(asyncio.shield(pending.result), timeout_s)
+        except TimeoutError as exc:
+            raise ReplyTimeout(
+                f"no reply to request {request_id} within {timeout_s:.0f}s on {self.reply_topic}; "
+                "check the platform is running (`llmops topics`) and its pools are up"
+            ) from exc
+        finally:
+            self._pending.pop(request_id, None)
+
+    async def stream(
+        self, messages: Sequence[MessageLike] | None = None, **kwargs: Any
+    ) -> AsyncIterator[str]:
+        """Yield text pieces in order as they are generated; ends with the final result."""
+        timeout_s = kwargs.get("timeout_s") or self.timeout_s
+        request = self.build_request(messages, stream=True, **kwargs)
+        pending = await self.submit(request, stream=True)
+        assert pending.stream is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        try:
+            while True:
+                try:
+                    item = await asyncio.wait_for(pending.stream.get(), deadline - loop.time())
+                except TimeoutError as exc:
+                    raise ReplyTimeout(
+                        f"stream of request {request.request_id} stalled past {timeout_s:.0f}s"
+                    ) from exc
+                if isinstance(item, InferenceResult):
+                    if item.error is not None:
+                        raise LLMOpsError(item)
+                    return
+                yield item.text
+        finally:
+            self._pending.pop(request.request_id, None)
+
+    # --- replies --------------------------------------------------------------------------
+
+    async def _read_replies(self) -> None:
+        assert self._consumer is not None
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=200)
+            for records in batches.values():
+                for record in records:
+                    try:
+                        self._on_reply(record.value, header_value(record.headers, EVENT_TYPE_HEADER))
+                    except Exception:  # one bad reply must not end the reader
+                        log.exception("undecodable reply at offset %d", record.offset)
+
+    def _on_reply(self, value: bytes | None, event_type: str | None) -> None:
+        if event_type == "ResponseChunk":
+            chunk = ResponseChunk.model_validate_json(value or b"")
+            pending = self._pending.get(chunk.request_id)
+            if pending is not None and pending.stream is not None:
+                self._deliver_chunk(pending, chunk)
+            return
+        result = InferenceResult.model_validate_json(value or b"")
+        pending = self._pending.get(result.request_id)
+        if pending is None or pending.result.done():
+            self.duplicates += 1
+            return
+        pending.result.set_result(result)
+        if pending.stream is not None:
+            pending.stream.put_nowait(result)
+
+    def _deliver_chunk(self, pending: _Pending, chunk: ResponseChunk) -> None:
+        # Replays can resend chunks: keep order by seq, drop what was delivered already.
+        if chunk.seq < pending.next_seq or pending.result.done():
+            self.duplicates += 1
+            return
+        pending.held[chunk.seq] = chunk
+        while pending.next_seq in pending.held:
+            assert pending.stream is not None
+            pending.stream.put_nowait(pending.held.pop(pending.next_seq))
+            pending.next_seq += 1

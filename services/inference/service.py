@@ -1,0 +1,242 @@
+"""The inference consumer: one pool's topic -> engine (continuously batched) -> replies.
+
+Each routed request becomes a task: the consumer keeps fetching while the engine works, up to
+the pool's capacity (then it pauses its partitions), and a record's offset is committed only
+after its final result is acknowledged on the reply topic and on llm.responses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from opentelemetry import trace
+
+from llmops.bus import BusConfig, ConsumerConfig, ConsumerLoop, Producer, Record
+from llmops.config import PoolConfig, Settings
+from llmops.propagation import extract_context
+from llmops.replies import error_result, publish_result, rejection_replier
+from schemas import (
+    ErrorInfo,
+    FinishReason,
+    InferenceResult,
+    ResponseChunk,
+    RoutedRequest,
+    Timings,
+    Usage,
+    utc_now,
+)
+from schemas.topics import inference_topic
+from services.inference.engines.base import Engine, EngineError, GenerationRequest
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("llmops.inference")
+
+
+def group_id(pool: str) -> str:
+    return f"llmops-inference-{pool}"
+
+
+def generation_request(routed: RoutedRequest) -> GenerationRequest:
+    sampling = routed.request.sampling
+    return GenerationRequest(
+        request_id=routed.request.request_id,
+        messages=tuple((m.role, m.content) for m in routed.messages),
+        max_tokens=sampling.max_tokens,
+        temperature=sampling.temperature,
+        top_p=sampling.top_p,
+        top_k=sampling.top_k,
+        seed=sampling.seed,
+        stop=tuple(sampling.stop),
+        adapter=routed.request.adapter,
+    )
+
+
+def prompt_text(routed: RoutedRequest) -> str:
+    return "\n".join(m.content for m in routed.messages)
+
+
+class InferenceWorker:
+    def __init__(
+        self, settings: Settings, pool: PoolConfig, engine: Engine, producer: Producer
+    ) -> None:
+        self._settings = settings
+        self._pool = pool
+        self._engine = engine
+        self._producer = producer
+        self.served = 0
+
+    async def handle(self, record: Record) -> Any:
+        consumed_at = time.monotonic()
+        routed = record.decode(RoutedRequest, self._settings.max_message_bytes)
+        return asyncio.create_task(self._serve(routed, record, consumed_at))
+
+    async def _serve(self, routed: RoutedRequest, record: Record, consumed_at: float) -> None:
+        request = routed.request
+        with tracer.start_as_current_span(
+            f"chat {routed.model}",
+            context=extract_context(record.headers),
+            kind=trace.SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": record.topic,
+                "messaging.kafka.offset": record.offset,
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": self._pool.provider,
+                "gen_ai.request.model": routed.model,
+                "gen_ai.request.max_tokens": request.sampling.max_tokens,
+                "gen_ai.request.temperature": request.sampling.temperature,
+                "llmops.request_id": request.request_id,
+                "llmops.pool": self._pool.name,
+            },
+        ) as span:
+            result = await self._generate(routed, consumed_at)
+            span.set_attributes(
+                {
+                    "gen_ai.usage.input_tokens": result.usage.input_tokens,
+                    "gen_ai.usage.output_tokens": result.usage.output_tokens,
+                    "gen_ai.response.finish_reasons": [result.finish_reason],
+                    "gen_ai.response.model": routed.model,
+                }
+            )
+            if result.error is not None:
+                span.set_status(trace.StatusCode.ERROR, result.error.message)
+            acks = await publish_result(self._producer, result, request.reply_to)
+        await asyncio.gather(*acks)
+        self.served += 1
+
+    async def _generate(self, routed: RoutedRequest, consumed_at: float) -> InferenceResult:
+        request = routed.request
+        now = utc_now()
+        if request.expired(now):
+            return self._result(
+                routed,
+                "",
+                "timeout",
+                Usage(),
+                Timings(),
+                0,
+                ErrorInfo(kind="deadline_exceeded", message="deadline passed before generation"),
+            )
+        deadline_s = (
+            (request.deadline - now).total_seconds()
+            if request.deadline
+            else self._settings.default_deadline_s
+        )
+        started = time.monotonic()
+        first_token_at: float | None = None
+        text_parts: list[str] = []
+        chunk_acks: list[asyncio.Future[Any]] = []
+        usage = Usage()
+        finish: FinishReason = "error"
+        error: ErrorInfo | None = None
+        seq = 0
+        gen = generation_request(routed)
+        try:
+            async with asyncio.timeout(deadline_s):
+                async for chunk in self._engine.generate(gen):
+                    if chunk.text:
+                        if first_token_at is None:
+                            first_token_at = time.monotonic()
+                        text_parts.append(chunk.text)
+                        if request.stream and request.reply_to:
+                            piece = ResponseChunk(
+                                request_id=request.request_id, seq=seq, text=chunk.text
+                            )
+                            chunk_acks.append(
+                                await self._producer.send_event(
+                                    request.reply_to, piece, key=request.request_id
+                                )
+                            )
+                            seq += 1
+                    usage = Usage(
+                        input_tokens=chunk.input_tokens, output_tokens=chunk.output_tokens
+                    )
+                    if chunk.finish is not None:
+                        finish = chunk.finish
+        except TimeoutError:
+            await self._engine.abort(request.request_id)
+            finish = "timeout"
+            error = ErrorInfo(
+                kind="deadline_exceeded", message=f"deadline hit after {deadline_s:.1f}s"
+            )
+        except EngineError as exc:
+            error = ErrorInfo(kind="engine_error", message=str(exc))
+        done = time.monotonic()
+        if chunk_acks:
+            await asyncio.gather(*chunk_acks)  # chunks land before the final result
+        ttft = (first_token_at or done) - started
+        decode_tokens = max(usage.output_tokens - 1, 0)
+        timings = Timings(
+            queue_ms=(started - consumed_at) * 1000,
+            ttft_ms=ttft * 1000,
+            tpot_ms=((done - (first_token_at or done)) / decode_tokens * 1000)
+            if decode_tokens
+            else 0.0,
+            total_ms=(done - consumed_at) * 1000,
+        )
+        return self._result(routed, "".join(text_parts), finish, usage, timings, seq, error)
+
+    def _result(
+        self,
+        routed: RoutedRequest,
+        text: str,
+        finish: FinishReason,
+        usage: Usage,
+        timings: Timings,
+        chunks: int,
+        error: ErrorInfo | None,
+    ) -> InferenceResult:
+        request = routed.request
+        return InferenceResult(
+            request_id=request.request_id,
+            tenant=request.tenant,
+            app=request.app,
+            text=text,
+            finish_reason=finish,
+            usage=usage,
+            timings=timings,
+            chunks=chunks,
+            pool=self._pool.name,
+            model=routed.model,
+            engine=self._engine.name,
+            prompt_name=routed.prompt_name,
+            prompt_version=routed.prompt_version,
+            experiment=routed.experiment,
+            variant=routed.variant,
+            route_reason=routed.route_reason,
+            attributes=request.attributes,
+            cost_usd=usage.total_tokens / 1000 * self._pool.cost_per_1k_tokens,
+            error=error,
+            prompt_text=prompt_text(routed),
+            context=request.context,
+        )
+
+
+def build_worker(
+    settings: Settings, pool: PoolConfig, engine: Engine, producer: Producer
+) -> tuple[InferenceWorker, ConsumerLoop]:
+    bus = BusConfig(settings.kafka_bootstrap_servers, client_id=f"llmops-inference-{pool.name}")
+    worker = InferenceWorker(settings, pool, engine, producer)
+    loop = ConsumerLoop(
+        bus,
+        ConsumerConfig(
+            topics=[inference_topic(pool.name).name],
+            group_id=group_id(pool.name),
+            service=f"inference-{pool.name}",
+            max_in_flight=pool.capacity,
+            max_poll_records=pool.capacity,
+            max_message_bytes=settings.max_message_bytes,
+            commit_interval_s=settings.commit_interval_s,
+        ),
+        worker.handle,
+        producer,
+        on_reject=rejection_replier(producer),
+    )
+    return worker, loop
+
+
+__all__ = ["InferenceWorker", "build_worker", "error_result", "group_id"]
