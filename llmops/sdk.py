@@ -159,7 +159,9 @@ class LLMOpsClient:
         sampling = {k: options.pop(k) for k in list(options) if k in sampling_fields}
         return PromptRequest(
             messages=[ChatMessage.model_validate(m) for m in messages] if messages else None,
-            prompt=PromptRef(name=prompt, label=label, version=version, variables=dict(variables or {}))
+            prompt=PromptRef(
+                name=prompt, label=label, version=version, variables=dict(variables or {})
+            )
             if prompt
             else None,
             sampling=SamplingParams(**sampling),
@@ -175,7 +177,9 @@ class LLMOpsClient:
         """Publish a request; the returned handle resolves with its final result."""
         if request.reply_to != self.reply_topic:
             request = request.model_copy(update={"reply_to": self.reply_topic})
-        pending = _Pending(asyncio.get_running_loop().create_future(), asyncio.Queue() if stream else None)
+        pending = _Pending(
+            asyncio.get_running_loop().create_future(), asyncio.Queue() if stream else None
+        )
         self._pending[request.request_id] = pending
         with tracer.start_as_current_span(
             f"send {REQUESTS.name}",
@@ -248,7 +252,9 @@ class LLMOpsClient:
             for records in batches.values():
                 for record in records:
                     try:
-                        self._on_reply(record.value, header_value(record.headers, EVENT_TYPE_HEADER))
+                        self._on_reply(
+                            record.value, header_value(record.headers, EVENT_TYPE_HEADER)
+                        )
                     except Exception:  # one bad reply must not end the reader
                         log.exception("undecodable reply at offset %d", record.offset)
 

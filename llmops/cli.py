@@ -1,0 +1,173 @@
+"""`llmops`: run the platform, send traffic, query metrics, inspect topics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from llmops.config import get_settings
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+console = Console()
+
+
+@app.command()
+def up(
+    demo: Annotated[bool, typer.Option(help="send demo traffic once the platform is up")] = False,
+    demo_requests: Annotated[int, typer.Option(help="demo requests to send")] = 24,
+    embedded: Annotated[
+        bool,
+        typer.Option(help="start the embedded broker and store; --no-embedded uses external ones"),
+    ] = True,
+    exit_after_demo: Annotated[bool, typer.Option(help="stop everything after the demo")] = False,
+) -> None:
+    """Start the platform (broker, store, router, pools, metrics worker) until Ctrl-C."""
+    from llmops.stack import LocalStack
+
+    settings = get_settings()
+    stack = LocalStack(settings, console, embedded=embedded)
+    started = time.monotonic()
+    exit_code = 0
+    try:
+        addresses = stack.start()
+        console.print(
+            f"[bold green]platform up[/] in {time.monotonic() - started:.1f}s  "
+            f"kafka={addresses.kafka}  clickhouse={addresses.clickhouse_url}  "
+            f"otlp={addresses.otlp_endpoint or '-'}  logs={stack.log_dir}"
+        )
+        if demo:
+            exit_code = _demo(addresses.kafka, addresses.clickhouse_url, demo_requests, started)
+            if exit_after_demo:
+                return
+        console.print("running; Ctrl-C stops every process")
+        while True:
+            stack.watch()
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        console.print()
+    finally:
+        stack.stop()
+        if exit_code:
+            raise typer.Exit(exit_code)
+
+
+def _demo(bootstrap: str, clickhouse_url: str, requests: int, started: float | None = None) -> int:
+    from llmops.demo.traffic import render_report, run_demo
+
+    report = asyncio.run(run_demo(bootstrap, clickhouse_url, console, requests=requests))
+    render_report(report, console)
+    if started is not None:
+        first = min((o.latency_ms for o in report.outcomes if o.result), default=0.0)
+        console.print(
+            f"time from start to the demo's end: {time.monotonic() - started:.1f}s "
+            f"(fastest reply {first:.0f} ms)"
+        )
+    if not report.ok:
+        console.print("[red]demo failed[/]: unanswered requests or missing rows; see the logs")
+        return 1
+    return 0
+
+
+@app.command()
+def demo(
+    requests: Annotated[int, typer.Option(help="requests to send")] = 24,
+) -> None:
+    """Send demo traffic to a running platform and check every reply and row."""
+    settings = get_settings()
+    raise typer.Exit(_demo(settings.kafka_bootstrap_servers, settings.clickhouse_url, requests))
+
+
+@app.command()
+def send(
+    text: Annotated[str | None, typer.Argument(help="user message (omit with --prompt)")] = None,
+    prompt: Annotated[str | None, typer.Option(help="named prompt from the registry")] = None,
+    var: Annotated[list[str] | None, typer.Option(help="prompt variable NAME=VALUE")] = None,
+    max_tokens: Annotated[int, typer.Option()] = 64,
+    stream: Annotated[bool, typer.Option(help="print tokens as they arrive")] = False,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for the reply")] = 120.0,
+) -> None:
+    """Send one request through the SDK and print the reply."""
+    from llmops.sdk import LLMOpsClient
+
+    if (text is None) == (prompt is None):
+        raise typer.BadParameter("give a message TEXT or --prompt NAME (one of them)")
+    variables = dict(v.split("=", 1) for v in var or [])
+    messages = [{"role": "user", "content": text}] if text else None
+    settings = get_settings()
+
+    async def go() -> None:
+        async with LLMOpsClient(
+            settings.kafka_bootstrap_servers, app="cli", timeout_s=timeout
+        ) as client:
+            kwargs = {"prompt": prompt, "variables": variables, "max_tokens": max_tokens}
+            if stream:
+                async for piece in client.stream(messages, **kwargs):
+                    console.print(piece, end="")
+                console.print()
+            else:
+                result = await client.generate(messages, **kwargs)
+                console.print(result.text)
+                console.print(
+                    f"[dim]{result.finish_reason} · {result.usage.input_tokens}+"
+                    f"{result.usage.output_tokens} tokens · {result.timings.total_ms:.0f} ms · "
+                    f"pool {result.pool} · variant {result.variant}[/]"
+                )
+
+    asyncio.run(go())
+
+
+@app.command()
+def query(
+    sql: Annotated[str, typer.Argument(help="SQL to run in the platform's ClickHouse database")],
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON rows")] = False,
+) -> None:
+    """Run SQL against ClickHouse (CLICKHOUSE_URL) and print the rows."""
+    from llmops.store import connect
+
+    client = connect(get_settings().clickhouse_url)
+    try:
+        result = client.query(sql)
+    finally:
+        client.close()
+    if as_json:
+        for row in result.named_results():
+            console.print_json(json.dumps(row, default=str))
+        return
+    table = Table(*result.column_names)
+    for row in result.result_rows:
+        table.add_row(*(str(v) for v in row))
+    console.print(table)
+
+
+@app.command()
+def topics(
+    create: Annotated[bool, typer.Option(help="create the platform's missing topics")] = False,
+) -> None:
+    """List the broker's topics (and create the platform's with --create)."""
+    from llmops.topics import ensure_topics, list_topics, platform_topics
+
+    settings = get_settings()
+    if create:
+        created = ensure_topics(
+            settings.kafka_bootstrap_servers, platform_topics(p.name for p in settings.pools)
+        )
+        console.print(f"created: {', '.join(created) or 'nothing (all exist)'}")
+    table = Table("topic", "partitions")
+    for name, partitions in sorted(list_topics(settings.kafka_bootstrap_servers).items()):
+        table.add_row(name, str(partitions))
+    console.print(table)
+
+
+if __name__ == "__main__":
+    app()

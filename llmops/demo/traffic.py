@@ -1,0 +1,181 @@
+"""Demo traffic: varied requests through the SDK, a summary table, and a check in ClickHouse."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass
+
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from llmops.report import GroupStats, Outcome, summarize, summarize_by_group
+from llmops.sdk import LLMOpsClient, LLMOpsError, ReplyTimeout
+from llmops.store import connect
+from schemas import PromptRequest
+
+QUESTIONS = [
+    "How do I reset my password?",
+    "Can I change the billing date?",
+    "Why is my invoice higher this month?",
+    "How do I export my data?",
+    "Is there a mobile app?",
+]
+TEXTS = [
+    "Kafka keeps an ordered log per partition; consumers track offsets.",
+    "ClickHouse stores columns apart and compresses them well.",
+]
+
+
+def demo_requests(
+    client: LLMOpsClient, count: int, max_tokens: int, seed: int = 7
+) -> list[PromptRequest]:
+    """A mix: the A/B-tested support prompt, a plain prompt, and raw chat messages."""
+    rng = random.Random(seed)
+    requests = []
+    for i in range(count):
+        user = f"user-{rng.randrange(1000)}"
+        kind = i % 3
+        if kind == 0:
+            request = client.build_request(
+                prompt="support-answer",
+                variables={"product": "Acme Cloud", "question": rng.choice(QUESTIONS)},
+                max_tokens=max_tokens,
+                user_id=user,
+                attributes={"segment": rng.choice("ab")},
+            )
+        elif kind == 1:
+            request = client.build_request(
+                prompt="summarize",
+                variables={"text": rng.choice(TEXTS)},
+                max_tokens=max_tokens,
+                user_id=user,
+            )
+        else:
+            request = client.build_request(
+                [{"role": "user", "content": rng.choice(QUESTIONS)}],
+                max_tokens=max_tokens,
+                user_id=user,
+            )
+        requests.append(request)
+    return requests
+
+
+@dataclass
+class DemoReport:
+    outcomes: list[Outcome]
+    total: GroupStats
+    groups: list[GroupStats]
+    rows_in_clickhouse: int
+    wall_s: float
+
+    @property
+    def ok(self) -> bool:
+        return self.total.replies == self.total.requests and self.rows_in_clickhouse == len(
+            self.outcomes
+        )
+
+
+async def _one(
+    client: LLMOpsClient, request: PromptRequest, timeout_s: float, gate: asyncio.Semaphore
+) -> Outcome:
+    async with gate:
+        started = time.perf_counter()
+        try:
+            pending = await client.submit(request)
+            result = await client.wait(request.request_id, pending, timeout_s)
+            return Outcome(request.request_id, (time.perf_counter() - started) * 1000, result)
+        except (ReplyTimeout, LLMOpsError) as exc:
+            return Outcome(
+                request.request_id, (time.perf_counter() - started) * 1000, None, str(exc)
+            )
+
+
+def count_rows(clickhouse_url: str, request_ids: list[str]) -> int:
+    client = connect(clickhouse_url)
+    try:
+        found = client.query(
+            "SELECT uniqExact(request_id) FROM responses WHERE request_id IN {ids:Array(String)}",
+            parameters={"ids": request_ids},
+        ).result_rows
+        return int(found[0][0])
+    finally:
+        client.close()
+
+
+async def wait_for_rows(clickhouse_url: str, request_ids: list[str], timeout_s: float) -> int:
+    deadline = time.monotonic() + timeout_s
+    rows = 0
+    while time.monotonic() < deadline:
+        rows = await asyncio.to_thread(count_rows, clickhouse_url, request_ids)
+        if rows >= len(request_ids):
+            break
+        await asyncio.sleep(0.5)
+    return rows
+
+
+async def run_demo(
+    bootstrap: str,
+    clickhouse_url: str,
+    console: Console,
+    *,
+    requests: int = 24,
+    concurrency: int = 8,
+    max_tokens: int = 24,
+    timeout_s: float = 300.0,
+    rows_timeout_s: float = 60.0,
+) -> DemoReport:
+    started = time.perf_counter()
+    async with LLMOpsClient(bootstrap, app="demo", timeout_s=timeout_s) as client:
+        batch = demo_requests(client, requests, max_tokens)
+        gate = asyncio.Semaphore(concurrency)
+        outcomes: list[Outcome] = []
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task(f"demo: {requests} requests", total=requests)
+            for done in asyncio.as_completed([_one(client, r, timeout_s, gate) for r in batch]):
+                outcomes.append(await done)
+                progress.advance(task)
+    wall = time.perf_counter() - started
+    answered = [o.request_id for o in outcomes if o.result is not None]
+    with console.status("waiting for the rows to reach ClickHouse ..."):
+        rows = await wait_for_rows(clickhouse_url, answered, rows_timeout_s) if answered else 0
+    return DemoReport(
+        outcomes, summarize("all", outcomes), summarize_by_group(outcomes), rows, wall
+    )
+
+
+def render_report(report: DemoReport, console: Console) -> None:
+    table = Table(title=f"demo traffic ({report.wall_s:.1f}s wall)")
+    for column in (
+        "prompt / variant / pool",
+        "requests",
+        "replies",
+        "errors",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "tokens in",
+        "tokens out",
+    ):
+        table.add_column(column, justify="left" if column.startswith("prompt") else "right")
+    for stats in [*report.groups, report.total]:
+        table.add_row(
+            stats.group,
+            str(stats.requests),
+            str(stats.replies),
+            str(stats.errors),
+            f"{stats.p50_ms:.0f}",
+            f"{stats.p95_ms:.0f}",
+            f"{stats.p99_ms:.0f}",
+            str(stats.input_tokens),
+            str(stats.output_tokens),
+            style="bold" if stats.group == "all" else None,
+        )
+    console.print(table)
+    expected = report.total.replies
+    mark = "[green]✓[/]" if report.rows_in_clickhouse == len(report.outcomes) else "[red]✗[/]"
+    console.print(
+        f"{mark} rows in ClickHouse `responses`: {report.rows_in_clickhouse} of {expected} answered"
+    )

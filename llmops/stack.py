@@ -1,0 +1,188 @@
+"""The local stack behind `llmops up`: infrastructure (embedded or external) plus our services."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from rich.console import Console
+
+from llmops.broker import start_broker
+from llmops.config import Settings
+from llmops.store import apply_migrations, ensure_database
+from llmops.supervisor import Child, Supervisor, python_child
+from llmops.topics import ensure_topics, platform_topics
+
+log = logging.getLogger(__name__)
+LOOPBACK = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class StackAddresses:
+    kafka: str
+    clickhouse_url: str
+    otlp_endpoint: str | None
+
+
+def embedded_clickhouse_url(settings: Settings) -> str:
+    """The configured URL's database on the embedded store's loopback port."""
+    database = urlsplit(settings.clickhouse_url).path.strip("/") or "llmops"
+    auth = f"default:{settings.store_password}@" if settings.store_password else ""
+    return urlunsplit(("http", f"{auth}{LOOPBACK}:{settings.store_port}", f"/{database}", "", ""))
+
+
+class LocalStack:
+    def __init__(self, settings: Settings, console: Console, embedded: bool = True) -> None:
+        self.settings = settings
+        self.console = console
+        self.embedded = embedded
+        self.supervisor = Supervisor()
+        self.data_dir = settings.data_dir.resolve()
+        self.log_dir = self.data_dir / "logs"
+        self.addresses = StackAddresses(
+            kafka=f"{LOOPBACK}:{settings.broker_port}"
+            if embedded
+            else settings.kafka_bootstrap_servers,
+            clickhouse_url=embedded_clickhouse_url(settings)
+            if embedded
+            else settings.clickhouse_url,
+            otlp_endpoint=settings.otel_exporter_otlp_endpoint,
+        )
+
+    # --- start ----------------------------------------------------------------------------
+
+    def start(self, with_model: bool = True) -> StackAddresses:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        if self.embedded:
+            self._start_infrastructure()
+        self._prepare()
+        if with_model:
+            self._prepare_models()
+        self._start_services()
+        return self.addresses
+
+    def _start_infrastructure(self) -> None:
+        from services.store.launcher import start_store
+        from services.traces.launcher import start_traces
+
+        s = self.settings
+        with self.console.status("starting the broker (Tansu) ..."):
+            self.supervisor.add(
+                Child(
+                    "broker",
+                    lambda: start_broker(LOOPBACK, s.broker_port, self.log_dir / "broker.log"),
+                    restart=False,  # memory storage: a restarted broker has lost every topic
+                )
+            )
+        with self.console.status(
+            f"starting the store (chDB) on {self.data_dir / 'clickhouse'} ..."
+        ):
+            self.supervisor.add(
+                Child(
+                    "store",
+                    lambda: start_store(
+                        self.data_dir,
+                        LOOPBACK,
+                        s.store_port,
+                        s.store_password,
+                        self.log_dir / "store.log",
+                    ),
+                )
+            )
+        if self.addresses.otlp_endpoint is None:
+            traces_port = s.store_port + 1
+            with self.console.status("starting the trace receiver ..."):
+                self.supervisor.add(
+                    Child(
+                        "traces",
+                        lambda: start_traces(
+                            LOOPBACK,
+                            traces_port,
+                            self.addresses.clickhouse_url,
+                            self.log_dir / "traces.log",
+                        ),
+                    )
+                )
+            self.addresses = StackAddresses(
+                self.addresses.kafka,
+                self.addresses.clickhouse_url,
+                f"http://{LOOPBACK}:{traces_port}",
+            )
+
+    def _prepare(self) -> None:
+        pools = [p.name for p in self.settings.pools]
+        with self.console.status("creating topics and applying ClickHouse migrations ..."):
+            created = ensure_topics(self.addresses.kafka, platform_topics(pools))
+            client = ensure_database(self.addresses.clickhouse_url)
+            applied = apply_migrations(client)
+            client.close()
+        self.console.print(
+            f"[green]✓[/] topics: {len(created)} created; migrations: {len(applied)} applied"
+        )
+
+    def _prepare_models(self) -> None:
+        from services.inference.models import prepare_model
+
+        for model in sorted({p.model for p in self.settings.pools if p.engine != "fake"}):
+            started = time.monotonic()
+            prepare_model(model, self.data_dir, self.console)
+            self.console.print(
+                f"[green]✓[/] model {model} ready ({time.monotonic() - started:.1f}s)"
+            )
+
+    def service_env(self) -> dict[str, str]:
+        env = {
+            "KAFKA_BOOTSTRAP_SERVERS": self.addresses.kafka,
+            "CLICKHOUSE_URL": self.addresses.clickhouse_url,
+            "LLMOPS_DATA_DIR": str(self.data_dir),
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+        }
+        if self.addresses.otlp_endpoint:
+            env["OTEL_EXPORTER_OTLP_ENDPOINT"] = self.addresses.otlp_endpoint
+        return env
+
+    def _start_services(self) -> None:
+        env = self.service_env()
+        base = self.settings.metrics_base_port
+        port = (lambda offset: str(base + offset)) if base else (lambda offset: "0")
+        self.supervisor.add(
+            python_child(
+                "router",
+                ["services.router"],
+                {**env, "LLMOPS_METRICS_BASE_PORT": str(base)},
+                self.log_dir,
+            )
+        )
+        for i, pool in enumerate(self.settings.pools):
+            self.supervisor.add(
+                python_child(
+                    f"inference-{pool.name}",
+                    ["services.inference", "--pool", pool.name, "--metrics-port", port(10 + i)],
+                    env,
+                    self.log_dir,
+                )
+            )
+        self.supervisor.add(
+            python_child("streams", ["streams", "--metrics-port", port(2)], env, self.log_dir)
+        )
+
+    # --- run ------------------------------------------------------------------------------
+
+    def watch(self) -> None:
+        for event in self.supervisor.check():
+            self.console.print(f"[yellow]![/] {event} (logs: {self.log_dir})")
+
+    def stop(self) -> None:
+        with self.console.status("stopping ..."):
+            self.supervisor.stop()
+        self.console.print("[green]✓[/] stopped every child process")
+
+
+def log_dir_of(settings: Settings) -> Path:
+    return settings.data_dir.resolve() / "logs"
