@@ -1,0 +1,83 @@
+"""Per-response features: the numbers every metric is built from. Pure, no IO.
+
+A `ResponseFeatures` is also the record of the worker's internal repartition topic (keyed by
+its window group), so it carries only small fields: never the response text.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from schemas import Contract, InferenceResult
+from schemas.base import Identifier, UtcDatetime
+
+# (prompt_name, prompt_version, variant, pool, model): one window aggregate per group.
+GroupKey = tuple[str, int, str, str, str]
+
+
+class ResponseFeatures(Contract):
+    """What the window aggregates need from one InferenceResult."""
+
+    request_id: Identifier
+    ts: UtcDatetime
+    prompt_name: str = ""
+    prompt_version: int = 0
+    variant: str = ""
+    pool: str = ""
+    model: str = ""
+    is_error: bool = False
+    error_kind: str = ""
+    finish_reason: str
+    input_tokens: int = Field(default=0, ge=0)
+    output_tokens: int = Field(default=0, ge=0)
+    latency_ms: float = Field(default=0.0, ge=0.0)
+    ttft_ms: float = Field(default=0.0, ge=0.0)
+    tpot_ms: float = Field(default=0.0, ge=0.0)
+    queue_ms: float = Field(default=0.0, ge=0.0)
+    output_chars: int = Field(default=0, ge=0)
+    cost_usd: float = Field(default=0.0, ge=0.0)
+
+    @property
+    def group(self) -> GroupKey:
+        return (self.prompt_name, self.prompt_version, self.variant, self.pool, self.model)
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ResponseFeatures:
+        return cls.model_validate_json(data)
+
+
+def is_error(result: InferenceResult) -> bool:
+    """An error is a result carrying ErrorInfo, or one that finished with reason `error`."""
+    return result.error is not None or result.finish_reason == "error"
+
+
+def extract_features(result: InferenceResult) -> ResponseFeatures:
+    return ResponseFeatures(
+        request_id=result.request_id,
+        ts=result.ts,
+        prompt_name=result.prompt_name or "",
+        prompt_version=result.prompt_version or 0,
+        variant=result.variant or "",
+        pool=result.pool or "",
+        model=result.model or "",
+        is_error=is_error(result),
+        error_kind=result.error.kind if result.error is not None else "",
+        finish_reason=result.finish_reason,
+        input_tokens=result.usage.input_tokens,
+        output_tokens=result.usage.output_tokens,
+        latency_ms=result.timings.total_ms,
+        ttft_ms=result.timings.ttft_ms,
+        tpot_ms=result.timings.tpot_ms,
+        queue_ms=result.timings.queue_ms,
+        output_chars=len(result.text),
+        cost_usd=result.cost_usd,
+    )
+
+
+def group_key_text(group: GroupKey) -> str:
+    """The group as a Kafka key: the same group always lands on the same partition."""
+    name, version, variant, pool, model = group
+    return f"{name}|{version}|{variant}|{pool}|{model}"

@@ -1,0 +1,202 @@
+"""Tumbling-window aggregates per group. Pure: the caller passes the clock in.
+
+A response belongs to the window holding its event time (`ts`, set when inference finished
+it), so a replayed response lands in the same window it did the first time. Each window
+keeps the request ids it has counted: a response seen twice (a replay, a producer retry)
+counts once.
+
+Life of a window, by the caller's wall clock `now` (epoch seconds):
+- open: it takes responses; nothing is emitted before its end plus `grace_s`;
+- due: past end + grace with responses not yet emitted (`dirty`): `due()` emits its
+  aggregate, which replaces any earlier emission of the same window downstream;
+- retained: emitted, kept `retain_s` after its last response so that late responses (or a
+  backlog caught up after an outage) re-emit a fuller aggregate instead of a partial one;
+- retired: dropped by `retire()`. A response for a retired window opens it afresh; that
+  partial aggregate is smaller than the one already stored (see streams/app.py on versions).
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from schemas import MetricWindow
+from streams.features import GroupKey, ResponseFeatures, group_key_text
+
+# Stable ids: the same aggregate of the same window always gets the same event_id.
+_WINDOW_ID_NAMESPACE = uuid.UUID("7c1c5f3e-4a53-4cf3-9f5c-2b0d7c4e9a11")
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class WindowKey:
+    start_ms: int
+    group: GroupKey
+
+    @property
+    def group_text(self) -> str:
+        return group_key_text(self.group)
+
+
+def window_start_ms(ts: datetime, length_ms: int) -> int:
+    """Start (epoch ms) of the tumbling window of `length_ms` that holds `ts`."""
+    epoch_ms = math.floor(ts.timestamp() * 1000)
+    return epoch_ms - epoch_ms % length_ms
+
+
+def from_epoch_ms(epoch_ms: int) -> datetime:
+    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100) with linear interpolation between ranks; 0.0 if empty.
+
+    The same definition as numpy's default ("linear"), so results are easy to check.
+    """
+    if not 0.0 <= q <= 100.0:
+        raise ValueError(f"percentile must be within [0, 100], got {q}")
+    n = len(sorted_values)
+    if n == 0:
+        return 0.0
+    rank = (n - 1) * q / 100.0
+    low = math.floor(rank)
+    high = min(low + 1, n - 1)
+    fraction = rank - low
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * fraction
+
+
+@dataclass
+class _Window:
+    key: WindowKey
+    request_ids: set[str] = field(default_factory=set)
+    errors: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list)
+    ttfts_ms: list[float] = field(default_factory=list)
+    output_chars: int = 0
+    ok_count: int = 0
+    finish_reasons: Counter[str] = field(default_factory=Counter)
+    dirty: bool = False
+    last_added: float = 0.0
+
+    def add(self, features: ResponseFeatures, now: float) -> None:
+        self.request_ids.add(features.request_id)
+        self.input_tokens += features.input_tokens
+        self.output_tokens += features.output_tokens
+        self.cost_usd += features.cost_usd
+        self.finish_reasons[features.finish_reason] += 1
+        if features.is_error:
+            self.errors += 1
+        else:
+            # Latency, ttft and length describe answers; failures are counted in `errors`.
+            self.ok_count += 1
+            self.latencies_ms.append(features.latency_ms)
+            self.output_chars += features.output_chars
+            if features.output_tokens > 0:
+                self.ttfts_ms.append(features.ttft_ms)
+        self.dirty = True
+        self.last_added = now
+
+    def aggregate(self, length_ms: int) -> MetricWindow:
+        latencies = sorted(self.latencies_ms)
+        ttfts = sorted(self.ttfts_ms)
+        name, version, variant, pool, model = self.key.group
+        requests = len(self.request_ids)
+        end_ms = self.key.start_ms + length_ms
+        ident = f"{self.key.start_ms}|{length_ms}|{self.key.group_text}|{requests}"
+        return MetricWindow(
+            event_id=uuid.uuid5(_WINDOW_ID_NAMESPACE, ident).hex,
+            # The aggregate describes data up to the window's end: a re-emission of the
+            # same content is identical, field for field.
+            ts=from_epoch_ms(end_ms),
+            window_start=from_epoch_ms(self.key.start_ms),
+            window_end=from_epoch_ms(end_ms),
+            prompt_name=name,
+            prompt_version=version,
+            variant=variant,
+            pool=pool,
+            model=model,
+            requests=requests,
+            errors=self.errors,
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            cost_usd=self.cost_usd,
+            latency_p50_ms=percentile(latencies, 50),
+            latency_p95_ms=percentile(latencies, 95),
+            latency_p99_ms=percentile(latencies, 99),
+            ttft_p50_ms=percentile(ttfts, 50),
+            ttft_p95_ms=percentile(ttfts, 95),
+            output_chars_mean=self.output_chars / self.ok_count if self.ok_count else 0.0,
+            finish_reasons=dict(sorted(self.finish_reasons.items())),
+        )
+
+
+class WindowAccumulator:
+    """Open and retained windows of one worker (the owner of their groups)."""
+
+    def __init__(self, length_s: float, grace_s: float = 0.0, retain_s: float = 0.0) -> None:
+        if length_s <= 0:
+            raise ValueError("window length must be positive")
+        if grace_s < 0 or retain_s < 0:
+            raise ValueError("grace and retention cannot be negative")
+        self.length_ms = max(1, round(length_s * 1000))
+        self.grace_ms = round(grace_s * 1000)
+        self.retain_s = retain_s
+        self._windows: dict[WindowKey, _Window] = {}
+
+    def __len__(self) -> int:
+        return len(self._windows)
+
+    def key_for(self, features: ResponseFeatures) -> WindowKey:
+        return WindowKey(window_start_ms(features.ts, self.length_ms), features.group)
+
+    def add(self, features: ResponseFeatures, now: float) -> WindowKey | None:
+        """Count a response in its window; None if that window has already counted it."""
+        key = self.key_for(features)
+        window = self._windows.get(key)
+        if window is None:
+            window = self._windows[key] = _Window(key)
+        elif features.request_id in window.request_ids:
+            return None
+        window.add(features, now)
+        return key
+
+    def _closed(self, key: WindowKey, now: float) -> bool:
+        return now * 1000 >= key.start_ms + self.length_ms + self.grace_ms
+
+    def due(self, now: float) -> list[tuple[WindowKey, MetricWindow]]:
+        """Aggregates of closed windows with responses not emitted yet, oldest first."""
+        out: list[tuple[WindowKey, MetricWindow]] = []
+        for key in sorted(self._windows):
+            window = self._windows[key]
+            if window.dirty and self._closed(key, now):
+                window.dirty = False
+                out.append((key, window.aggregate(self.length_ms)))
+        return out
+
+    def retire(self, now: float) -> list[WindowKey]:
+        """Forget emitted windows that got no response for `retain_s`."""
+        gone = [
+            key
+            for key, window in self._windows.items()
+            if not window.dirty
+            and self._closed(key, now)
+            and now - window.last_added >= self.retain_s
+        ]
+        for key in gone:
+            del self._windows[key]
+        return gone
+
+    def discard(self, keys: Iterable[WindowKey]) -> None:
+        """Drop windows without emitting them (their partition moved to another worker)."""
+        for key in keys:
+            self._windows.pop(key, None)
+
+    def pending(self) -> list[WindowKey]:
+        """Windows holding responses not emitted yet."""
+        return [key for key, window in self._windows.items() if window.dirty]
