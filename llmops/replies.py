@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
@@ -10,6 +11,10 @@ from llmops.bus import Producer, Record
 from llmops.deadletter import Rejected
 from schemas import ErrorInfo, ErrorKind, FinishReason, InferenceResult, PromptRequest
 from schemas.topics import RESPONSES
+
+log = logging.getLogger(__name__)
+# A reply topic that does not answer within this long belongs to an app that went away.
+REPLY_TIMEOUT_S = 5.0
 
 _REJECTION_KIND: dict[str, ErrorKind] = {
     "unroutable": "unroutable",
@@ -41,11 +46,32 @@ def error_result(
 async def publish_result(
     producer: Producer, result: InferenceResult, reply_to: str | None
 ) -> list[asyncio.Future[Any]]:
-    """To the app's reply topic (if any) and to llm.responses; returns the ack futures."""
-    acks = [await producer.send_event(RESPONSES.name, result, key=result.request_id)]
+    """To llm.responses (the durable record: must be acknowledged) and to the app's reply
+    topic when it has one (best effort: an app that went away must not stall the consumer)."""
+    acks: list[asyncio.Future[Any]] = [
+        await producer.send_event(RESPONSES.name, result, key=result.request_id)
+    ]
     if reply_to:
-        acks.append(await producer.send_event(reply_to, result, key=result.request_id))
+        acks.append(asyncio.ensure_future(_reply(producer, result, reply_to)))
     return acks
+
+
+async def _reply(producer: Producer, result: InferenceResult, reply_to: str) -> None:
+    try:
+        async with asyncio.timeout(REPLY_TIMEOUT_S):
+            await (await producer.send_event(reply_to, result, key=result.request_id))
+    except Exception as exc:
+        log.warning("reply for %s to %s dropped: %r", result.request_id, reply_to, exc)
+
+
+async def settle_best_effort(acks: list[asyncio.Future[Any]]) -> int:
+    """Wait (bounded) for best-effort sends such as streamed chunks; returns how many failed."""
+    try:
+        async with asyncio.timeout(REPLY_TIMEOUT_S):
+            outcomes = await asyncio.gather(*acks, return_exceptions=True)
+    except TimeoutError:
+        return sum(1 for a in acks if not a.done())
+    return sum(1 for o in outcomes if isinstance(o, BaseException))
 
 
 def rejection_replier(producer: Producer) -> Any:

@@ -17,7 +17,7 @@ from opentelemetry import trace
 from llmops.bus import BusConfig, ConsumerConfig, ConsumerLoop, Producer, Record
 from llmops.config import PoolConfig, Settings
 from llmops.propagation import extract_context
-from llmops.replies import error_result, publish_result, rejection_replier
+from llmops.replies import error_result, publish_result, rejection_replier, settle_best_effort
 from schemas import (
     ErrorInfo,
     FinishReason,
@@ -166,8 +166,8 @@ class InferenceWorker:
         except EngineError as exc:
             error = ErrorInfo(kind="engine_error", message=str(exc))
         done = time.monotonic()
-        if chunk_acks:
-            await asyncio.gather(*chunk_acks)  # chunks land before the final result
+        if chunk_acks and await settle_best_effort(chunk_acks):
+            log.warning("some streamed chunks of %s were not delivered", request.request_id)
         ttft = (first_token_at or done) - started
         decode_tokens = max(usage.output_tokens - 1, 0)
         timings = Timings(

@@ -1,0 +1,94 @@
+"""Run the router and an inference pool in-process against the session's real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from llmops.bus import BusConfig, ConsumerLoop, Producer
+from llmops.config import PoolConfig, Settings
+from llmops.topics import ensure_topics, platform_topics
+from services.inference.engines.base import Engine
+from services.inference.engines.fake import FakeEngine
+from services.inference.service import InferenceWorker, build_worker
+from services.router.prompts import PromptSet, prompt_set_from_data
+from services.router.service import Router, build_router
+
+PROMPTS = {
+    "prompts": [
+        {
+            "name": "greet",
+            "versions": [
+                {
+                    "version": 1,
+                    "labels": ["production"],
+                    "messages": [{"role": "user", "content": "Hello {{ name }}"}],
+                },
+                {"version": 2, "messages": [{"role": "user", "content": "Hi {{ name }}"}]},
+            ],
+        },
+    ],
+    "experiments": [
+        {
+            "name": "greet-ab",
+            "prompt_name": "greet",
+            "variants": [
+                {"name": "control", "prompt_version": 1, "weight": 1},
+                {"name": "treatment", "prompt_version": 2, "weight": 1},
+            ],
+        },
+    ],
+}
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    router: Router
+    workers: dict[str, InferenceWorker]
+    loops: list[ConsumerLoop]
+
+
+def unique_settings(bootstrap: str, pools: list[PoolConfig], **kw: object) -> Settings:
+    return Settings(kafka_bootstrap_servers=bootstrap, pools=pools, **kw)
+
+
+@contextlib.asynccontextmanager
+async def running_platform(
+    bootstrap: str,
+    pools: list[PoolConfig] | None = None,
+    engines: dict[str, Engine] | None = None,
+    prompts: PromptSet | None = None,
+    **settings_kw: object,
+) -> AsyncIterator[Platform]:
+    """Router + one worker per pool, each in its own consumer group for isolation per test."""
+    suffix = uuid.uuid4().hex[:6]
+    pools = pools or [PoolConfig(name=f"fake-{suffix}", engine="fake", model="fake")]
+    settings = unique_settings(bootstrap, pools, **settings_kw)
+    await asyncio.to_thread(ensure_topics, bootstrap, platform_topics(p.name for p in pools))
+    producer = Producer(BusConfig(bootstrap))
+    await producer.start()
+    router, router_loop = build_router(settings, prompts or prompt_set_from_data(PROMPTS), producer)
+    loops = [router_loop]
+    workers = {}
+    engines = engines or {}
+    for pool in pools:
+        engine = engines.get(pool.name) or FakeEngine(model=pool.model)
+        await engine.start()
+        engines[pool.name] = engine
+        worker, loop = build_worker(settings, pool, engine, producer)
+        workers[pool.name] = worker
+        loops.append(loop)
+    tasks = [asyncio.create_task(loop.run()) for loop in loops]
+    try:
+        yield Platform(settings, router, workers, loops)
+    finally:
+        for loop in loops:
+            loop.stop()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for engine in engines.values():
+            await engine.stop()
+        await producer.stop()
