@@ -1,0 +1,59 @@
+"""Start the trace receiver as a child process and wait until it accepts connections."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from llmops.procs import port_open, wait_until
+
+
+def traces_env(clickhouse_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_EXPORTER_OTLP")}
+    env["CLICKHOUSE_URL"] = clickhouse_url
+    # The receiver must never export its own spans to itself.
+    env["OTEL_SDK_DISABLED"] = "true"
+    env["OTEL_TRACES_EXPORTER"] = "none"
+    return env
+
+
+def start_traces(
+    host: str,
+    port: int,
+    clickhouse_url: str,
+    log_path: Path | None = None,
+    *,
+    extra_args: list[str] | None = None,
+    timeout_s: float = 30.0,
+) -> subprocess.Popen[bytes]:
+    """`python -m services.traces` on host:port, writing into `clickhouse_url`'s database."""
+    if port_open(host, port):
+        raise RuntimeError(
+            f"port {host}:{port} is already taken; stop what runs there or pick another port"
+        )
+    command = [
+        sys.executable, "-m", "services.traces",
+        "--host", host, "--port", str(port), "--clickhouse-url", clickhouse_url,
+        *(extra_args or []),
+    ]
+    log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(
+        command, env=traces_env(clickhouse_url), stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        wait_until(
+            lambda: port_open(host, port) or proc.poll() is not None,
+            timeout_s,
+            "the trace receiver",
+        )
+    except TimeoutError:
+        proc.kill()
+        proc.wait()
+        raise
+    if proc.poll() is not None:
+        raise RuntimeError(
+            f"the trace receiver exited at start (code {proc.returncode}); see {log_path}"
+        )
+    return proc
