@@ -1,0 +1,80 @@
+"""Start the store as a subprocess and wait until it answers /ping (local stack and tests)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from llmops.procs import port_open, wait_until
+
+START_TIMEOUT_S = 60.0
+
+
+def store_command(data_dir: Path, host: str, port: int) -> list[str]:
+    return [
+        sys.executable, "-m", "services.store",
+        "--data-dir", str(data_dir), "--host", host, "--port", str(port),
+    ]
+
+
+def ping(host: str, port: int, timeout: float = 1.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/ping", timeout=timeout) as resp:
+            return bool(resp.status == 200 and resp.read() == b"Ok.\n")
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def start_store(
+    data_dir: Path,
+    host: str,
+    port: int,
+    password: str | None = None,
+    log_path: Path | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start `python -m services.store` on `data_dir` and wait until it serves.
+
+    The password travels in the environment, not argv, so `ps` does not show it."""
+    if port_open(host, port):
+        raise RuntimeError(
+            f"port {host}:{port} is already taken; stop what runs there or set "
+            "LLMOPS_STORE_PORT to a free port"
+        )
+    env = dict(os.environ)
+    env.pop("LLMOPS_STORE_PASSWORD", None)
+    if password is not None:
+        env["LLMOPS_STORE_PASSWORD"] = password
+    log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    try:
+        proc = subprocess.Popen(
+            store_command(data_dir, host, port), stdout=log, stderr=subprocess.STDOUT, env=env
+        )
+    finally:
+        if log_path:
+            log.close()  # type: ignore[union-attr]
+    try:
+        wait_until(
+            lambda: proc.poll() is not None or ping(host, port), START_TIMEOUT_S, "the store"
+        )
+    except TimeoutError:
+        stop_store(proc)
+        raise
+    if proc.poll() is not None:
+        raise RuntimeError(f"the store exited at start (code {proc.returncode}); see {log_path}")
+    return proc
+
+
+def stop_store(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> int:
+    """SIGTERM (the store finishes its requests and closes the engine), then SIGKILL."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
