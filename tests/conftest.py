@@ -30,3 +30,19 @@ def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             proc.wait(5)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="session")
+def store_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL of a real ClickHouse HTTP interface: the store service (chDB) as a subprocess,
+    on a data dir of this session. Tests add "/<their database>". pytest itself never opens
+    a chDB path (one path per process): everything goes through this server."""
+    from services.store.launcher import start_store, stop_store
+
+    port = free_port()
+    root = tmp_path_factory.mktemp("store")
+    proc = start_store(root / "data", "127.0.0.1", port, log_path=root / "store.log")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_store(proc)
