@@ -111,6 +111,8 @@ def split_insert(head: bytes, final: bool) -> InsertHead | Incomplete | None:
         if token is NEED_MORE:
             return None if final else NEED_MORE
         assert isinstance(token, Token)
+        if token.kind == "word" and token.end == len(text) and not final:
+            return NEED_MORE  # a word at the end may go on in the next chunk
         if first:
             if token.kind != "word" or token.text.upper() != "INSERT":
                 return None
@@ -134,7 +136,7 @@ def split_insert(head: bytes, final: bool) -> InsertHead | Incomplete | None:
             if name.kind != "word":
                 return None
             if name.end == len(text) and not final:
-                return NEED_MORE  # the name itself may go on in the next chunk
+                return NEED_MORE
             offset = _data_start(text, name.end)
             if offset is None:
                 if not final:
