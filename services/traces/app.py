@@ -98,7 +98,7 @@ def create_app(
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
         batcher.start()
         yield
-        await batcher.close()
+        await batcher.close()  # already closed by `serve`; this covers other runners
 
     app.cleanup_ctx.append(lifecycle)
     return app
@@ -115,4 +115,7 @@ async def serve(app: web.Application, host: str, port: int, stop: asyncio.Event)
     try:
         await stop.wait()
     finally:
+        # Write what is queued first: the requests waiting on it get their answer before the
+        # server stops (which waits for in-flight requests); later arrivals get a 503 and retry.
+        await app[BATCHER].close()
         await runner.cleanup()

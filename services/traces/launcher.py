@@ -39,9 +39,13 @@ def start_traces(
         *(extra_args or []),
     ]
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen(
-        command, env=traces_env(clickhouse_url), stdout=log, stderr=subprocess.STDOUT
-    )
+    try:
+        proc = subprocess.Popen(
+            command, env=traces_env(clickhouse_url), stdout=log, stderr=subprocess.STDOUT
+        )
+    finally:
+        if log_path:
+            log.close()  # type: ignore[union-attr]  # the child holds its own copy
     try:
         wait_until(
             lambda: port_open(host, port) or proc.poll() is not None,
@@ -49,11 +53,22 @@ def start_traces(
             "the trace receiver",
         )
     except TimeoutError:
-        proc.kill()
-        proc.wait()
+        stop_traces(proc)
         raise
     if proc.poll() is not None:
         raise RuntimeError(
             f"the trace receiver exited at start (code {proc.returncode}); see {log_path}"
         )
     return proc
+
+
+def stop_traces(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> int:
+    """SIGTERM (queued spans are written first), then SIGKILL."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode

@@ -8,7 +8,6 @@ rows written by a Collector are indistinguishable to a query.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import math
 import zlib
@@ -226,11 +225,17 @@ def value_to_str(value: AnyValue) -> str:
 
 def attributes_map(attributes: Iterable[KeyValue]) -> dict[str, str]:
     """Repeated KeyValue -> {key: value as string}; a repeated key keeps its last value."""
-    return {kv.key: value_to_str(kv.value) for kv in attributes}
+    out: dict[str, str] = {}
+    for kv in attributes:
+        value = kv.value
+        # Most attributes are strings: skip the general conversion's call for them (hot path).
+        which = value.WhichOneof("value")
+        out[kv.key] = value.string_value if which == "string_value" else value_to_str(value)
+    return out
 
 
 def _hex(raw: bytes) -> str:
-    return binascii.hexlify(raw).decode("ascii")
+    return raw.hex()
 
 
 # --- rows ------------------------------------------------------------------------------------
