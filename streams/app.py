@@ -1,0 +1,451 @@
+"""The metrics worker: a faust app from Settings.
+
+Agents (each consumes raw bytes, so undecodable input can be dead-lettered whole):
+- llm.requests  -> `requests` table
+- llm.responses -> `responses` table, and one ResponseFeatures record per response on the
+  internal topic `<app id>-response-features`, keyed by the response's window group
+- <app id>-response-features -> tumbling windows -> `metric_windows` table + llm.metrics
+- llm.dlq -> `dead_letters` table
+
+Acks and commits. faust commits, per partition, the offset below the first message no
+stream has acknowledged yet (`Consumer._new_offset` walks the consecutive acked offsets).
+Each agent iterates `stream.noack_take(n, within)`: it yields batches of events and, unlike
+`take()`, never acks them itself (`take()` acks a batch in a `finally` block when the loop
+goes on, even when the body failed or the task was cancelled). An event is acked
+explicitly, with `stream.ack(event)`, only after everything it produced is stored:
+- table rows: after `TableWriter.write` returned (it retries a failed insert with backoff
+  and never gives up, so an insert that fails is never acked);
+- records for other topics (dead letters, features, metric windows): after the broker
+  acknowledged them (producer acks=all);
+- a response's window contribution: its features record is acked only when the window it
+  fell into has been emitted (row inserted and MetricWindow published).
+A worker that stops or crashes before that leaves the offsets uncommitted: the records are
+consumed again and every output is idempotent (see below). `stream_wait_empty` is off: a
+rebalance does not wait for windows to close; the new owner replays what was not acked.
+
+Idempotence. Rows carry their ids and the tables are ReplacingMergeTree ordered by them
+(request_id, event_id, source topic/partition/offset, window start + group), so replayed
+rows collapse. A window counts each request id once. A window row is keyed by window start
++ group; a re-emission replaces it, and after a crash a replay can only re-emit a subset of
+what was stored, so `metric_windows` keeps the row with the most `requests` (its version).
+
+Window ownership. llm.responses is keyed by request id, so one group's responses are spread
+over every partition and every worker. The responses agent therefore repartitions: it
+publishes each response's features keyed by its group, so every (prompt, version, variant,
+pool, model) lands on one partition of the features topic and is aggregated by the one
+worker that owns that partition. On revocation that worker drops those windows unemitted
+and the new owner rebuilds them from the unacknowledged records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import faust
+from faust.types import TP, EventT, StreamT, TopicT
+from opentelemetry.trace import Span
+
+from llmops import metrics, telemetry
+from llmops.bus import Record
+from llmops.config import Settings
+from llmops.propagation import extract_context
+from schemas import DeadLetter, InferenceResult, MetricWindow, PromptRequest
+from schemas.topics import DLQ, METRICS, REQUESTS, RESPONSES, TopicSpec
+from streams import rows
+from streams.features import ResponseFeatures, extract_features, group_key_text
+from streams.records import (
+    Batch,
+    Converter,
+    Outgoing,
+    json_headers,
+    message_headers,
+    to_record,
+)
+from streams.sink import Backoff, TableWriter
+from streams.windows import WindowAccumulator, WindowKey
+
+log = logging.getLogger(__name__)
+
+SERVICE = "streams"
+DEFAULT_APP_ID = "llmops-streams"
+# Partitions of the repartition topic = the most workers that can share the window work.
+FEATURES_PARTITIONS = 12
+# Span links kept per emitted batch of windows (the SDK's default link limit).
+MAX_LINKS = 128
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """Knobs of one worker that Settings does not hold."""
+
+    app_id: str = DEFAULT_APP_ID
+    # faust's data directory; default Settings.data_dir / "faust".
+    data_dir: Path | None = None
+    # Wait this long past a window's end before emitting it (default from sink_flush_s).
+    window_grace_s: float | None = None
+    # Keep an emitted window this long after its last response, for late responses.
+    window_retain_s: float | None = None
+    # How often due windows are emitted (default: half a window, at most 1 s).
+    tick_s: float | None = None
+    # faust's web server: None keeps it off; a port serves it on 127.0.0.1 only.
+    web_port: int | None = None
+
+
+def features_topic_spec(app_id: str) -> TopicSpec:
+    return TopicSpec(
+        f"{app_id}-response-features",
+        FEATURES_PARTITIONS,
+        "window group (prompt|version|variant|pool|model)",
+        "per-response features repartitioned so one worker owns each window group",
+        (),
+    )
+
+
+def topics_needed(options: WorkerOptions) -> list[TopicSpec]:
+    """Topics the worker reads or writes, at the sizes they must be created with."""
+    return [REQUESTS, RESPONSES, DLQ, METRICS, features_topic_spec(options.app_id)]
+
+
+def faust_settings(settings: Settings, options: WorkerOptions) -> dict[str, Any]:
+    """faust configuration; ENVIRONMENT.md's Tansu notes explain the broker knobs."""
+    data_dir = options.data_dir or settings.data_dir / "faust"
+    web: dict[str, Any] = {"web_enabled": False}
+    if options.web_port is not None:
+        web = {
+            "web_enabled": True,
+            "web_port": options.web_port,
+            "web_bind": "127.0.0.1",
+            "web_host": "127.0.0.1",
+        }
+    return {
+        "broker": [f"kafka://{h.strip()}" for h in settings.kafka_bootstrap_servers.split(",")],
+        "store": "memory://",  # no tables: window state is rebuilt from unacked records
+        "datadir": str(data_dir),
+        "key_serializer": "raw",
+        "value_serializer": "raw",  # decode ourselves, so undecodable bytes can be dead-lettered
+        "consumer_auto_offset_reset": "earliest",
+        "broker_session_timeout": 6,
+        "broker_heartbeat_interval": 1,
+        "broker_commit_interval": settings.commit_interval_s,
+        "producer_acks": -1,
+        "stream_wait_empty": False,
+        "topic_disable_leader": True,
+        "topic_allow_declare": False,  # topics are created at their final size beforehand
+        "worker_redirect_stdouts": False,
+        **web,
+    }
+
+
+class MetricsWorker:
+    """The agents' logic and state; `build_worker` wires it into a faust app."""
+
+    def __init__(self, app: faust.App, settings: Settings, options: WorkerOptions) -> None:
+        self.app = app
+        self.settings = settings
+        self.options = options
+        self.tracer = telemetry.get_tracer("llmops.streams")
+        self.batch_size = settings.sink_batch_size
+        self.flush_s = settings.sink_flush_s
+        self.backoff = Backoff()
+        self.features_topic_name = features_topic_spec(options.app_id).name
+        self._topics: dict[str, TopicT] = {
+            name: app.topic(name)
+            for name in (
+                REQUESTS.name,
+                RESPONSES.name,
+                DLQ.name,
+                METRICS.name,
+                self.features_topic_name,
+            )
+        }
+        url = settings.clickhouse_url
+        self.requests_writer = TableWriter(url, rows.REQUESTS_TABLE, rows.REQUEST_COLUMNS)
+        self.responses_writer = TableWriter(url, rows.RESPONSES_TABLE, rows.RESPONSE_COLUMNS)
+        self.windows_writer = TableWriter(
+            url, rows.METRIC_WINDOWS_TABLE, rows.METRIC_WINDOW_COLUMNS
+        )
+        self.dead_letters_writer = TableWriter(
+            url, rows.DEAD_LETTERS_TABLE, rows.DEAD_LETTER_COLUMNS
+        )
+        self.converter = Converter(
+            self.tracer, SERVICE, options.app_id, settings.max_message_bytes, DLQ.name
+        )
+        # Reading llm.dlq itself: a bad dead letter is logged and skipped, never looped.
+        self.dlq_converter = Converter(
+            self.tracer, SERVICE, options.app_id, settings.max_message_bytes, None
+        )
+
+        window_s = settings.metrics_window_s
+        grace_s = options.window_grace_s
+        if grace_s is None:
+            grace_s = max(2.0, 2 * settings.sink_flush_s)
+        retain_s = options.window_retain_s
+        if retain_s is None:
+            retain_s = max(60.0, 3 * window_s)
+        self.tick_s = options.tick_s or min(1.0, window_s / 2)
+        self.windows = WindowAccumulator(window_s, grace_s=grace_s, retain_s=retain_s)
+        # Features events counted in a window and not acked yet, by window.
+        self._held: dict[WindowKey, list[EventT[bytes]]] = {}
+        # The features partition each window's group comes from (one per group).
+        self._window_tp: dict[WindowKey, TP] = {}
+        self._features_stream: StreamT[bytes] | None = None
+        self.windows_emitted = 0
+
+    # --- wiring ------------------------------------------------------------------------------
+
+    def register(self) -> None:
+        app, topic = self.app, self._topics
+        app.agent(topic[REQUESTS.name], name="streams.requests")(self.consume_requests)
+        app.agent(topic[RESPONSES.name], name="streams.responses")(self.consume_responses)
+        app.agent(topic[self.features_topic_name], name="streams.windows")(self.consume_features)
+        app.agent(topic[DLQ.name], name="streams.dead_letters")(self.consume_dead_letters)
+        app.timer(self.tick_s, name="streams.emit_windows")(self.emit_due_windows)
+        app.on_partitions_revoked.connect(self.on_partitions_revoked)
+
+    def close(self) -> None:
+        for writer in (
+            self.requests_writer,
+            self.responses_writer,
+            self.windows_writer,
+            self.dead_letters_writer,
+        ):
+            writer.close()
+
+    # --- record handlers (pure: they only fill the batch) ------------------------------------
+
+    def on_request(self, request: PromptRequest, record: Record, span: Span, batch: Batch) -> None:
+        if request.model:
+            span.set_attribute("gen_ai.request.model", request.model)
+        span.set_attribute("gen_ai.request.max_tokens", request.sampling.max_tokens)
+        batch.rows.append(rows.request_row(request, len(record.value or b"")))
+
+    def on_response(
+        self, result: InferenceResult, record: Record, span: Span, batch: Batch
+    ) -> None:
+        features = extract_features(result)
+        span.set_attributes(
+            telemetry.genai_response_attributes(
+                input_tokens=result.usage.input_tokens,
+                output_tokens=result.usage.output_tokens,
+                finish_reasons=[result.finish_reason],
+                response_model=result.model,
+            )
+        )
+        if result.model:
+            span.set_attribute("gen_ai.request.model", result.model)
+        if features.error_kind:
+            span.set_attribute("error.type", features.error_kind)
+        batch.rows.append(rows.response_row(result, features, len(record.value or b"")))
+        batch.outgoing.append(
+            Outgoing(
+                self.features_topic_name,
+                group_key_text(features.group).encode(),
+                features.to_bytes(),
+                json_headers("ResponseFeatures"),
+            )
+        )
+
+    def on_dead_letter(self, letter: DeadLetter, record: Record, span: Span, batch: Batch) -> None:
+        span.set_attribute("llmops.dead_letter.kind", letter.kind)
+        batch.rows.append(rows.dead_letter_row(letter))
+
+    # --- storing, publishing, acking ---------------------------------------------------------
+
+    def _batches(self, stream: StreamT[bytes]) -> AsyncIterator[Sequence[EventT[bytes]]]:
+        # noack_take yields the buffered events themselves and leaves every ack to us.
+        # (typed as yielding values: it yields events since faust-streaming 0.10)
+        concrete = cast("faust.Stream[bytes]", stream)
+        return cast(
+            "AsyncIterator[Sequence[EventT[bytes]]]",
+            concrete.noack_take(self.batch_size, within=self.flush_s),
+        )
+
+    async def _store(self, writer: TableWriter, batch: Batch, topic: str) -> None:
+        """Insert the batch's rows (retrying), then publish its records (retrying)."""
+        with telemetry.batch_span(
+            self.tracer,
+            f"INSERT {writer.table}",
+            batch.contexts,
+            attributes={
+                "db.system.name": "clickhouse",
+                "db.operation.name": "INSERT",
+                "db.collection.name": writer.table,
+                "db.operation.batch.size": len(batch.rows),
+                "messaging.destination.name": topic,
+            },
+        ):
+            await writer.write(batch.rows)
+            await self._publish(batch.outgoing)
+
+    async def _publish(self, outgoing: Sequence[Outgoing]) -> None:
+        """Send every record and wait for the broker's acks; on failure send them all again
+        (duplicates are absorbed downstream: every record carries its ids)."""
+        attempt = 0
+        while outgoing:
+            try:
+                futures = [
+                    await self._topics[out.topic].send(
+                        key=out.key, value=out.value, headers=out.headers
+                    )
+                    for out in outgoing
+                ]
+                await asyncio.gather(*futures)
+            except Exception as error:
+                attempt += 1
+                delay = self.backoff.delay(attempt, random.random())
+                log.warning(
+                    "publishing %d records failed (attempt %d, retry in %.1fs): %s",
+                    len(outgoing),
+                    attempt,
+                    delay,
+                    error,
+                )
+                await asyncio.sleep(delay)
+            else:
+                for out in outgoing:
+                    metrics.count_produced(SERVICE, out.topic)
+                return
+
+    @staticmethod
+    async def _ack(stream: StreamT[bytes], events: Iterable[EventT[bytes]]) -> None:
+        for event in events:
+            await stream.ack(event)
+
+    async def _sink_loop(
+        self,
+        stream: StreamT[bytes],
+        writer: TableWriter,
+        convert: Callable[[Sequence[Record]], Batch],
+    ) -> None:
+        """Batch -> rows + records -> stored -> published -> acked. Never acks earlier."""
+        async for events in self._batches(stream):
+            started = time.perf_counter()
+            records = [to_record(e) for e in events]
+            batch = convert(records)
+            topic = records[0].topic if records else ""
+            await self._store(writer, batch, topic)
+            await self._ack(stream, events)
+            metrics.RECORDS_CONSUMED.labels(SERVICE, topic).inc(len(events))
+            metrics.PROCESSING_SECONDS.labels(SERVICE, topic).observe(time.perf_counter() - started)
+
+    # --- agents ------------------------------------------------------------------------------
+
+    def convert_requests(self, records: Sequence[Record]) -> Batch:
+        return self.converter.convert(records, PromptRequest, self.on_request)
+
+    def convert_responses(self, records: Sequence[Record]) -> Batch:
+        return self.converter.convert(records, InferenceResult, self.on_response)
+
+    def convert_dead_letters(self, records: Sequence[Record]) -> Batch:
+        return self.dlq_converter.convert(records, DeadLetter, self.on_dead_letter)
+
+    async def consume_requests(self, stream: StreamT[bytes]) -> None:
+        await self._sink_loop(stream, self.requests_writer, self.convert_requests)
+
+    async def consume_responses(self, stream: StreamT[bytes]) -> None:
+        await self._sink_loop(stream, self.responses_writer, self.convert_responses)
+
+    async def consume_dead_letters(self, stream: StreamT[bytes]) -> None:
+        await self._sink_loop(stream, self.dead_letters_writer, self.convert_dead_letters)
+
+    async def consume_features(self, stream: StreamT[bytes]) -> None:
+        """Count each response in its window; its ack waits until the window is emitted."""
+        self._features_stream = stream
+        async for events in self._batches(stream):
+            self.add_features(events, time.time())
+            metrics.RECORDS_CONSUMED.labels(SERVICE, self.features_topic_name).inc(len(events))
+
+    def add_features(self, events: Sequence[EventT[bytes]], now: float) -> None:
+        for event in events:
+            if event.message.generation_id != self.app.consumer_generation_id:
+                # Fetched before a rebalance: faust sought back to the committed offset,
+                # so this record comes again (unacked) if its partition is still ours.
+                continue
+            try:
+                features = ResponseFeatures.from_bytes(event.message.value or b"")
+            except ValueError as error:
+                # Only this worker writes the topic: a bad record is a bug, not input.
+                log.error("skipping an invalid features record: %s", error)
+                event.ack()
+                continue
+            key = self.windows.add(features, now)
+            if key is None:  # already counted in its window: nothing more to wait for
+                event.ack()
+                continue
+            self._held.setdefault(key, []).append(event)
+            self._window_tp[key] = event.message.tp
+
+    async def emit_due_windows(self) -> None:
+        """Emit closed windows: rows first, then llm.metrics, then ack what they counted."""
+        now = time.time()
+        due = self.windows.due(now)
+        if due:
+            held = [event for key, _ in due for event in self._held.pop(key, [])]
+            await self._emit(due, held)
+            stream = self._features_stream
+            if stream is not None:
+                await self._ack(stream, held)
+            self.windows_emitted += len(due)
+        for key in self.windows.retire(now):
+            self._window_tp.pop(key, None)
+            self._held.pop(key, None)
+
+    async def _emit(
+        self, due: Sequence[tuple[WindowKey, MetricWindow]], held: Sequence[EventT[bytes]]
+    ) -> None:
+        contexts = [extract_context(message_headers(e)) for e in held[:MAX_LINKS]]
+        with telemetry.batch_span(
+            self.tracer,
+            f"emit {METRICS.name}",
+            contexts,
+            attributes={"llmops.windows": len(due), "llmops.responses": len(held)},
+        ):
+            await self.windows_writer.write([rows.metric_window_row(w) for _, w in due])
+            await self._publish(
+                [
+                    Outgoing(
+                        METRICS.name,
+                        key.group_text.encode(),
+                        window.to_bytes(),
+                        json_headers("MetricWindow"),
+                    )
+                    for key, window in due
+                ]
+            )
+
+    def on_partitions_revoked(self, sender: Any, /, *args: Any, signal: Any, **_: Any) -> None:
+        """Drop windows of features partitions that move away; their owner replays them.
+
+        faust sends `(sender, revoked)`. With the eager protocol every partition is revoked
+        at each rebalance and faust then seeks the ones it keeps back to their committed
+        offsets, so the unacked responses of the dropped windows come again.
+        """
+        revoked: set[TP] = set(args[0]) if args else set()
+        gone = [key for key, tp in self._window_tp.items() if tp in revoked]
+        self.windows.discard(gone)
+        for key in gone:
+            self._window_tp.pop(key, None)
+            self._held.pop(key, None)
+        if gone:
+            log.info("dropped %d windows of revoked partitions", len(gone))
+
+
+def build_worker(settings: Settings, options: WorkerOptions | None = None) -> MetricsWorker:
+    """A faust app with the worker's agents registered (not started); the app is `.app`."""
+    options = options or WorkerOptions()
+    app = faust.App(options.app_id, **faust_settings(settings, options))
+    worker = MetricsWorker(app, settings, options)
+    worker.register()
+    return worker
+
+
+def create_app(settings: Settings, options: WorkerOptions | None = None) -> faust.App:
+    """The worker's faust app, ready for `faust.Worker(app).execute_from_commandline()`."""
+    return build_worker(settings, options).app
