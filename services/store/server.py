@@ -266,7 +266,10 @@ async def serve(config: StoreConfig, stop: asyncio.Event | None = None) -> None:
     engine = await loop.run_in_executor(None, Engine, config.engine_path)
     runner = Runner(engine, config.workers)
     server = StoreServer(config, runner, StoreMetrics(CollectorRegistry()))
-    app_runner = web.AppRunner(server.app(), access_log=None, handle_signals=False)
+    # auto_decompress off: bodies are decoded here, ClickHouse-style (lz4 too, across frames)
+    app_runner = web.AppRunner(
+        server.app(), access_log=None, handle_signals=False, auto_decompress=False
+    )
     await app_runner.setup()
     try:
         site = web.TCPSite(app_runner, config.host, config.port, reuse_address=True)
