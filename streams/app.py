@@ -24,10 +24,15 @@ consumed again and every output is idempotent (see below). `stream_wait_empty` i
 rebalance does not wait for windows to close; the new owner replays what was not acked.
 
 Idempotence. Rows carry their ids and the tables are ReplacingMergeTree ordered by them
-(request_id, event_id, source topic/partition/offset, window start + group), so replayed
-rows collapse. A window counts each request id once. A window row is keyed by window start
-+ group; a re-emission replaces it, and after a crash a replay can only re-emit a subset of
-what was stored, so `metric_windows` keeps the row with the most `requests` (its version).
+(request_id; source topic/partition/offset + service; window start + group), so replayed
+rows collapse (the latest insert wins). A window counts each request id once. A window row
+is keyed by window start + group, so a re-emission replaces it: it must never be a part of
+what was emitted before. A window that was open when this worker first saw it is complete
+from the replay (none of its records were acked before it was emitted). A window first
+seen after it closed (a replay after a restart or rebalance, a straggler, a backlog) may
+have been emitted already: before it is emitted, it is completed from the `responses`
+table, which holds every response that ever reached the windows (rows are inserted before
+the features are published), so its new aggregate is the union.
 
 Window ownership. llm.responses is keyed by request id, so one group's responses are spread
 over every partition and every worker. The responses agent therefore repartitions: it
@@ -58,7 +63,7 @@ from llmops.config import Settings
 from llmops.propagation import extract_context
 from schemas import DeadLetter, InferenceResult, MetricWindow, PromptRequest
 from schemas.topics import DLQ, METRICS, REQUESTS, RESPONSES, TopicSpec
-from streams import rows
+from streams import backfill, rows
 from streams.features import ResponseFeatures, extract_features, group_key_text
 from streams.records import (
     Batch,
@@ -68,7 +73,7 @@ from streams.records import (
     message_headers,
     to_record,
 )
-from streams.sink import Backoff, TableWriter
+from streams.sink import Backoff, Reader, TableWriter
 from streams.windows import WindowAccumulator, WindowKey
 
 log = logging.getLogger(__name__)
@@ -174,6 +179,7 @@ class MetricsWorker:
         self.dead_letters_writer = TableWriter(
             url, rows.DEAD_LETTERS_TABLE, rows.DEAD_LETTER_COLUMNS
         )
+        self.reader = Reader(url)
         self.converter = Converter(
             self.tracer, SERVICE, options.app_id, settings.max_message_bytes, DLQ.name
         )
@@ -217,6 +223,7 @@ class MetricsWorker:
             self.dead_letters_writer,
         ):
             writer.close()
+        self.reader.close()
 
     # --- record handlers (pure: they only fill the batch) ------------------------------------
 
@@ -384,6 +391,7 @@ class MetricsWorker:
 
     async def emit_due_windows(self) -> None:
         """Emit closed windows: rows first, then llm.metrics, then ack what they counted."""
+        await self._seed_windows()
         now = time.time()
         due = self.windows.due(now)
         if due:
@@ -396,6 +404,27 @@ class MetricsWorker:
         for key in self.windows.retire(now):
             self._window_tp.pop(key, None)
             self._held.pop(key, None)
+
+    async def _seed_windows(self) -> None:
+        """Complete windows first seen after they closed with what `responses` holds."""
+        keys = self.windows.needs_seed()
+        if not keys:
+            return
+        sql, parameters = backfill.stored_responses_query(keys, self.windows.length_ms)
+        with self.tracer.start_as_current_span(
+            "SELECT responses", attributes={"llmops.windows": len(keys)}
+        ):
+            stored = [
+                backfill.features_from_row(r) for r in await self.reader.rows(sql, parameters)
+            ]
+        # Windows created while the query ran were not in it: they stay unseeded for now.
+        by_key: dict[WindowKey, list[ResponseFeatures]] = {key: [] for key in keys}
+        for features in stored:
+            key = self.windows.key_for(features)
+            if key in by_key:
+                by_key[key].append(features)
+        added = sum(self.windows.seed(key, found) for key, found in by_key.items())
+        log.info("seeded %d late windows with %d stored responses", len(keys), added)
 
     async def _emit(
         self, due: Sequence[tuple[WindowKey, MetricWindow]], held: Sequence[EventT[bytes]]

@@ -1,13 +1,15 @@
 """Schema objects -> ClickHouse rows (dicts keyed by column name). Pure, no IO.
 
 Column names follow the pydantic field names, with nested objects flattened (usage.*,
-timings.*, error.* -> input_tokens, ..., error_kind, error_message). The column tuples below
-are exactly the columns of infra/clickhouse/00{2,3,4,5}_*.sql that the worker fills.
+timings.*, error.*, sampling.*, prompt.* -> input_tokens, ..., error_kind, error_message,
+max_tokens, prompt_name, ...). The column tuples are, in order, the columns of
+infra/clickhouse/002_requests.sql ... 005_dead_letters.sql that the worker fills (all but
+`inserted_at`, the tables' version, filled by ClickHouse); a unit test holds them together.
+Optional text becomes "" (the tables have no Nullable text); booleans go to UInt8.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from schemas import DeadLetter, InferenceResult, MetricWindow, PromptRequest
@@ -33,16 +35,16 @@ REQUEST_COLUMNS: tuple[str, ...] = (
     "prompt_version",
     "model",
     "adapter",
+    "stream",
     "max_tokens",
     "temperature",
     "top_p",
-    "stream",
+    "message_count",
+    "input_chars",
+    "has_context",
     "reply_to",
     "deadline",
     "attributes",
-    "has_context",
-    "message_count",
-    "input_chars",
     "payload_size",
 )
 
@@ -52,14 +54,6 @@ RESPONSE_COLUMNS: tuple[str, ...] = (
     "ts",
     "tenant",
     "app",
-    "finish_reason",
-    "input_tokens",
-    "output_tokens",
-    "queue_ms",
-    "ttft_ms",
-    "tpot_ms",
-    "total_ms",
-    "chunks",
     "pool",
     "model",
     "engine",
@@ -68,13 +62,21 @@ RESPONSE_COLUMNS: tuple[str, ...] = (
     "experiment",
     "variant",
     "route_reason",
-    "attributes",
-    "cost_usd",
+    "finish_reason",
     "error_kind",
     "error_message",
+    "input_tokens",
+    "output_tokens",
+    "queue_ms",
+    "ttft_ms",
+    "tpot_ms",
+    "total_ms",
     "output_chars",
+    "chunks",
+    "cost_usd",
     "has_context",
     "text",
+    "attributes",
     "payload_size",
 )
 
@@ -111,12 +113,12 @@ DEAD_LETTER_COLUMNS: tuple[str, ...] = (
     "source_topic",
     "source_partition",
     "source_offset",
-    "key_b64",
-    "payload_b64",
-    "payload_size",
-    "headers",
     "request_id",
     "reply_to",
+    "payload_size",
+    "payload_b64",
+    "key_b64",
+    "headers",
 )
 
 
@@ -125,8 +127,14 @@ def _text(value: str | None) -> str:
 
 
 def request_row(request: PromptRequest, payload_size: int) -> Row:
+    """`input_chars`: characters the app sent as input, message contents or, for a prompt
+    reference, its variables' values (the rendered prompt exists only after routing)."""
     prompt = request.prompt
     messages = request.messages or []
+    if prompt is not None:
+        input_chars = sum(len(v) for v in prompt.variables.values())
+    else:
+        input_chars = sum(len(m.content) for m in messages)
     return {
         "request_id": request.request_id,
         "event_id": request.event_id,
@@ -140,17 +148,16 @@ def request_row(request: PromptRequest, payload_size: int) -> Row:
         "prompt_version": (prompt.version or 0) if prompt else 0,
         "model": _text(request.model),
         "adapter": _text(request.adapter),
+        "stream": request.stream,
         "max_tokens": request.sampling.max_tokens,
         "temperature": request.sampling.temperature,
         "top_p": request.sampling.top_p,
-        "stream": request.stream,
+        "message_count": len(messages),
+        "input_chars": input_chars,
+        "has_context": request.context is not None,
         "reply_to": _text(request.reply_to),
         "deadline": request.deadline,
         "attributes": dict(request.attributes),
-        "has_context": request.context is not None,
-        "message_count": len(messages),
-        "input_chars": sum(len(m.content) for m in messages)
-        + (sum(len(v) for v in prompt.variables.values()) if prompt else 0),
         "payload_size": payload_size,
     }
 
@@ -162,14 +169,6 @@ def response_row(result: InferenceResult, features: ResponseFeatures, payload_si
         "ts": result.ts,
         "tenant": result.tenant,
         "app": result.app,
-        "finish_reason": result.finish_reason,
-        "input_tokens": result.usage.input_tokens,
-        "output_tokens": result.usage.output_tokens,
-        "queue_ms": result.timings.queue_ms,
-        "ttft_ms": result.timings.ttft_ms,
-        "tpot_ms": result.timings.tpot_ms,
-        "total_ms": result.timings.total_ms,
-        "chunks": result.chunks,
         "pool": features.pool,
         "model": features.model,
         "engine": _text(result.engine),
@@ -178,13 +177,21 @@ def response_row(result: InferenceResult, features: ResponseFeatures, payload_si
         "experiment": _text(result.experiment),
         "variant": features.variant,
         "route_reason": _text(result.route_reason),
-        "attributes": dict(result.attributes),
-        "cost_usd": result.cost_usd,
+        "finish_reason": result.finish_reason,
         "error_kind": features.error_kind,
         "error_message": result.error.message if result.error is not None else "",
+        "input_tokens": result.usage.input_tokens,
+        "output_tokens": result.usage.output_tokens,
+        "queue_ms": result.timings.queue_ms,
+        "ttft_ms": result.timings.ttft_ms,
+        "tpot_ms": result.timings.tpot_ms,
+        "total_ms": result.timings.total_ms,
         "output_chars": features.output_chars,
+        "chunks": result.chunks,
+        "cost_usd": result.cost_usd,
         "has_context": result.context is not None,
         "text": result.text,
+        "attributes": dict(result.attributes),
         "payload_size": payload_size,
     }
 
@@ -225,16 +232,10 @@ def dead_letter_row(letter: DeadLetter) -> Row:
         "source_topic": letter.source_topic,
         "source_partition": letter.source_partition,
         "source_offset": letter.source_offset,
-        "key_b64": _text(letter.key_b64),
-        "payload_b64": letter.payload_b64,
-        "payload_size": letter.payload_size,
-        "headers": dict(letter.headers),
         "request_id": _text(letter.request_id),
         "reply_to": _text(letter.reply_to),
+        "payload_size": letter.payload_size,
+        "payload_b64": letter.payload_b64,
+        "key_b64": _text(letter.key_b64),
+        "headers": dict(letter.headers),
     }
-
-
-def check_columns(row: Mapping[str, Any], columns: tuple[str, ...]) -> None:
-    """Fail loudly if a mapping and its column list drift apart."""
-    if tuple(row) != columns:
-        raise ValueError(f"row keys {tuple(row)} differ from columns {columns}")

@@ -7,7 +7,8 @@ a record whose batch was not stored is consumed again after a restart. Rows are 
 that ClickHouse (ReplacingMergeTree) collapses such replays.
 
 clickhouse-connect is synchronous: every call runs in a thread so the event loop (and with
-it faust's heartbeats and the other agents) keeps going while ClickHouse works.
+it faust's heartbeats and the other agents) keeps going while ClickHouse works. Each writer
+and reader has its own connection and makes one call at a time.
 """
 
 from __future__ import annotations
@@ -41,6 +42,42 @@ class Backoff:
         return base * (1.0 + self.jitter * (2.0 * unit_random - 1.0))
 
 
+class _Connection:
+    """One clickhouse-connect client, used by one caller at a time, opened on demand and
+    dropped after a failure so that the next attempt starts on a fresh connection."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._client: Any = None
+
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = store.connect(self.url)
+        return self._client
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception:  # closing a broken connection may fail too; nothing to keep
+                log.debug("closing a ClickHouse connection failed", exc_info=True)
+
+
+async def _retrying(what: str, backoff: Backoff, connection: _Connection, call: Any) -> Any:
+    """Run blocking `call(client)` in a thread until it succeeds (or the task is cancelled)."""
+    attempt = 0
+    while True:
+        try:
+            return await asyncio.to_thread(lambda: call(connection.client()))
+        except Exception as error:
+            connection.close()
+            attempt += 1
+            delay = backoff.delay(attempt, random.random())
+            log.warning("%s failed (attempt %d, retry in %.1fs): %s", what, attempt, delay, error)
+            await asyncio.sleep(delay)
+
+
 class TableWriter:
     """Inserts batches into one table over its own connection (one query at a time)."""
 
@@ -51,55 +88,43 @@ class TableWriter:
         columns: Sequence[str],
         backoff: Backoff | None = None,
     ) -> None:
-        self.url = url
         self.table = table
         self.columns = tuple(columns)
         self.backoff = backoff or Backoff()
         self.rows_written = 0
-        self.failures = 0
-        self._client: Any = None
-
-    def _insert(self, rows: Sequence[Mapping[str, Any]]) -> int:
-        if self._client is None:
-            self._client = store.connect(self.url)
-        try:
-            return store.insert_rows(self._client, self.table, rows, self.columns)
-        except Exception:
-            self._close_client()  # start the next attempt on a fresh connection
-            raise
-
-    def _close_client(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            try:
-                client.close()
-            except Exception:  # closing a broken connection may fail too; nothing to keep
-                log.debug("closing the %s connection failed", self.table, exc_info=True)
+        self._connection = _Connection(url)
 
     async def write(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Store `rows`; returns only once they are stored (retries until then)."""
         if not rows:
             return
-        attempt = 0
-        while True:
-            try:
-                await asyncio.to_thread(self._insert, rows)
-            except Exception as error:
-                attempt += 1
-                self.failures += 1
-                delay = self.backoff.delay(attempt, random.random())
-                log.warning(
-                    "insert of %d rows into %s failed (attempt %d, retry in %.1fs): %s",
-                    len(rows),
-                    self.table,
-                    attempt,
-                    delay,
-                    error,
-                )
-                await asyncio.sleep(delay)
-            else:
-                self.rows_written += len(rows)
-                return
+        await _retrying(
+            f"insert of {len(rows)} rows into {self.table}",
+            self.backoff,
+            self._connection,
+            lambda client: store.insert_rows(client, self.table, rows, self.columns),
+        )
+        self.rows_written += len(rows)
 
     def close(self) -> None:
-        self._close_client()
+        self._connection.close()
+
+
+class Reader:
+    """Runs queries over its own connection, retrying like the writer."""
+
+    def __init__(self, url: str, backoff: Backoff | None = None) -> None:
+        self.backoff = backoff or Backoff()
+        self._connection = _Connection(url)
+
+    async def rows(self, sql: str, parameters: Mapping[str, Any]) -> list[dict[str, Any]]:
+        result = await _retrying(
+            "query",
+            self.backoff,
+            self._connection,
+            lambda client: client.query(sql, parameters=dict(parameters)),
+        )
+        return list(result.named_results())
+
+    def close(self) -> None:
+        self._connection.close()

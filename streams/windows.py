@@ -1,18 +1,23 @@
 """Tumbling-window aggregates per group. Pure: the caller passes the clock in.
 
 A response belongs to the window holding its event time (`ts`, set when inference finished
-it), so a replayed response lands in the same window it did the first time. Each window
-keeps the request ids it has counted: a response seen twice (a replay, a producer retry)
-counts once.
+it), so a replayed response lands in the window it did the first time. A request id counts
+once: in one window, and in no other window while the first is still held in memory (a
+result produced twice, with two timestamps, is not counted twice).
 
 Life of a window, by the caller's wall clock `now` (epoch seconds):
 - open: it takes responses; nothing is emitted before its end plus `grace_s`;
-- due: past end + grace with responses not yet emitted (`dirty`): `due()` emits its
+- due: past end + grace with responses not emitted yet (`dirty`): `due()` emits its
   aggregate, which replaces any earlier emission of the same window downstream;
-- retained: emitted, kept `retain_s` after its last response so that late responses (or a
+- retained: emitted, kept `retain_s` after its last response, so late responses (or a
   backlog caught up after an outage) re-emit a fuller aggregate instead of a partial one;
-- retired: dropped by `retire()`. A response for a retired window opens it afresh; that
-  partial aggregate is smaller than the one already stored (see streams/app.py on versions).
+- retired: dropped by `retire()`.
+
+A window first seen when it is already past end + grace may have been emitted before (by
+this worker before a restart or a rebalance, or by the previous owner of its group), and
+what this worker sees of it now is only what was replayed or arrived late. Such a window
+`needs_seed()`: the caller loads what is stored for it (`seed()`) before it can be due, so
+its new aggregate is the union, never a part that would replace the whole.
 """
 
 from __future__ import annotations
@@ -82,6 +87,7 @@ class _Window:
     ok_count: int = 0
     finish_reasons: Counter[str] = field(default_factory=Counter)
     dirty: bool = False
+    seeded: bool = True
     last_added: float = 0.0
 
     def add(self, features: ResponseFeatures, now: float) -> None:
@@ -148,6 +154,8 @@ class WindowAccumulator:
         self.grace_ms = round(grace_s * 1000)
         self.retain_s = retain_s
         self._windows: dict[WindowKey, _Window] = {}
+        # request id -> the window counting it, for every window held
+        self._counted_in: dict[str, WindowKey] = {}
 
     def __len__(self) -> int:
         return len(self._windows)
@@ -155,29 +163,57 @@ class WindowAccumulator:
     def key_for(self, features: ResponseFeatures) -> WindowKey:
         return WindowKey(window_start_ms(features.ts, self.length_ms), features.group)
 
-    def add(self, features: ResponseFeatures, now: float) -> WindowKey | None:
-        """Count a response in its window; None if that window has already counted it."""
-        key = self.key_for(features)
-        window = self._windows.get(key)
-        if window is None:
-            window = self._windows[key] = _Window(key)
-        elif features.request_id in window.request_ids:
-            return None
-        window.add(features, now)
-        return key
-
     def _closed(self, key: WindowKey, now: float) -> bool:
         return now * 1000 >= key.start_ms + self.length_ms + self.grace_ms
 
+    def _count(self, window: _Window, features: ResponseFeatures, now: float) -> None:
+        window.add(features, now)
+        self._counted_in[features.request_id] = window.key
+
+    def add(self, features: ResponseFeatures, now: float) -> WindowKey | None:
+        """Count a response in its window; None if it is counted already."""
+        if features.request_id in self._counted_in:
+            return None
+        key = self.key_for(features)
+        window = self._windows.get(key)
+        if window is None:
+            window = self._windows[key] = _Window(key, seeded=not self._closed(key, now))
+        self._count(window, features, now)
+        return key
+
+    def needs_seed(self) -> list[WindowKey]:
+        """Windows first seen past their end + grace, to complete from storage first."""
+        return sorted(key for key, window in self._windows.items() if not window.seeded)
+
+    def seed(self, key: WindowKey, stored: Iterable[ResponseFeatures]) -> int:
+        """Count the stored responses of window `key` it has not counted; returns how many."""
+        window = self._windows.get(key)
+        if window is None:
+            return 0
+        added = 0
+        for features in stored:
+            if self.key_for(features) == key and features.request_id not in self._counted_in:
+                self._count(window, features, window.last_added)
+                added += 1
+        window.seeded = True
+        return added
+
     def due(self, now: float) -> list[tuple[WindowKey, MetricWindow]]:
-        """Aggregates of closed windows with responses not emitted yet, oldest first."""
+        """Aggregates of closed, seeded windows with responses not emitted yet, oldest first."""
         out: list[tuple[WindowKey, MetricWindow]] = []
         for key in sorted(self._windows):
             window = self._windows[key]
-            if window.dirty and self._closed(key, now):
+            if window.dirty and window.seeded and self._closed(key, now):
                 window.dirty = False
                 out.append((key, window.aggregate(self.length_ms)))
         return out
+
+    def _drop(self, key: WindowKey) -> None:
+        window = self._windows.pop(key, None)
+        if window is not None:
+            for request_id in window.request_ids:
+                if self._counted_in.get(request_id) == key:
+                    del self._counted_in[request_id]
 
     def retire(self, now: float) -> list[WindowKey]:
         """Forget emitted windows that got no response for `retain_s`."""
@@ -189,13 +225,13 @@ class WindowAccumulator:
             and now - window.last_added >= self.retain_s
         ]
         for key in gone:
-            del self._windows[key]
+            self._drop(key)
         return gone
 
     def discard(self, keys: Iterable[WindowKey]) -> None:
         """Drop windows without emitting them (their partition moved to another worker)."""
         for key in keys:
-            self._windows.pop(key, None)
+            self._drop(key)
 
     def pending(self) -> list[WindowKey]:
         """Windows holding responses not emitted yet."""

@@ -279,9 +279,82 @@ def test_backlog_caught_up_late_still_aggregates_whole_windows() -> None:
     emitted: list[int] = []
     for i in range(50):
         acc.add(feat(f"r{i}", i * 0.1), now=now)
+        for key in acc.needs_seed():
+            acc.seed(key, [])  # nothing stored for it yet
         if i % 10 == 9:
             emitted.extend(w.requests for _, w in acc.due(now))
     assert emitted == [10, 20, 30, 40, 50]
+
+
+# --- windows seen only after they closed -------------------------------------------------
+
+
+def test_a_window_first_seen_after_it_closed_waits_for_its_seed() -> None:
+    acc = WindowAccumulator(10, grace_s=2)
+    key = acc.add(feat("late", 5), now=E0 + 30)
+    assert acc.needs_seed() == [key]
+    assert acc.due(E0 + 30) == []
+    stored = [feat("s1", 1), feat("s2", 2, latency_ms=300.0), feat("late", 5)]
+    assert key is not None
+    assert acc.seed(key, stored) == 2  # "late" is counted already
+    assert acc.needs_seed() == []
+    [(_, w)] = acc.due(E0 + 30)
+    assert w.requests == 3
+    assert w.latency_p99_ms == pytest.approx(float(np.percentile([100, 100, 300], 99)))
+
+
+def test_a_window_seen_while_open_needs_no_seed() -> None:
+    acc = WindowAccumulator(10, grace_s=2)
+    acc.add(feat("a", 5), now=E0 + 11.9)
+    assert acc.needs_seed() == []
+    assert len(acc.due(E0 + 12)) == 1
+
+
+def test_seed_ignores_rows_of_other_windows_and_unknown_keys() -> None:
+    acc = WindowAccumulator(10)
+    key = acc.add(feat("a", 5), now=E0 + 100)
+    assert key is not None
+    other_group = feat("b", 5, variant="z")
+    other_window = feat("c", 15)
+    assert acc.seed(key, [other_group, other_window]) == 0
+    assert acc.seed(WindowKey(0, GROUP), [feat("d", 1)]) == 0
+    [(_, w)] = acc.due(E0 + 100)
+    assert w.requests == 1
+    # Those ids were not taken: they still count in their own windows.
+    assert acc.add(other_window, now=E0 + 100) is not None
+
+
+def test_a_seeded_window_stays_seeded_for_late_responses() -> None:
+    acc = WindowAccumulator(10, retain_s=60)
+    key = acc.add(feat("a", 5), now=E0 + 100)
+    assert key is not None
+    acc.seed(key, [])
+    acc.due(E0 + 100)
+    acc.add(feat("b", 6), now=E0 + 101)
+    assert acc.needs_seed() == []
+    [(_, w)] = acc.due(E0 + 101)
+    assert w.requests == 2
+
+
+# --- one count per request id across windows ---------------------------------------------
+
+
+def test_a_result_produced_twice_with_two_timestamps_counts_once() -> None:
+    acc = WindowAccumulator(10, retain_s=60)
+    assert acc.add(feat("a", 5), now=E0 + 5) is not None
+    assert acc.add(feat("a", 25), now=E0 + 25) is None
+    windows = acc.due(E0 + 40)
+    assert [w.requests for _, w in windows] == [1]
+
+
+def test_forgotten_windows_release_their_request_ids() -> None:
+    acc = WindowAccumulator(10, retain_s=0)
+    first = acc.add(feat("a", 5), now=E0 + 5)
+    acc.due(E0 + 10)
+    acc.retire(E0 + 10)
+    assert acc.add(feat("a", 25), now=E0 + 25) is not None
+    acc.discard([WindowKey(first.start_ms + 20_000, GROUP)] if first else [])
+    assert acc.add(feat("a", 25), now=E0 + 25) is not None
 
 
 @pytest.mark.parametrize(
