@@ -9,7 +9,12 @@ import logging
 from llmops.config import Settings
 from llmops.runtime import run_service
 from services.traces.app import create_app, serve
-from services.traces.batcher import SpanBatcher
+from services.traces.batcher import (
+    DEFAULT_FLUSH_MS,
+    DEFAULT_MAX_SPANS,
+    DEFAULT_MAX_WAITING_SPANS,
+    SpanBatcher,
+)
 from services.traces.otlp import MAX_BODY_BYTES, MAX_DECODED_BYTES
 from services.traces.sink import ClickHouseSink
 
@@ -21,9 +26,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=4318)
     parser.add_argument("--clickhouse-url", default=None, help="default: CLICKHOUSE_URL")
-    parser.add_argument("--batch-spans", type=int, default=5000, help="spans per insert (max)")
-    parser.add_argument("--flush-ms", type=float, default=100.0, help="longest a span waits")
-    parser.add_argument("--max-waiting-spans", type=int, default=200_000)
+    parser.add_argument(
+        "--batch-spans", type=int, default=DEFAULT_MAX_SPANS, help="spans per insert (max)"
+    )
+    parser.add_argument(
+        "--flush-ms", type=float, default=DEFAULT_FLUSH_MS, help="longest a span waits for company"
+    )
+    parser.add_argument("--max-waiting-spans", type=int, default=DEFAULT_MAX_WAITING_SPANS)
     parser.add_argument("--max-body-bytes", type=int, default=MAX_BODY_BYTES)
     parser.add_argument("--max-decoded-bytes", type=int, default=MAX_DECODED_BYTES)
     parser.add_argument(

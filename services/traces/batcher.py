@@ -19,6 +19,12 @@ from services.traces.otlp import Row
 
 WriteRows = Callable[[list[Row]], None]
 
+# Defaults: ClickHouse prefers few large inserts, exporters prefer quick answers. While one
+# insert runs the next batch fills by itself (group commit), so a short linger suffices.
+DEFAULT_MAX_SPANS = 5000
+DEFAULT_FLUSH_MS = 20.0
+DEFAULT_MAX_WAITING_SPANS = 200_000
+
 
 class Overloaded(Exception):
     """More spans are waiting than the configured bound: the sender should back off."""
@@ -42,9 +48,9 @@ class SpanBatcher:
     def __init__(
         self,
         write: WriteRows,
-        max_spans: int = 5000,
-        max_delay_s: float = 0.1,
-        max_waiting_spans: int = 200_000,
+        max_spans: int = DEFAULT_MAX_SPANS,
+        max_delay_s: float = DEFAULT_FLUSH_MS / 1000,
+        max_waiting_spans: int = DEFAULT_MAX_WAITING_SPANS,
     ) -> None:
         if max_spans < 1 or max_delay_s < 0 or max_waiting_spans < max_spans:
             raise ValueError("need max_spans >= 1, max_delay_s >= 0, max_waiting >= max_spans")

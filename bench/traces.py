@@ -1,0 +1,203 @@
+"""How many spans/s the trace receiver ingests into ClickHouse (store server over chDB).
+
+Real parts only: `python -m services.store` (chDB) and `python -m services.traces` as
+subprocesses, HTTP clients posting OTLP requests built by the SDK's own encoder. A request
+counts when it is answered 200, which the receiver does only after the insert, so spans/s is
+spans *stored* per second. Every run ends by checking that otel_traces holds exactly the spans
+sent. Clients share the machine's cores with the receiver and the store.
+
+    .venv/bin/python bench/traces.py [--spans 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import gzip
+import http.client
+import json
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from google.protobuf.json_format import MessageToDict
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.trace import SpanKind
+
+from llmops.procs import free_port
+from llmops.store import apply_migrations, connect, ensure_database
+from llmops.telemetry import (
+    genai_request_attributes,
+    genai_response_attributes,
+    memory_tracer_provider,
+    messaging_attributes,
+)
+from services.store.launcher import start_store, stop_store
+from services.traces.batcher import DEFAULT_FLUSH_MS
+from services.traces.launcher import start_traces, stop_traces
+
+
+@dataclass
+class Case:
+    encoding: str  # protobuf | protobuf+gzip | json
+    spans_per_request: int
+    clients: int
+    flush_ms: float = DEFAULT_FLUSH_MS
+
+    @property
+    def name(self) -> str:
+        return (
+            f"{self.encoding}, {self.spans_per_request}/req, {self.clients} clients, "
+            f"flush {self.flush_ms:g} ms"
+        )
+
+
+CASES = [
+    Case("protobuf", 512, 1),
+    Case("protobuf", 512, 4),
+    Case("protobuf", 512, 4, flush_ms=0),
+    Case("protobuf", 512, 4, flush_ms=100),
+    Case("protobuf+gzip", 512, 4),
+    Case("json", 512, 4),
+    Case("protobuf", 64, 8),
+    Case("protobuf", 2048, 4),
+]
+HEADLINE = CASES[1]
+CONSUMER_ATTRIBUTES = messaging_attributes("process", "llm.requests", 3, 12345, "user-1", "router")
+GENAI_ATTRIBUTES = genai_request_attributes("chat", "local", "gemma-3-270m", 64, 0.7, 0.9)
+
+
+def template_request(n: int) -> ExportTraceServiceRequest:
+    """`n` realistic spans (one request per trace: router -> inference with GenAI attributes)."""
+    provider, exporter = memory_tracer_provider("bench")
+    tracer = provider.get_tracer("llmops.bench", "0.1")
+    while len(exporter.get_finished_spans()) < n:
+        with tracer.start_as_current_span(
+            "process llm.requests", kind=SpanKind.CONSUMER, attributes=CONSUMER_ATTRIBUTES
+        ), tracer.start_as_current_span(
+            "chat gemma-3-270m", kind=SpanKind.CLIENT, attributes=GENAI_ATTRIBUTES
+        ) as span:
+            span.add_event("first_token")
+            span.set_attributes(genai_response_attributes(21, 64, ["length"], "gemma", "r"))
+    spans = list(exporter.get_finished_spans())[:n]
+    provider.shutdown()
+    return encode_spans(spans)
+
+
+def bodies(case: Case, total: int) -> list[bytes]:
+    """Pre-encoded request bodies with unique trace/span ids (so no span dedupes away)."""
+    template = template_request(case.spans_per_request)
+    out = []
+    for _ in range(max(1, total // case.spans_per_request)):
+        request = ExportTraceServiceRequest()
+        request.CopyFrom(template)
+        prefix = uuid.uuid4().bytes[:8]
+        for rs in request.resource_spans:
+            for ss in rs.scope_spans:
+                for span in ss.spans:
+                    span.trace_id = prefix + span.trace_id[8:]
+                    for link in span.links:
+                        link.trace_id = prefix + link.trace_id[8:]
+        if case.encoding == "json":
+            document = MessageToDict(request)
+            for rs in document["resourceSpans"]:
+                for ss in rs["scopeSpans"]:
+                    for span in ss["spans"]:
+                        for key in ("traceId", "spanId", "parentSpanId"):
+                            if key in span:
+                                span[key] = base64.b64decode(span[key]).hex()
+            out.append(json.dumps(document).encode())
+        else:
+            body = request.SerializeToString()
+            out.append(gzip.compress(body, 1) if case.encoding.endswith("gzip") else body)
+    return out
+
+
+def post_all(port: int, case: Case, payloads: list[bytes]) -> float:
+    headers = {
+        "Content-Type": "application/json" if case.encoding == "json" else "application/x-protobuf"
+    }
+    if case.encoding.endswith("gzip"):
+        headers["Content-Encoding"] = "gzip"
+    chunks = [payloads[i :: case.clients] for i in range(case.clients)]
+    errors: list[str] = []
+
+    def client(mine: list[bytes]) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        for body in mine:
+            conn.request("POST", "/v1/traces", body, headers)
+            response = conn.getresponse()
+            response.read()
+            if response.status != 200:
+                errors.append(f"HTTP {response.status}")
+        conn.close()
+
+    threads = [threading.Thread(target=client, args=(c,)) for c in chunks]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    if errors:
+        raise RuntimeError(f"{len(errors)} requests failed, e.g. {errors[0]}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--spans", type=int, default=100_000, help="spans per case")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-traces-") as tmp:
+        tmp_path = Path(tmp)
+        store_port = free_port()
+        store = start_store(
+            tmp_path / "data", "127.0.0.1", store_port, None, tmp_path / "store.log"
+        )
+        results: list[tuple[Case, int, float]] = []
+        try:
+            for case in CASES:
+                url = f"http://127.0.0.1:{store_port}/bench_{uuid.uuid4().hex[:8]}"
+                client = ensure_database(url)
+                apply_migrations(client)
+                port = free_port()
+                receiver = start_traces(
+                    "127.0.0.1", port, url, tmp_path / "traces.log",
+                    extra_args=["--flush-ms", str(case.flush_ms)],
+                )
+                try:
+                    payloads = bodies(case, args.spans)
+                    sent = len(payloads) * case.spans_per_request
+                    elapsed = post_all(port, case, payloads)
+                finally:
+                    stop_traces(receiver)
+                check = connect(url)
+                stored = check.query("SELECT count() FROM otel_traces FINAL").result_rows[0][0]
+                check.close()
+                client.close()
+                if stored != sent:
+                    raise RuntimeError(f"{case.name}: sent {sent} spans, stored {stored}")
+                results.append((case, sent, sent / elapsed))
+                print(f"{case.name}: {sent / elapsed:,.0f} spans/s", file=sys.stderr)
+        finally:
+            stop_store(store)
+    print(
+        f"{'encoding':14} {'spans/req':>9} {'clients':>7} {'flush ms':>8} "
+        f"{'spans':>7} {'spans/s':>9}"
+    )
+    for case, sent, rate in results:
+        print(
+            f"{case.encoding:14} {case.spans_per_request:>9} {case.clients:>7} "
+            f"{case.flush_ms:>8g} {sent:>7} {rate:>9,.0f}"
+        )
+    headline = next(rate for case, _, rate in results if case == HEADLINE)
+    print(f"RESULT spans_per_s={headline:.0f}")
+
+
+if __name__ == "__main__":
+    main()
