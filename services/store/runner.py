@@ -147,24 +147,7 @@ class Runner:
 
     @asynccontextmanager
     async def _session(self, query: QueryParams) -> AsyncIterator[Session]:
-        assert query.session_id is not None
-        session = self._sessions.get(query.session_id)
-        if session is None:
-            handle = await self.call(self.engine.open)
-            # another request may have created it while we waited for the pool
-            session = self._sessions.setdefault(
-                query.session_id, Session(handle, query.session_timeout_s, time.monotonic())
-            )
-            if session.handle is not handle:
-                await self.call(handle.close)
-            self._evict_beyond(MAX_SESSIONS)
-        try:
-            await asyncio.wait_for(session.lock.acquire(), SESSION_LOCK_WAIT_S)
-        except TimeoutError:
-            raise ProtocolError(
-                SESSION_IS_LOCKED,
-                f"Session {query.session_id} is locked by a concurrent client.",
-            ) from None
+        session = await self._locked_session(query)
         try:
             await self.call(session.prepare, query)
             yield session
@@ -172,6 +155,31 @@ class Runner:
             session.timeout_s = query.session_timeout_s
             session.last_used = time.monotonic()
             session.lock.release()
+
+    async def _locked_session(self, query: QueryParams) -> Session:
+        """The request's session, created if new, with its lock held."""
+        sid = query.session_id
+        assert sid is not None
+        while True:
+            session = self._sessions.get(sid)
+            if session is None:
+                handle = await self.call(self.engine.open)
+                # another request may have created it while we waited for the pool
+                session = self._sessions.setdefault(
+                    sid, Session(handle, query.session_timeout_s, time.monotonic())
+                )
+                if session.handle is not handle:
+                    await self.call(handle.close)
+                self._evict_beyond(MAX_SESSIONS)
+            try:
+                await asyncio.wait_for(session.lock.acquire(), SESSION_LOCK_WAIT_S)
+            except TimeoutError:
+                raise ProtocolError(
+                    SESSION_IS_LOCKED, f"Session {sid} is locked by a concurrent client."
+                ) from None
+            if self._sessions.get(sid) is session:
+                return session
+            session.lock.release()  # expired or evicted while we waited: start a new one
 
     def _evict_beyond(self, limit: int) -> None:
         idle = sorted(
