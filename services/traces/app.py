@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 from google.rpc.status_pb2 import Status as RpcStatus
+from prometheus_client import Counter
 
 from services.traces.batcher import Overloaded, SpanBatcher
 from services.traces.otlp import (
@@ -34,11 +35,19 @@ log = logging.getLogger(__name__)
 BATCHER = web.AppKey("batcher", SpanBatcher)
 MAX_DECODED = web.AppKey("max_decoded_bytes", int)
 RETRY_AFTER_S = 1
+REQUESTS = Counter(
+    "trace_export_requests", "OTLP export requests answered, by HTTP status",
+    ["status"], namespace="llmops",
+)
+SPANS_STORED = Counter(
+    "trace_spans_stored", "Spans written to otel_traces", namespace="llmops"
+)
 # gRPC codes in google.rpc.Status bodies.
 _INVALID_ARGUMENT, _UNAVAILABLE = 3, 14
 
 
 def _error(request: web.Request, status: int, message: str) -> web.Response:
+    REQUESTS.labels(str(status)).inc()
     rpc_code = _UNAVAILABLE if status >= 500 else _INVALID_ARGUMENT
     headers = {"Retry-After": str(RETRY_AFTER_S)} if status in (429, 503) else None
     if media_type(request.headers.get("Content-Type")) == JSON:
@@ -68,6 +77,8 @@ async def export_traces(request: web.Request) -> web.Response:
     except Exception as error:  # the insert failed: tell the exporter to retry later
         log.warning("writing %d spans failed: %s", len(rows), error)
         return _error(request, 503, f"could not store spans: {error}")
+    REQUESTS.labels("200").inc()
+    SPANS_STORED.inc(len(rows))
     payload, response_type = encode_response(content_type)
     return web.Response(body=payload, content_type=response_type)
 

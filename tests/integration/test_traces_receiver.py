@@ -266,3 +266,22 @@ def health(receiver: str) -> dict[str, Any]:
     with urllib.request.urlopen(f"{receiver}/healthz", timeout=10) as response:
         result: dict[str, Any] = json.loads(response.read())
         return result
+
+
+def test_receiver_metrics_count_requests_and_spans(db_url: str, tmp_path: Path) -> None:
+    port, metrics_port = free_port(), free_port()
+    proc = start_traces(
+        "127.0.0.1", port, db_url, tmp_path / "traces.log",
+        extra_args=["--metrics-port", str(metrics_port)],
+    )
+    try:
+        receiver = f"http://127.0.0.1:{port}"
+        assert post(receiver, encode_spans(make_spans()).SerializeToString(), PROTOBUF)[0] == 200
+        assert post(receiver, b"junk", PROTOBUF)[0] == 400
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as r:
+            text = r.read().decode()
+    finally:
+        stop_traces(proc)
+    assert 'llmops_trace_export_requests_total{status="200"} 1.0' in text
+    assert 'llmops_trace_export_requests_total{status="400"} 1.0' in text
+    assert "llmops_trace_spans_stored_total 2.0" in text

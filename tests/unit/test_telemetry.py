@@ -385,3 +385,12 @@ def test_batch_span_links_each_record(
 
 def test_span_links_skip_invalid_contexts() -> None:
     assert span_links([extract_context([]), extract_context([("traceparent", b"garbage")])]) == []
+
+
+def test_sampler_comes_from_the_environment(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("OTEL_TRACES_SAMPLER", "always_off")
+    provider, exporter = memory_tracer_provider("sampled")
+    with provider.get_tracer("t").start_as_current_span("dropped") as span:
+        assert not span.is_recording()
+    provider.shutdown()
+    assert exporter.get_finished_spans() == ()
