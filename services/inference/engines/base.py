@@ -39,6 +39,7 @@ class EngineStats:
     waiting: int = 0
     completed: int = 0
     aborted: int = 0
+    failed: int = 0  # requests that ended with EngineError
     output_tokens: int = 0
     extra: dict[str, float] = field(default_factory=dict)
 
@@ -57,7 +58,9 @@ class Engine(abc.ABC):
     async def start(self) -> None: ...
 
     @abc.abstractmethod
-    async def stop(self) -> None: ...
+    async def stop(self) -> None:
+        """Release the model. Streams still running end with finish='abort'; later
+        `generate` calls raise EngineError."""
 
     @abc.abstractmethod
     def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:

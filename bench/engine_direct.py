@@ -1,0 +1,129 @@
+"""Engine throughput without the platform: one stream, then N concurrent streams.
+
+    .venv/bin/python bench/engine_direct.py --model gemma-3-270m --tokens 64 --concurrency 8
+
+Prints a table and ends with `RESULT tokens_per_s_c1=... tokens_per_s_c8=...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from rich.console import Console
+from rich.table import Table
+
+from services.inference.engines.base import Engine, GenerationRequest
+from services.inference.engines.fake import FakeEngine
+from services.inference.engines.transformers_engine import (
+    TransformersEngine,
+    TransformersEngineConfig,
+)
+from services.inference.models import load_model, prepare_model
+
+PROMPTS = (
+    "The capital of France is",
+    "Once upon a time, in a small village by the sea,",
+    "The three most important ideas in computer science are",
+    "Here is a short recipe for bread:",
+    "The weather today is",
+    "Kafka is a distributed event streaming platform that",
+    "My favourite book is",
+    "In 1969, the first humans",
+)
+
+
+async def _one(engine: Engine, i: int, tokens: int) -> tuple[int, float, float]:
+    request = GenerationRequest(
+        f"bench-{i}", (("user", PROMPTS[i % len(PROMPTS)]),), max_tokens=tokens
+    )
+    start = time.perf_counter()
+    first = 0.0
+    out = 0
+    async for chunk in engine.generate(request):
+        if not first and chunk.output_tokens:
+            first = time.perf_counter() - start
+        out = chunk.output_tokens
+    return out, first, time.perf_counter() - start
+
+
+async def _round(engine: Engine, concurrency: int, tokens: int) -> dict[str, float]:
+    start = time.perf_counter()
+    results = await asyncio.gather(*(_one(engine, i, tokens) for i in range(concurrency)))
+    wall = time.perf_counter() - start
+    out = sum(r[0] for r in results)
+    return {
+        "concurrency": concurrency,
+        "tokens": out,
+        "wall_s": wall,
+        "tokens_per_s": out / wall,
+        "ttft_ms": 1000 * sum(r[1] for r in results) / len(results),
+    }
+
+
+async def main(args: argparse.Namespace) -> None:
+    console = Console()
+    data_dir = Path(args.data_dir)
+    engine: Engine
+    if args.model == "fake":
+        engine = FakeEngine()
+        load_s = 0.0
+    else:
+        started = time.perf_counter()
+        prepare_model(args.model, data_dir, console)
+        prepare_s = time.perf_counter() - started
+        console.print(f"prepare: {prepare_s:.1f} s")
+        config = TransformersEngineConfig(
+            attn_implementation=args.attn, max_batch_requests=max(args.concurrency, 1)
+        )
+        engine = TransformersEngine(args.model, lambda: load_model(args.model, data_dir), config)
+    started = time.perf_counter()
+    await engine.start()
+    load_s = time.perf_counter() - started
+    rows = []
+    try:
+        await _round(engine, 1, 8)  # warm the shapes of both paths
+        await _round(engine, args.concurrency, 8)
+        for concurrency in (1, args.concurrency):
+            rows.append(await _round(engine, concurrency, args.tokens))
+    finally:
+        await engine.stop()
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    table = Table(
+        title=f"{args.model} ({engine.name}, attn={args.attn}), {args.tokens} tokens/request"
+    )
+    for column in ("streams", "output tokens", "wall s", "tokens/s", "mean TTFT ms"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(
+            f"{row['concurrency']:.0f}",
+            f"{row['tokens']:.0f}",
+            f"{row['wall_s']:.2f}",
+            f"{row['tokens_per_s']:.1f}",
+            f"{row['ttft_ms']:.0f}",
+        )
+    console.print(table)
+    console.print(f"engine start (load + manager): {load_s:.1f} s, peak RSS {peak_mb:.0f} MB")
+    print(
+        f"RESULT tokens_per_s_c1={rows[0]['tokens_per_s']:.1f} "
+        f"tokens_per_s_c{args.concurrency}={rows[1]['tokens_per_s']:.1f}"
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--model", default="gemma-3-270m", help="tiny-random, gemma-3-270m, a dir, or fake"
+    )
+    parser.add_argument("--data-dir", default=".llmops")
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--attn", default="sdpa", help="sdpa or paged|eager")
+    asyncio.run(main(parser.parse_args()))

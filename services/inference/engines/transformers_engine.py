@@ -1,0 +1,381 @@
+"""A real model on CPU with transformers continuous batching, bridged to asyncio.
+
+One persistent ContinuousBatchingManager runs its generation loop in its own thread. A reader
+thread takes the manager's outputs and hands them, one batch per wake-up, to the event loop
+with `call_soon_threadsafe`; there each output goes to its request's asyncio queue. `generate`
+turns the cumulative token lists into text deltas (incremental decoding), cuts at stop strings
+and cancels the rest of the request in the manager.
+
+Per-request sampling (temperature, top_p, top_k, seed) is honoured in full: see sampling.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import secrets
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from services.inference.engines.base import (
+    Engine,
+    EngineError,
+    EngineFinish,
+    EngineStats,
+    GenerationChunk,
+    GenerationRequest,
+)
+from services.inference.engines.text import IncrementalDecoder, StopScanner, render_plain
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from transformers.generation.continuous_batching import ContinuousBatchingManager
+    from transformers.generation.continuous_batching.requests import GenerationOutput
+
+ModelLoader = Callable[[], "tuple[PreTrainedModel, PreTrainedTokenizerBase]"]
+_CONTEXT_TOKENS = 4  # prompt ids decoded with the output, so its first token is spaced right
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class TransformersEngineConfig:
+    max_model_len: int = 2048  # prompt + output tokens of one request
+    max_batch_tokens: int = 256  # tokens per forward pass (long prompts are prefilled in slices)
+    max_batch_requests: int = 16  # requests decoded together
+    page_size: int = 64  # tokens per KV-cache page
+    kv_cache_tokens: int = 16_384  # KV-cache capacity over all running requests
+    attn_implementation: str = "sdpa"  # or "paged|eager"
+    stop_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Signal:
+    """Put on a request's queue by the engine itself: abort (abort/stop) or failure."""
+
+    error: str | None = None
+
+
+_ABORT = _Signal()
+
+
+@dataclass(slots=True)
+class _Stream:
+    request_id: str
+    queue: asyncio.Queue[GenerationOutput | _Signal] = field(default_factory=asyncio.Queue)
+    started: bool = False  # produced its first token
+
+
+def render_prompt(tokenizer: PreTrainedTokenizerBase, messages: Sequence[tuple[str, str]]) -> str:
+    """The tokenizer's chat template when it has one, else one line per message (base models)."""
+    if getattr(tokenizer, "chat_template", None):
+        rendered = tokenizer.apply_chat_template(
+            [{"role": role, "content": content} for role, content in messages],
+            tokenize=False,
+            add_generation_prompt=True,
+        )
+        return str(rendered)
+    return render_plain(messages)
+
+
+def encode_prompt(
+    tokenizer: PreTrainedTokenizerBase, messages: Sequence[tuple[str, str]]
+) -> list[int]:
+    """Token ids of the rendered prompt; a template brings its own special tokens."""
+    templated = bool(getattr(tokenizer, "chat_template", None))
+    text = render_prompt(tokenizer, messages)
+    ids = tokenizer(text, add_special_tokens=not templated)["input_ids"]
+    return [int(i) for i in ids]
+
+
+def eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> set[int]:
+    """Every id that ends an output: the generation config's and the tokenizer's."""
+    found: set[int] = set()
+    for value in (getattr(model.generation_config, "eos_token_id", None), tokenizer.eos_token_id):
+        if isinstance(value, int):
+            found.add(value)
+        elif isinstance(value, list | tuple):
+            found.update(int(v) for v in value)
+    return {i for i in found if i >= 0}
+
+
+class TransformersEngine(Engine):
+    name = "transformers"
+
+    def __init__(
+        self, model: str, load: ModelLoader, config: TransformersEngineConfig | None = None
+    ) -> None:
+        self.model = model
+        self.config = config or TransformersEngineConfig()
+        self._load = load
+        self._hf_model: PreTrainedModel | None = None
+        self._tokenizer: PreTrainedTokenizerBase | None = None
+        self._manager: ContinuousBatchingManager | None = None
+        self._eos: set[int] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._streams: dict[str, _Stream] = {}
+        self._by_request: dict[str, set[str]] = {}  # caller's id -> internal ids
+        self._ids = itertools.count()
+        self._reader: threading.Thread | None = None
+        self._closing = threading.Event()
+        self._accepting = False
+        self._stats = EngineStats()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        if self._manager is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        await asyncio.to_thread(self._start_blocking)
+        self._accepting = True
+        await self._warm_up()
+
+    def _start_blocking(self) -> None:
+        from transformers import GenerationConfig
+        from transformers.generation.configuration_utils import ContinuousBatchingConfig
+
+        from services.inference.engines.sampling import PerRequestSampling
+
+        model, tokenizer = self._load()
+        self._hf_model, self._tokenizer = model, tokenizer
+        self._eos = eos_ids(model, tokenizer)
+        cfg = self.config
+        if model.config._attn_implementation != cfg.attn_implementation:
+            model.set_attn_implementation(cfg.attn_implementation)
+        generation = GenerationConfig(  # type: ignore[no-untyped-call]
+            do_sample=False,  # the token is drawn by PerRequestSampling; argmax reads it
+            max_new_tokens=cfg.max_model_len,
+            eos_token_id=sorted(self._eos) or -1,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        cb_config = ContinuousBatchingConfig(
+            page_size=cfg.page_size,
+            num_blocks=max(1, -(-cfg.kv_cache_tokens // cfg.page_size)),
+            max_batch_tokens=cfg.max_batch_tokens,
+            max_requests_per_batch=cfg.max_batch_requests,
+            max_memory_percent=0.5,
+            auto_switch_to_flash=False,  # no flash kernels on CPU; keep what was asked for
+            allow_block_sharing=True,
+            use_async_batching=False,
+        )
+        hf_model: Any = model  # nn.Module's __getattr__ hides the mixin's methods from mypy
+        manager = hf_model.init_continuous_batching(
+            generation_config=generation, continuous_batching_config=cb_config
+        )
+        manager.logit_processor = PerRequestSampling()
+        # Started from a daemon thread, the generation thread is a daemon too: a consumer that
+        # dies without calling stop() still exits instead of hanging on a non-daemon thread.
+        starter = threading.Thread(target=manager.start, daemon=True, name="cb-start")
+        starter.start()
+        starter.join()
+        self._manager = manager
+        self._closing.clear()
+        self._reader = threading.Thread(target=self._read_outputs, daemon=True, name="cb-reader")
+        self._reader.start()
+
+    async def _warm_up(self) -> None:
+        """One token through the whole path, so the first real request is not the slow one."""
+        request = GenerationRequest("__warmup__", (("user", "warm up"),), max_tokens=1)
+        async for _ in self._generate(request, count=False):
+            pass
+
+    async def stop(self) -> None:
+        self._accepting = False
+        for stream in list(self._streams.values()):
+            stream.queue.put_nowait(_ABORT)
+        manager, self._manager = self._manager, None
+        if manager is None:
+            return
+        self._closing.set()
+        await asyncio.to_thread(self._stop_blocking, manager)
+
+    def _stop_blocking(self, manager: ContinuousBatchingManager) -> None:
+        manager.stop(block=True, timeout=self.config.stop_timeout_s, hard_stop=True)
+        manager.destroy()
+        if self._reader is not None:
+            self._reader.join(timeout=self.config.stop_timeout_s)
+            self._reader = None
+
+    # ------------------------------------------------------------------ outputs (reader thread)
+
+    def _read_outputs(self) -> None:
+        """Move outputs from the manager's queue to the event loop, a batch per wake-up."""
+        manager, loop = self._manager, self._loop
+        assert manager is not None and loop is not None
+        while not self._closing.is_set():
+            first = manager.get_result(timeout=0.1)
+            if first is None:
+                if manager.background_thread_status.fatal_error is not None:
+                    loop.call_soon_threadsafe(self._fail_all, "generation loop died")
+                    return
+                continue
+            batch = [first]
+            while (more := manager.get_result(timeout=0)) is not None:
+                batch.append(more)
+            try:
+                loop.call_soon_threadsafe(self._dispatch, batch)
+            except RuntimeError:  # the loop is closed: nobody is listening any more
+                return
+
+    def _dispatch(self, batch: list[GenerationOutput]) -> None:
+        for output in batch:
+            stream = self._streams.get(output.request_id)
+            if stream is not None:  # outputs of cancelled requests are dropped
+                stream.queue.put_nowait(output)
+
+    def _fail_all(self, reason: str) -> None:
+        self._accepting = False
+        for stream in list(self._streams.values()):
+            stream.queue.put_nowait(_Signal(reason))
+        log.error("transformers engine stopped accepting requests: %s", reason)
+
+    # ------------------------------------------------------------------ requests
+
+    async def abort(self, request_id: str) -> None:
+        for internal in list(self._by_request.get(request_id, ())):
+            stream = self._streams.get(internal)
+            if stream is not None:
+                stream.queue.put_nowait(_ABORT)
+
+    def stats(self) -> EngineStats:
+        s = self._stats
+        return EngineStats(
+            running=sum(1 for st in self._streams.values() if st.started),
+            waiting=sum(1 for st in self._streams.values() if not st.started),
+            completed=s.completed,
+            aborted=s.aborted,
+            failed=s.failed,
+            output_tokens=s.output_tokens,
+            extra=dict(s.extra),
+        )
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        return self._generate(request, count=True)
+
+    async def _generate(
+        self, request: GenerationRequest, count: bool
+    ) -> AsyncIterator[GenerationChunk]:
+        manager, tokenizer = self._manager, self._tokenizer
+        if manager is None or tokenizer is None or not self._accepting:
+            raise EngineError("transformers engine is not running")
+        prompt = encode_prompt(tokenizer, request.messages)
+        budget = self.config.max_model_len - len(prompt)
+        if budget < 1:
+            raise EngineError(
+                f"prompt has {len(prompt)} tokens; this engine takes at most "
+                f"{self.config.max_model_len - 1}"
+            )
+        max_tokens = min(request.max_tokens, budget)
+        internal = f"{request.request_id}#{next(self._ids)}"
+        stream = _Stream(internal)
+        self._streams[internal] = stream
+        self._by_request.setdefault(request.request_id, set()).add(internal)
+        finished = False
+        try:
+            if max_tokens < 1:
+                finished = True
+                yield self._final(count, "", len(prompt), 0, "length")
+                return
+            added = manager.add_request(
+                prompt,
+                request_id=internal,
+                max_new_tokens=max_tokens,
+                streaming=True,
+                **_sampling(request),
+            )
+            if added is None:
+                raise EngineError("transformers engine refused the request (stopping or failed)")
+            async for chunk in self._stream(stream, request, prompt, max_tokens, count):
+                finished = chunk.finish is not None
+                yield chunk
+        except EngineError:
+            if count:
+                self._stats.failed += 1
+            raise
+        finally:
+            self._forget(request.request_id, internal)
+            if not finished and self._manager is not None:
+                manager.cancel_request(internal)  # caller went away or failed: free the slot
+
+    async def _stream(
+        self,
+        stream: _Stream,
+        request: GenerationRequest,
+        prompt: list[int],
+        max_tokens: int,
+        count: bool,
+    ) -> AsyncIterator[GenerationChunk]:
+        tokenizer = self._tokenizer
+        assert tokenizer is not None
+        decoder = IncrementalDecoder(
+            lambda ids: str(tokenizer.decode(list(ids), skip_special_tokens=True)),
+            context=prompt[-_CONTEXT_TOKENS:],
+        )
+        scanner = StopScanner(request.stop)
+        seen: list[int] = []
+        n_in = len(prompt)
+        while True:
+            item = await stream.queue.get()
+            if isinstance(item, _Signal):
+                if item.error is not None:
+                    raise EngineError(item.error)
+                self._cancel(stream.request_id)
+                yield self._final(count, scanner.feed(decoder.flush()), n_in, len(seen), "abort")
+                return
+            if item.error is not None:
+                raise EngineError(f"generation failed: {item.error}")
+            new = [int(t) for t in item.generated_tokens[len(seen) :]]
+            if new:
+                stream.started = True
+                seen.extend(new)
+                if count:
+                    self._stats.output_tokens += len(new)
+            text = scanner.feed(decoder.push(new))
+            if scanner.stopped:
+                self._cancel(stream.request_id)
+                yield self._final(count, text, n_in, len(seen), "stop")
+                return
+            if item.is_finished():
+                finish: EngineFinish = "stop" if seen and seen[-1] in self._eos else "length"
+                tail = scanner.feed(decoder.flush())
+                if scanner.stopped:
+                    finish = "stop"
+                else:
+                    tail += scanner.flush()
+                yield self._final(count, text + tail, n_in, len(seen), finish)
+                return
+            if text:
+                yield GenerationChunk(text, n_in, len(seen))
+
+    def _final(
+        self, count: bool, text: str, n_in: int, n_out: int, finish: EngineFinish
+    ) -> GenerationChunk:
+        if count:
+            if finish == "abort":
+                self._stats.aborted += 1
+            else:
+                self._stats.completed += 1
+        return GenerationChunk(text, n_in, n_out, finish)
+
+    def _cancel(self, internal: str) -> None:
+        if self._manager is not None:
+            self._manager.cancel_request(internal)
+
+    def _forget(self, request_id: str, internal: str) -> None:
+        self._streams.pop(internal, None)
+        ids = self._by_request.get(request_id)
+        if ids is not None:
+            ids.discard(internal)
+            if not ids:
+                del self._by_request[request_id]
+
+
+def _sampling(request: GenerationRequest) -> dict[str, Any]:
+    from services.inference.engines.sampling import sampling_kwargs
+
+    # Without a seed a sampled request still needs one: a fresh random one.
+    seed = request.seed if request.seed is not None else secrets.randbits(31)
+    return sampling_kwargs(request.temperature, request.top_p, request.top_k, seed)
