@@ -1,0 +1,410 @@
+"""The metrics worker (`python -m streams`) against the real broker (Tansu) and the real
+ClickHouse engine (chDB behind the store's HTTP interface).
+
+The session's broker is shared, so other tests' records may pass through the same topics:
+every assertion selects this test's records by their unique ids and prompt name.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer
+
+from llmops.store import apply_migrations, connect, ensure_database
+from llmops.topics import ensure_topics
+from schemas import (
+    ChatMessage,
+    DeadLetter,
+    ErrorInfo,
+    InferenceResult,
+    MetricWindow,
+    PromptRequest,
+    Timings,
+    Usage,
+)
+from schemas.topics import RESPONSES
+from streams.app import WorkerOptions, topics_needed
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+TRACEPARENT = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+WAIT_S = 90.0
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Worker:
+    """`python -m streams` as a child process with its own log."""
+
+    def __init__(self, bootstrap: str, url: str, data_dir: Path, app_id: str) -> None:
+        self.log_path = data_dir / f"{app_id}-{uuid.uuid4().hex[:6]}.log"
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "CLICKHOUSE_URL": url,
+            "LLMOPS_DATA_DIR": str(data_dir),
+            "LLMOPS_METRICS_WINDOW_S": "1",
+            "LLMOPS_SINK_FLUSH_S": "0.2",
+            "LLMOPS_STREAMS_APP_ID": app_id,
+            "OTEL_TRACES_EXPORTER": "none",
+        }
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "streams"],
+                cwd=REPO,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> int:
+        """SIGTERM, as a supervisor would; the worker must exit cleanly on its own."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"worker ignored SIGTERM:\n{self.log()[-3000:]}") from None
+        return self.proc.returncode
+
+
+@pytest.fixture
+def database(store_url: str) -> Iterator[str]:
+    """A fresh database with the migrations applied; yields its URL."""
+    url = f"{store_url}/t_{uuid.uuid4().hex[:12]}"
+    client = ensure_database(url)
+    try:
+        apply_migrations(client)
+    finally:
+        client.close()
+    yield url
+
+
+@pytest.fixture
+def producer(bootstrap: str) -> Iterator[KafkaProducer]:
+    # Topics first, at their final size: a producer asking for a missing topic makes the
+    # broker auto-create it with its default partition count (Tansu cannot grow it later).
+    ensure_topics(bootstrap, topics_needed(WorkerOptions()))
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    yield producer
+    producer.close()
+
+
+@pytest.fixture
+def run_id() -> str:
+    return "st" + uuid.uuid4().hex[:10]
+
+
+class Tables:
+    def __init__(self, url: str) -> None:
+        self.client = connect(url)
+
+    def scalar(self, sql: str, **params: Any) -> Any:
+        return self.client.query(sql, parameters=params).result_rows[0][0]
+
+    def count(self, table: str, run_id: str) -> int:
+        return int(
+            self.scalar(
+                f"SELECT count() FROM {table} FINAL WHERE startsWith(request_id, {{p:String}})",
+                p=run_id,
+            )
+        )
+
+    def window_sum(self, prompt_name: str) -> int:
+        return int(
+            self.scalar(
+                "SELECT sum(requests) FROM metric_windows FINAL WHERE prompt_name = {p:String}",
+                p=prompt_name,
+            )
+        )
+
+    def windows(self, prompt_name: str) -> list[tuple[Any, ...]]:
+        return [
+            tuple(row)
+            for row in self.client.query(
+                "SELECT window_start, variant, requests, errors, finish_reasons "
+                "FROM metric_windows FINAL WHERE prompt_name = {p:String} "
+                "ORDER BY window_start, variant",
+                parameters={"p": prompt_name},
+            ).result_rows
+        ]
+
+
+@pytest.fixture
+def tables(database: str) -> Iterator[Tables]:
+    tables = Tables(database)
+    yield tables
+    tables.client.close()
+
+
+def make_result(run_id: str, i: int, ts: datetime) -> InferenceResult:
+    failed = i % 10 == 9
+    return InferenceResult(
+        request_id=f"{run_id}-{i}",
+        ts=ts,
+        text="" if failed else "word " * (i % 7),
+        finish_reason="error" if failed else ("length" if i % 5 == 0 else "stop"),
+        error=ErrorInfo(kind="engine_error", message="boom") if failed else None,
+        usage=Usage(input_tokens=10, output_tokens=0 if failed else 1 + i % 4),
+        timings=Timings(queue_ms=1.0, ttft_ms=5.0 + i, total_ms=50.0 + i),
+        pool="cpu",
+        model="tiny",
+        prompt_name=run_id,
+        prompt_version=1,
+        variant="a" if i % 2 else "b",
+        cost_usd=0.001,
+    )
+
+
+def send_all(
+    producer: KafkaProducer, topic: str, records: Sequence[tuple[bytes | None, bytes]]
+) -> None:
+    for key, value in records:
+        producer.send(topic, key=key, value=value, headers=[("traceparent", TRACEPARENT)])
+    producer.flush()
+
+
+def send_sentinels(producer: KafkaProducer, run_id: str, tag: str) -> list[str]:
+    """One result per llm.responses partition, sent last: once all are stored, every record
+    sent before them has been through the worker (partitions are consumed in order)."""
+    ids = []
+    for partition in range(RESPONSES.partitions):
+        result = InferenceResult(
+            request_id=f"{run_id}{tag}-{partition}",
+            finish_reason="stop",
+            prompt_name=f"{run_id}{tag}",
+        )
+        producer.send(RESPONSES.name, value=result.to_bytes(), partition=partition)
+        ids.append(result.request_id)
+    producer.flush()
+    return ids
+
+
+def read_topic(bootstrap: str, topic: str, keep: Callable[[bytes], bool], want: int) -> list[bytes]:
+    """Records of `topic` (from the start) that `keep` selects, until `want` are found."""
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"test-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
+        enable_auto_commit=False,
+    )
+    found: list[bytes] = []
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline and len(found) < want:
+            for records in consumer.poll(timeout_ms=500).values():
+                found.extend(r.value for r in records if r.value is not None and keep(r.value))
+        return found
+    finally:
+        consumer.close()
+
+
+# --- tests ---------------------------------------------------------------------------------
+
+
+def test_requests_responses_windows_and_dead_letters(
+    bootstrap: str,
+    database: str,
+    tables: Tables,
+    producer: KafkaProducer,
+    run_id: str,
+    tmp_path: Path,
+) -> None:
+    n = 60
+    worker = Worker(bootstrap, database, tmp_path, f"streams-{run_id}")
+    try:
+        requests = [
+            PromptRequest(
+                request_id=f"{run_id}-{i}",
+                user_id=f"u{i % 7}",
+                messages=[ChatMessage(role="user", content=f"question {i}")],
+            )
+            for i in range(n)
+        ]
+        send_all(
+            producer, "llm.requests", [(r.sticky_key.encode(), r.to_bytes()) for r in requests]
+        )
+        now = datetime.now(UTC)
+        results = [make_result(run_id, i, now + timedelta(milliseconds=20 * i)) for i in range(n)]
+        payloads = [(r.request_id.encode(), r.to_bytes()) for r in results]
+        send_all(producer, "llm.responses", payloads)
+        not_json = f"{run_id} \xff not json".encode("latin-1")
+        schema_invalid = f'{{"request_id": "{run_id}-bad", "messages": []}}'.encode()
+        bad_letter = f"{run_id} not a dead letter".encode()
+        send_all(producer, "llm.responses", [(None, not_json)])
+        send_all(producer, "llm.requests", [(None, schema_invalid)])
+        send_all(producer, "llm.dlq", [(None, bad_letter)])
+
+        wait_for(lambda: tables.count("requests", run_id) == n, "the requests rows")
+        wait_for(lambda: tables.count("responses", run_id) == n, "the responses rows")
+        wait_for(lambda: tables.window_sum(run_id) == n, "windows summing to N")
+
+        windows = tables.windows(run_id)
+        assert {variant for _, variant, *_ in windows} == {"a", "b"}
+        assert sum(errors for *_, errors, _ in windows) == n // 10
+        reasons: dict[str, int] = {}
+        for *_, finish_reasons in windows:
+            for reason, count in finish_reasons.items():
+                reasons[reason] = reasons.get(reason, 0) + count
+        assert reasons == {
+            "error": n // 10,
+            "length": sum(1 for i in range(n) if i % 10 != 9 and i % 5 == 0),
+            "stop": sum(1 for i in range(n) if i % 10 != 9 and i % 5 != 0),
+        }
+
+        # Bad input went to llm.dlq (and from there to dead_letters), kept whole; the bad
+        # dead letter was only skipped: nothing about it anywhere.
+        def ours(value: bytes) -> bool:
+            try:
+                letter = DeadLetter.from_bytes(value)
+            except ValueError:
+                return False
+            return run_id.encode() in base64.b64decode(letter.payload_b64)
+
+        letters = [DeadLetter.from_bytes(v) for v in read_topic(bootstrap, "llm.dlq", ours, 2)]
+        assert sorted((x.source_topic, x.kind) for x in letters) == [
+            ("llm.requests", "schema_invalid"),
+            ("llm.responses", "not_json"),
+        ]
+        assert {x.service for x in letters} == {"streams"}
+        assert {x.request_id for x in letters} == {f"{run_id}-bad", None}
+        assert {base64.b64decode(x.payload_b64) for x in letters} == {not_json, schema_invalid}
+        stored_letters = (
+            "SELECT count() FROM dead_letters FINAL WHERE payload_b64 IN {p:Array(String)}"
+        )
+        ours_b64 = [base64.b64encode(x).decode() for x in (not_json, schema_invalid)]
+        wait_for(lambda: tables.scalar(stored_letters, p=ours_b64) == 2, "dead_letters rows")
+        bad_b64 = [base64.b64encode(bad_letter).decode()]
+        assert tables.scalar(stored_letters, p=bad_b64) == 0
+
+        # Each closed window was published on llm.metrics too.
+        published = [
+            MetricWindow.from_bytes(v)
+            for v in read_topic(
+                bootstrap,
+                "llm.metrics",
+                lambda v: f'"prompt_name":"{run_id}"'.encode() in v,
+                want=len(windows),
+            )
+        ]
+        latest: dict[tuple[datetime, str], int] = {}
+        for window in published:
+            key = (window.window_start, window.variant)
+            latest[key] = max(latest.get(key, 0), window.requests)
+        assert sum(latest.values()) == n
+
+        # The same N results again: nothing changes.
+        send_all(producer, "llm.responses", payloads)
+        sentinels = send_sentinels(producer, run_id, "x")
+        wait_for(
+            lambda: tables.count("responses", f"{run_id}x-") == len(sentinels), "the sentinels"
+        )
+        wait_for(lambda: tables.window_sum(f"{run_id}x") == len(sentinels), "sentinel windows")
+        assert tables.count("responses", f"{run_id}-") == n
+        assert tables.window_sum(run_id) == n
+        assert tables.windows(run_id) == windows
+    finally:
+        code = worker.stop()
+    assert code == 0, worker.log()[-3000:]
+    assert "Traceback" not in worker.log()
+
+
+def test_a_window_split_by_a_restart_is_stored_whole(
+    bootstrap: str,
+    database: str,
+    tables: Tables,
+    producer: KafkaProducer,
+    run_id: str,
+    tmp_path: Path,
+) -> None:
+    """Half a window's responses, a restart, then the other half (late, the window closed
+    long ago): the restarted worker completes the window from `responses` before emitting,
+    so the stored row counts both halves instead of being replaced by the second."""
+    app_id = f"streams-{run_id}"
+    long_ago = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    results = [make_result(run_id, i, long_ago + timedelta(milliseconds=10 * i)) for i in range(40)]
+    first, second = results[:25], results[25:]
+
+    worker = Worker(bootstrap, database, tmp_path, app_id)
+    try:
+        send_all(producer, "llm.responses", [(r.request_id.encode(), r.to_bytes()) for r in first])
+        wait_for(lambda: tables.window_sum(run_id) == len(first), "the first half's windows")
+    finally:
+        assert worker.stop() == 0
+
+    send_all(producer, "llm.responses", [(r.request_id.encode(), r.to_bytes()) for r in second])
+    worker = Worker(
+        bootstrap, database, tmp_path, app_id
+    )  # same group: resumes after the first half
+    try:
+        wait_for(lambda: tables.count("responses", run_id) == len(results), "all responses")
+        wait_for(lambda: tables.window_sum(run_id) == len(results), "the whole window")
+        assert "seeded" in worker.log()
+        assert len(tables.windows(run_id)) == 2  # one window, two variants
+    finally:
+        assert worker.stop() == 0
+
+
+def test_inserts_that_fail_are_retried_and_nothing_is_lost(
+    bootstrap: str,
+    store_url: str,
+    producer: KafkaProducer,
+    run_id: str,
+    tmp_path: Path,
+) -> None:
+    """The worker starts before its tables exist: every insert fails, nothing is acked;
+    once the migrations run, everything arrives."""
+    url = f"{store_url}/t_{uuid.uuid4().hex[:12]}"
+    ensure_database(url).close()
+    worker = Worker(bootstrap, url, tmp_path, f"streams-{run_id}")
+    try:
+        now = datetime.now(UTC)
+        results = [make_result(run_id, i, now) for i in range(20)]
+        send_all(
+            producer, "llm.responses", [(r.request_id.encode(), r.to_bytes()) for r in results]
+        )
+        wait_for(lambda: "rows into responses failed" in worker.log(), "a failed insert")
+        client = connect(url)
+        try:
+            apply_migrations(client)
+        finally:
+            client.close()
+        tables = Tables(url)
+        try:
+            wait_for(lambda: tables.count("responses", run_id) == 20, "the responses rows")
+            wait_for(lambda: tables.window_sum(run_id) == 20, "the windows")
+        finally:
+            tables.client.close()
+    finally:
+        assert worker.stop() == 0
