@@ -38,6 +38,8 @@ SESSION_TIMEOUT_MS = 6000
 HEARTBEAT_INTERVAL_MS = 1000
 # On shutdown, in-flight work gets this long to finish before its offsets are left uncommitted.
 DRAIN_TIMEOUT_S = 30.0
+# Oversized input up to this many times the limit is still parsed to find its reply address.
+SNIFF_LIMIT_FACTOR = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +56,9 @@ class Record:
         """The record's value as `contract`, or Rejected with the reason and any reply address."""
         payload = self.value or b""
         if len(payload) > max_bytes:
-            request_id, reply_to = sniff_reply_fields(payload[:max_bytes])
+            # Parse it once anyway (bounded) to tell the app: it is waiting for an answer.
+            small_enough = len(payload) <= SNIFF_LIMIT_FACTOR * max_bytes
+            request_id, reply_to = sniff_reply_fields(payload) if small_enough else (None, None)
             raise Rejected(
                 "oversized",
                 f"payload of {len(payload)} bytes exceeds the limit of {max_bytes}",
@@ -107,12 +111,21 @@ class Producer:
             max_request_size=config.max_request_size,
             enable_idempotence=config.enable_idempotence,
         )
+        self._tracked_topics: set[str] = set()
 
     async def start(self) -> None:
         await self._producer.start()
 
     async def stop(self) -> None:
         await self._producer.stop()
+
+    async def _track_topic(self, topic: str) -> None:
+        # aiokafka only adds a topic to its metadata watch list when the topic is missing
+        # from the metadata it has; topics known from the first (all-topics) fetch are
+        # dropped at the next refresh, and batches for them wait for a leader until they
+        # expire with NotLeaderForPartitionError. Watching every topic we send to avoids it.
+        await self._producer.client.add_topic(topic)
+        self._tracked_topics.add(topic)
 
     async def send(
         self,
@@ -122,6 +135,8 @@ class Producer:
         headers: Headers | None = None,
         partition: int | None = None,
     ) -> asyncio.Future[RecordMetadata]:
+        if topic not in self._tracked_topics:
+            await self._track_topic(topic)
         future: asyncio.Future[RecordMetadata] = await self._producer.send(
             topic, value=value, key=_as_key(key), headers=headers or [], partition=partition
         )

@@ -173,14 +173,19 @@ class LLMOpsClient:
             **options,
         )
 
+    def expect(self, request_id: str, stream: bool = False) -> _Pending:
+        """Wait for replies to `request_id`, for requests published by other means (raw JSON)."""
+        pending = _Pending(
+            asyncio.get_running_loop().create_future(), asyncio.Queue() if stream else None
+        )
+        self._pending[request_id] = pending
+        return pending
+
     async def submit(self, request: PromptRequest, stream: bool = False) -> _Pending:
         """Publish a request; the returned handle resolves with its final result."""
         if request.reply_to != self.reply_topic:
             request = request.model_copy(update={"reply_to": self.reply_topic})
-        pending = _Pending(
-            asyncio.get_running_loop().create_future(), asyncio.Queue() if stream else None
-        )
-        self._pending[request.request_id] = pending
+        pending = self.expect(request.request_id, stream)
         with tracer.start_as_current_span(
             f"send {REQUESTS.name}",
             kind=trace.SpanKind.PRODUCER,

@@ -69,13 +69,19 @@ async def running_platform(
     pools = pools or [PoolConfig(name=f"fake-{suffix}", engine="fake", model="fake")]
     settings = unique_settings(bootstrap, pools, **settings_kw)
     await asyncio.to_thread(ensure_topics, bootstrap, platform_topics(p.name for p in pools))
-    producer = Producer(BusConfig(bootstrap))
-    await producer.start()
-    router, router_loop = build_router(settings, prompts or prompt_set_from_data(PROMPTS), producer)
+    # One producer per service, as in production where each runs in its own process.
+    producers = [
+        Producer(BusConfig(bootstrap, client_id=f"svc-{i}")) for i in range(len(pools) + 1)
+    ]
+    for producer in producers:
+        await producer.start()
+    router, router_loop = build_router(
+        settings, prompts or prompt_set_from_data(PROMPTS), producers[0]
+    )
     loops = [router_loop]
     workers = {}
     engines = engines or {}
-    for pool in pools:
+    for pool, producer in zip(pools, producers[1:], strict=True):
         engine = engines.get(pool.name) or FakeEngine(model=pool.model)
         await engine.start()
         engines[pool.name] = engine
@@ -91,4 +97,5 @@ async def running_platform(
         await asyncio.gather(*tasks, return_exceptions=True)
         for engine in engines.values():
             await engine.stop()
-        await producer.stop()
+        for producer in producers:
+            await producer.stop()
