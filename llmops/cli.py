@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 import time
 from typing import Annotated
 
@@ -19,7 +20,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
-console = Console()
+# Piped output gets a width that fits the summary tables instead of 80 columns.
+console = Console() if sys.stdout.isatty() else Console(width=160)
 
 
 @app.command()
@@ -141,8 +143,8 @@ def query(
     finally:
         client.close()
     if as_json:
-        for row in result.named_results():
-            console.print_json(json.dumps(row, default=str))
+        for named in result.named_results():
+            console.print_json(json.dumps(named, default=str))
         return
     table = Table(*result.column_names)
     for row in result.result_rows:

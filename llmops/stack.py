@@ -150,7 +150,10 @@ class LocalStack:
     def _start_services(self) -> None:
         env = self.service_env()
         base = self.settings.metrics_base_port
-        port = (lambda offset: str(base + offset)) if base else (lambda offset: "0")
+
+        def port(offset: int) -> str:
+            return str(base + offset) if base else "0"
+
         self.supervisor.add(
             python_child(
                 "router",

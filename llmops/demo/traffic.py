@@ -148,21 +148,26 @@ async def run_demo(
 
 def render_report(report: DemoReport, console: Console) -> None:
     table = Table(title=f"demo traffic ({report.wall_s:.1f}s wall)")
+    table.add_column("prompt", no_wrap=True)
+    table.add_column("variant", no_wrap=True)
+    table.add_column("pool", no_wrap=True)
     for column in (
-        "prompt / variant / pool",
         "requests",
         "replies",
         "errors",
         "p50 ms",
         "p95 ms",
         "p99 ms",
-        "tokens in",
-        "tokens out",
+        "tok in",
+        "tok out",
     ):
-        table.add_column(column, justify="left" if column.startswith("prompt") else "right")
+        table.add_column(column, justify="right")
     for stats in [*report.groups, report.total]:
+        prompt, variant, pool = ([*stats.group.split(" / "), "", ""])[:3]
         table.add_row(
-            stats.group,
+            prompt,
+            variant,
+            pool,
             str(stats.requests),
             str(stats.replies),
             str(stats.errors),
@@ -175,7 +180,8 @@ def render_report(report: DemoReport, console: Console) -> None:
         )
     console.print(table)
     expected = report.total.replies
-    mark = "[green]✓[/]" if report.rows_in_clickhouse == len(report.outcomes) else "[red]✗[/]"
+    ok = report.rows_in_clickhouse == len(report.outcomes)
+    mark = "[green]✓[/]" if ok else "[red]✗[/]"
     console.print(
         f"{mark} rows in ClickHouse `responses`: {report.rows_in_clickhouse} of {expected} answered"
     )
