@@ -66,8 +66,13 @@ def up(
 
 def _demo(bootstrap: str, clickhouse_url: str, requests: int, started: float | None = None) -> int:
     from llmops.demo.traffic import render_report, run_demo
+    from llmops.telemetry import setup_telemetry, shutdown_telemetry
 
-    report = asyncio.run(run_demo(bootstrap, clickhouse_url, console, requests=requests))
+    setup_telemetry("llmops-demo")  # the app side of each trace (OTEL_* decide the export)
+    try:
+        report = asyncio.run(run_demo(bootstrap, clickhouse_url, console, requests=requests))
+    finally:
+        shutdown_telemetry()
     render_report(report, console)
     if started is not None:
         first = min((o.latency_ms for o in report.outcomes if o.result), default=0.0)
@@ -150,6 +155,36 @@ def query(
     for row in result.result_rows:
         table.add_row(*(str(v) for v in row))
     console.print(table)
+
+
+@app.command("trace")
+def show_trace(
+    request_id: Annotated[str, typer.Argument(help="request id whose trace to show")],
+) -> None:
+    """Show one request's trace, every hop, from the otel_traces table."""
+    from llmops.store import connect
+    from services.traces.tree import rows_as_dicts, trace_tree
+
+    client = connect(get_settings().clickhouse_url)
+    try:
+        ids = client.query(
+            "SELECT DISTINCT TraceId FROM otel_traces "
+            "WHERE SpanAttributes['llmops.request_id'] = {rid:String}",
+            parameters={"rid": request_id},
+        ).result_rows
+        if not ids:
+            console.print(f"[red]no spans for request {request_id}[/] (exported yet? OTEL_* set?)")
+            raise typer.Exit(1)
+        for (trace_id,) in ids:
+            result = client.query(
+                "SELECT * FROM otel_traces WHERE TraceId = {tid:String}",
+                parameters={"tid": trace_id},
+            )
+            tree = trace_tree(rows_as_dicts(result.column_names, result.result_rows))
+            console.print(f"[bold]trace {trace_id}[/] ({len(tree.spans)} spans)")
+            console.print(tree.render(), markup=False)
+    finally:
+        client.close()
 
 
 @app.command()

@@ -66,6 +66,7 @@ class Settings(BaseSettings):
     broker_port: int = Field(default=19092, ge=1, le=65535)
     store_port: int = Field(default=18123, ge=1, le=65535)
     store_password: str | None = None
+    traces_port: int = Field(default=18124, ge=1, le=65535)
     metrics_base_port: int = Field(default=19400, ge=0, le=65000)
 
     # Platform

@@ -94,7 +94,7 @@ class LocalStack:
                 )
             )
         if self.addresses.otlp_endpoint is None:
-            traces_port = s.store_port + 1
+            traces_port = s.traces_port
             with self.console.status("starting the trace receiver ..."):
                 self.supervisor.add(
                     Child(
