@@ -176,7 +176,7 @@ def _convert_gemma(work: Path, console: Console | None) -> None:
 
     out = work / "model"
     steps = ("assemble GGUF", "load tokenizer", "dequantize weights", "write safetensors")
-    with _steps(console, f"preparing {GEMMA_270M}", len(steps)) as advance:
+    with _steps(console, f"preparing {GEMMA_270M}", len(steps)) as advance, _quiet_hf(console):
         advance(steps[0])
         gguf = gemma_gguf.assemble(work / gemma_gguf.MODEL_NAME)
         advance(steps[1])
@@ -221,6 +221,21 @@ def _steps(console: Console | None, title: str, total: int) -> Iterator[_Advance
             progress.update(task, description=label)
 
         yield advance
+
+
+@contextmanager
+def _quiet_hf(console: Console | None) -> Iterator[None]:
+    """Hide transformers' own tqdm bars while ours is on screen."""
+    from transformers.utils import logging as hf_logging
+
+    if console is None or not hf_logging.is_progress_bar_enabled():
+        yield
+        return
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    try:
+        yield
+    finally:
+        hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
 
 
 @contextmanager

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass
 
 from services.inference.engines.base import (
@@ -97,10 +98,10 @@ class FakeEngine(Engine):
             self._stats.waiting -= 1
             self._stats.running += 1
             running = True
-            async for chunk in self._emit(
-                request, input_tokens, aborted, FAIL_MID_MARKER in prompt
-            ):
-                yield chunk
+            fail_mid = FAIL_MID_MARKER in prompt
+            async with aclosing(self._emit(request, input_tokens, aborted, fail_mid)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
         except EngineError:
             self._stats.failed += 1
             raise
@@ -117,25 +118,24 @@ class FakeEngine(Engine):
 
     async def _emit(
         self, request: GenerationRequest, input_tokens: int, aborted: asyncio.Event, fail_mid: bool
-    ) -> AsyncIterator[GenerationChunk]:
+    ) -> AsyncGenerator[GenerationChunk, None]:
         words = fake_words(request)
         scanner = StopScanner(request.stop)
         per_chunk = 1 if self.config.tpot_ms > 0 else max(1, self.config.burst)
         produced = 0
         while produced < request.max_tokens:
             n = min(per_chunk, request.max_tokens - produced)
-            raw = "".join(
-                (" " if produced + i else "") + words[(produced + i) % len(words)] for i in range(n)
-            )
             if await _wait(self.config.tpot_ms * n, aborted):
                 yield self._finish(scanner.flush(), input_tokens, produced, "abort")
                 return
-            produced += n
-            self._stats.output_tokens += n
-            text = scanner.feed(raw)
-            if scanner.stopped:
-                yield self._finish(text, input_tokens, produced, "stop")
-                return
+            text = ""
+            for _ in range(n):  # token by token, so a stop is counted at the token completing it
+                text += scanner.feed((" " if produced else "") + words[produced % len(words)])
+                produced += 1
+                self._stats.output_tokens += 1
+                if scanner.stopped:
+                    yield self._finish(text, input_tokens, produced, "stop")
+                    return
             if text:
                 yield GenerationChunk(text, input_tokens, produced)
             if fail_mid:

@@ -16,7 +16,8 @@ import itertools
 import logging
 import secrets
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -257,28 +258,49 @@ class TransformersEngine(Engine):
 
     async def _generate(
         self, request: GenerationRequest, count: bool
-    ) -> AsyncIterator[GenerationChunk]:
-        manager, tokenizer = self._manager, self._tokenizer
-        if manager is None or tokenizer is None or not self._accepting:
-            raise EngineError("transformers engine is not running")
-        prompt = encode_prompt(tokenizer, request.messages)
+    ) -> AsyncGenerator[GenerationChunk, None]:
+        try:
+            # aclosing: a caller leaving early must run the inner generator's cleanup now.
+            async with aclosing(self._run(request, count)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+        except EngineError:
+            if count:
+                self._stats.failed += 1
+            raise
+
+    def _encode(self, request: GenerationRequest) -> tuple[list[int], int]:
+        """Prompt ids and the output budget left to the request."""
+        tokenizer = self._tokenizer
+        assert tokenizer is not None
+        try:
+            prompt = encode_prompt(tokenizer, request.messages)
+        except Exception as exc:  # a template rejecting the messages is the request's fault
+            raise EngineError(f"cannot render the prompt: {exc}") from exc
         budget = self.config.max_model_len - len(prompt)
         if budget < 1:
             raise EngineError(
                 f"prompt has {len(prompt)} tokens; this engine takes at most "
                 f"{self.config.max_model_len - 1}"
             )
-        max_tokens = min(request.max_tokens, budget)
+        return prompt, min(request.max_tokens, budget)
+
+    async def _run(
+        self, request: GenerationRequest, count: bool
+    ) -> AsyncGenerator[GenerationChunk, None]:
+        manager = self._manager
+        if manager is None or not self._accepting:
+            raise EngineError("transformers engine is not running")
+        prompt, max_tokens = self._encode(request)
+        if max_tokens < 1:
+            yield self._final(count, "", len(prompt), 0, "length")
+            return
         internal = f"{request.request_id}#{next(self._ids)}"
         stream = _Stream(internal)
         self._streams[internal] = stream
         self._by_request.setdefault(request.request_id, set()).add(internal)
         finished = False
         try:
-            if max_tokens < 1:
-                finished = True
-                yield self._final(count, "", len(prompt), 0, "length")
-                return
             added = manager.add_request(
                 prompt,
                 request_id=internal,
@@ -288,13 +310,10 @@ class TransformersEngine(Engine):
             )
             if added is None:
                 raise EngineError("transformers engine refused the request (stopping or failed)")
-            async for chunk in self._stream(stream, request, prompt, max_tokens, count):
-                finished = chunk.finish is not None
-                yield chunk
-        except EngineError:
-            if count:
-                self._stats.failed += 1
-            raise
+            async with aclosing(self._stream(stream, request, prompt, count)) as chunks:
+                async for chunk in chunks:
+                    finished = chunk.finish is not None
+                    yield chunk
         finally:
             self._forget(request.request_id, internal)
             if not finished and self._manager is not None:
@@ -305,9 +324,8 @@ class TransformersEngine(Engine):
         stream: _Stream,
         request: GenerationRequest,
         prompt: list[int],
-        max_tokens: int,
         count: bool,
-    ) -> AsyncIterator[GenerationChunk]:
+    ) -> AsyncGenerator[GenerationChunk, None]:
         tokenizer = self._tokenizer
         assert tokenizer is not None
         decoder = IncrementalDecoder(
