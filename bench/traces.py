@@ -16,6 +16,7 @@ import base64
 import gzip
 import http.client
 import json
+import statistics
 import sys
 import tempfile
 import threading
@@ -61,7 +62,7 @@ CASES = [
     Case("protobuf", 512, 1),
     Case("protobuf", 512, 4),
     Case("protobuf", 512, 4, flush_ms=0),
-    Case("protobuf", 512, 4, flush_ms=100),
+    Case("protobuf", 512, 4, flush_ms=20),
     Case("protobuf+gzip", 512, 4),
     Case("json", 512, 4),
     Case("protobuf", 64, 8),
@@ -149,53 +150,66 @@ def post_all(port: int, case: Case, payloads: list[bytes]) -> float:
     return elapsed
 
 
+def run_case(case: Case, store_port: int, spans: int, log_dir: Path) -> tuple[int, float]:
+    """(spans sent, spans/s stored) for one case on a fresh database and receiver."""
+    url = f"http://127.0.0.1:{store_port}/bench_{uuid.uuid4().hex[:8]}"
+    client = ensure_database(url)
+    apply_migrations(client)
+    client.close()
+    payloads = bodies(case, spans)
+    sent = len(payloads) * case.spans_per_request
+    port = free_port()
+    receiver = start_traces(
+        "127.0.0.1", port, url, log_dir / "traces.log",
+        extra_args=["--flush-ms", str(case.flush_ms)],
+    )
+    try:
+        elapsed = post_all(port, case, payloads)
+    finally:
+        stop_traces(receiver)
+    check = connect(url)
+    stored = check.query("SELECT count() FROM otel_traces FINAL").result_rows[0][0]
+    check.close()
+    if stored != sent:
+        raise RuntimeError(f"{case.name}: sent {sent} spans, stored {stored}")
+    return sent, sent / elapsed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--spans", type=int, default=100_000, help="spans per case")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per case (median shown)")
+    parser.add_argument("--headline-only", action="store_true")
     args = parser.parse_args()
+    cases = [HEADLINE] if args.headline_only else CASES
+    results: list[tuple[Case, int, list[float]]] = []
     with tempfile.TemporaryDirectory(prefix="bench-traces-") as tmp:
         tmp_path = Path(tmp)
         store_port = free_port()
         store = start_store(
             tmp_path / "data", "127.0.0.1", store_port, None, tmp_path / "store.log"
         )
-        results: list[tuple[Case, int, float]] = []
         try:
-            for case in CASES:
-                url = f"http://127.0.0.1:{store_port}/bench_{uuid.uuid4().hex[:8]}"
-                client = ensure_database(url)
-                apply_migrations(client)
-                port = free_port()
-                receiver = start_traces(
-                    "127.0.0.1", port, url, tmp_path / "traces.log",
-                    extra_args=["--flush-ms", str(case.flush_ms)],
-                )
-                try:
-                    payloads = bodies(case, args.spans)
-                    sent = len(payloads) * case.spans_per_request
-                    elapsed = post_all(port, case, payloads)
-                finally:
-                    stop_traces(receiver)
-                check = connect(url)
-                stored = check.query("SELECT count() FROM otel_traces FINAL").result_rows[0][0]
-                check.close()
-                client.close()
-                if stored != sent:
-                    raise RuntimeError(f"{case.name}: sent {sent} spans, stored {stored}")
-                results.append((case, sent, sent / elapsed))
-                print(f"{case.name}: {sent / elapsed:,.0f} spans/s", file=sys.stderr)
+            for case in cases:
+                rates = []
+                for _ in range(args.repeat):
+                    sent, rate = run_case(case, store_port, args.spans, tmp_path)
+                    rates.append(rate)
+                    print(f"{case.name}: {rate:,.0f} spans/s", file=sys.stderr)
+                results.append((case, sent, rates))
         finally:
             stop_store(store)
     print(
         f"{'encoding':14} {'spans/req':>9} {'clients':>7} {'flush ms':>8} "
-        f"{'spans':>7} {'spans/s':>9}"
+        f"{'spans':>7} {'spans/s':>9} {'min':>8} {'max':>8}"
     )
-    for case, sent, rate in results:
+    for case, sent, rates in results:
         print(
             f"{case.encoding:14} {case.spans_per_request:>9} {case.clients:>7} "
-            f"{case.flush_ms:>8g} {sent:>7} {rate:>9,.0f}"
+            f"{case.flush_ms:>8g} {sent:>7} {statistics.median(rates):>9,.0f} "
+            f"{min(rates):>8,.0f} {max(rates):>8,.0f}"
         )
-    headline = next(rate for case, _, rate in results if case == HEADLINE)
+    headline = next(statistics.median(r) for case, _, r in results if case == HEADLINE)
     print(f"RESULT spans_per_s={headline:.0f}")
 
 
