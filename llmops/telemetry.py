@@ -47,6 +47,7 @@ TRACER_NAME = "llmops"
 
 _lock = threading.Lock()
 _provider: TracerProvider | None = None
+_shut_down = False
 
 
 # --- setup -----------------------------------------------------------------------------------
@@ -119,7 +120,10 @@ def exporters_from_env() -> list[SpanExporter]:
 
 
 def setup_telemetry(service_name: str) -> TracerProvider:
-    """Install the global tracer provider for this process (once; later calls return it)."""
+    """Install the global tracer provider for this process (once; later calls return it).
+
+    The global provider cannot be replaced once set, so this is once per process, even after
+    `shutdown_telemetry()`."""
     global _provider
     with _lock:
         if _provider is not None:
@@ -134,9 +138,10 @@ def setup_telemetry(service_name: str) -> TracerProvider:
 
 def shutdown_telemetry(timeout_ms: int = 5000) -> None:
     """Flush what is buffered and stop exporting (safe to call more than once)."""
-    global _provider
+    global _shut_down
     with _lock:
-        provider, _provider = _provider, None
+        provider = None if _shut_down else _provider
+        _shut_down = _shut_down or provider is not None
     if provider is not None:
         provider.force_flush(timeout_ms)
         provider.shutdown()

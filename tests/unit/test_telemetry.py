@@ -244,6 +244,7 @@ with get_tracer().start_as_current_span("hello"):
     pass
 shutdown_telemetry()
 shutdown_telemetry()
+assert setup_telemetry("again") is first, "the global provider is set once per process"
 os._exit(0)  # skip atexit: only our shutdown may have flushed the span
 """
 
