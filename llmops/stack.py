@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -145,6 +146,20 @@ class LocalStack:
         }
         if self.addresses.otlp_endpoint:
             env["OTEL_EXPORTER_OTLP_ENDPOINT"] = self.addresses.otlp_endpoint
+        # Children see the effective settings, however they were given to us.
+        s = self.settings
+        env["LLMOPS_POOLS"] = json.dumps([p.model_dump() for p in s.pools])
+        for name in (
+            "max_message_bytes",
+            "default_deadline_s",
+            "metrics_window_s",
+            "sink_batch_size",
+            "sink_flush_s",
+            "commit_interval_s",
+        ):
+            env[f"LLMOPS_{name.upper()}"] = str(getattr(s, name))
+        if s.prompts_file is not None:
+            env["LLMOPS_PROMPTS_FILE"] = str(s.prompts_file.resolve())
         return env
 
     def _start_services(self) -> None:
