@@ -157,6 +157,23 @@ def query(
     console.print(table)
 
 
+@app.command()
+def migrate() -> None:
+    """Create the database named in CLICKHOUSE_URL and apply the migrations (idempotent)."""
+    from llmops.store import apply_migrations, ensure_database
+
+    url = get_settings().clickhouse_url
+    client = ensure_database(url)
+    try:
+        applied = apply_migrations(client)
+    finally:
+        client.close()
+    console.print(
+        f"[green]✓[/] {len(applied)} migrations applied"
+        + (f": {', '.join(applied)}" if applied else "")
+    )
+
+
 @app.command("trace")
 def show_trace(
     request_id: Annotated[str, typer.Argument(help="request id whose trace to show")],
