@@ -154,11 +154,13 @@ async def test_clean_stop(kind: str) -> None:
     threads_before = set(threading.enumerate())
     eng = make_engine(kind)
     await eng.start()
+    assert eng.stats().extra["healthy"] == 1.0
     stream = eng.generate(request("a long answer please", max_tokens=400))
     assert (await anext(stream)).finish is None
     await eng.stop()
     rest = [chunk async for chunk in stream]
     assert rest[-1].finish == "abort"
+    assert eng.stats().extra["healthy"] == 0.0
     with pytest.raises(EngineError):
         await collect(eng, request(max_tokens=2))
     await eng.stop()  # idempotent

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -88,8 +89,6 @@ async def test_top_k_one_sampling_equals_greedy(engine: TransformersEngine) -> N
 async def test_sampling_differs_from_greedy_and_mixes_in_one_batch(
     engine: TransformersEngine,
 ) -> None:
-    import asyncio
-
     prompt = "Mixed batch of greedy and sampled requests"
     greedy_alone = await collect(engine, request(prompt, max_tokens=16))
     sampled_alone = await collect(engine, request(prompt, max_tokens=16, temperature=1.0, seed=5))
@@ -143,3 +142,34 @@ def test_chat_template_is_used_when_the_tokenizer_has_one() -> None:
     assert render_prompt(tokenizer, messages) == "<system>Be brief.\n<user>Hi\n<assistant>"
     ids = encode_prompt(tokenizer, messages)
     assert TOKENIZER.decode(ids) == "<system>Be brief.\n<user>Hi\n<assistant>"
+
+
+async def test_a_crashing_model_fails_requests_and_marks_the_engine_unhealthy() -> None:
+    tokenizer = build_tiny_tokenizer()
+    model = build_tiny_model(tokenizer)
+    forward = model.forward
+    broken = {"now": False}
+
+    def failing_forward(*args: object, **kwargs: object) -> object:
+        if broken["now"]:
+            raise RuntimeError("simulated kernel failure")
+        return forward(*args, **kwargs)
+
+    model.forward = failing_forward  # type: ignore[method-assign]
+    eng = TransformersEngine("tiny-random", lambda: (model, tokenizer), TINY_CONFIG)
+    await eng.start()
+    try:
+        assert eng.stats().extra["healthy"] == 1.0
+        broken["now"] = True
+        with pytest.raises(EngineError, match="simulated kernel failure"):
+            await collect(eng, request(max_tokens=5))
+        for _ in range(100):  # the reader notices the dead loop within its poll interval
+            if eng.stats().extra["healthy"] == 0.0:
+                break
+            await asyncio.sleep(0.05)
+        assert eng.stats().extra["healthy"] == 0.0
+        with pytest.raises(EngineError, match="not running"):
+            await collect(eng, request(max_tokens=5))
+        assert eng.stats().failed == 2
+    finally:
+        await eng.stop()

@@ -73,7 +73,7 @@ class FakeEngine(Engine):
             aborted=s.aborted,
             failed=s.failed,
             output_tokens=s.output_tokens,
-            extra=dict(s.extra),
+            extra={"healthy": 1.0 if self._started else 0.0},
         )
 
     async def abort(self, request_id: str) -> None:

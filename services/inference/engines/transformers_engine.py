@@ -49,6 +49,7 @@ class TransformersEngineConfig:
     page_size: int = 64  # tokens per KV-cache page
     kv_cache_tokens: int = 16_384  # KV-cache capacity over all running requests
     attn_implementation: str = "sdpa"  # or "paged|eager"
+    dtype: str | None = None  # e.g. "float32": cast after loading; None keeps the stored dtype
     stop_timeout_s: float = 10.0
 
 
@@ -140,10 +141,14 @@ class TransformersEngine(Engine):
 
         from services.inference.engines.sampling import PerRequestSampling
 
+        cfg = self.config
         model, tokenizer = self._load()
+        if cfg.dtype is not None:
+            import torch
+
+            model = model.to(getattr(torch, cfg.dtype))
         self._hf_model, self._tokenizer = model, tokenizer
         self._eos = eos_ids(model, tokenizer)
-        cfg = self.config
         if model.config._attn_implementation != cfg.attn_implementation:
             model.set_attn_implementation(cfg.attn_implementation)
         generation = GenerationConfig(  # type: ignore[no-untyped-call]
@@ -250,7 +255,7 @@ class TransformersEngine(Engine):
             aborted=s.aborted,
             failed=s.failed,
             output_tokens=s.output_tokens,
-            extra=dict(s.extra),
+            extra={"healthy": 1.0 if self._accepting else 0.0},
         )
 
     def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
