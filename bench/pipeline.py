@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -157,15 +158,19 @@ def main() -> None:
     parser.add_argument("--capacity", type=int, default=512, help="pool in-flight capacity")
     args = parser.parse_args()
     os.environ.setdefault("LLMOPS_LOG_LEVEL", "WARNING")
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = bench_settings(Path(tmp), args.capacity)
-        stack_cls = LocalStack if args.full else RequestPathStack
-        stack = stack_cls(settings, console, embedded=True)
-        try:
-            addresses = stack.start(with_model=False)
-            result = asyncio.run(measure(addresses.kafka, args.requests, args.duration))
-        finally:
-            stack.stop()
+    tmp = tempfile.mkdtemp(prefix="llmops-bench-")
+    settings = bench_settings(Path(tmp), args.capacity)
+    stack_cls = LocalStack if args.full else RequestPathStack
+    stack = stack_cls(settings, console, embedded=True)
+    try:
+        addresses = stack.start(with_model=False)
+        result = asyncio.run(measure(addresses.kafka, args.requests, args.duration))
+    except BaseException:
+        console.print(f"[red]bench failed[/]; logs kept in {tmp}/logs")
+        raise
+    finally:
+        stack.stop()
+    shutil.rmtree(tmp, ignore_errors=True)
     shape = "full platform (+store, traces, metrics worker)" if args.full else "request path"
     table = Table(title=f"pipeline overhead, fake engine, {shape}, {os.cpu_count()} cores")
     for column in ("load", "requests", "p50 ms", "p95 ms", "p99 ms", "note"):

@@ -18,10 +18,14 @@ def broker_command(host: str, port: int) -> list[str]:
     # Tansu needs both URLs, or clients are told to reconnect to a default address.
     url = f"tcp://{host}:{port}"
     return [
-        tansu_binary(), "broker",
-        "--listener-url", url,
-        "--advertised-listener-url", url,
-        "--storage-engine", "memory://tansu/",
+        tansu_binary(),
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+        "--storage-engine",
+        "memory://tansu/",
     ]
 
 

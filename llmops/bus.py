@@ -81,6 +81,9 @@ class BusConfig:
     acks: int | str = "all"
     compression_type: str | None = None
     max_request_size: int = 2 * 1_048_576
+    # aiokafka sends one request per partition at a time: bigger batches carry more of a
+    # busy partition (a reply topic has one) per round trip.
+    max_batch_size: int = 256 * 1024
     enable_idempotence: bool = False  # aiokafka's InitProducerId fails on Tansu
 
 
@@ -109,6 +112,7 @@ class Producer:
             linger_ms=config.linger_ms,
             compression_type=config.compression_type,
             max_request_size=config.max_request_size,
+            max_batch_size=config.max_batch_size,
             enable_idempotence=config.enable_idempotence,
         )
         self._tracked_topics: set[str] = set()
@@ -148,9 +152,15 @@ class Producer:
         event: Event,
         key: str | bytes | None = None,
         extra_headers: Iterable[tuple[str, bytes]] = (),
+        exclude: set[str] | None = None,
     ) -> asyncio.Future[RecordMetadata]:
         """JSON value, content-type and event-type headers, and the current trace context."""
-        return await self.send(topic, event.to_bytes(), key, event_headers(event, extra_headers))
+        value = (
+            event.to_bytes()
+            if exclude is None
+            else event.model_dump_json(exclude_none=True, exclude=exclude).encode()
+        )
+        return await self.send(topic, value, key, event_headers(event, extra_headers))
 
     async def flush(self) -> None:
         await self._producer.flush()

@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     sink_batch_size: int = Field(default=500, ge=1, le=100_000)
     sink_flush_s: float = Field(default=1.0, gt=0, le=60)
     commit_interval_s: float = Field(default=0.2, gt=0, le=30)
+    # Tansu answers a fetch only when its wait runs out (Kafka answers as soon as data
+    # arrives), so each hop costs about half this wait there. Raise it on Apache Kafka.
+    fetch_max_wait_ms: int = Field(default=5, ge=0, le=10_000)
 
     @field_validator("pools")
     @classmethod

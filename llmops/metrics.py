@@ -18,29 +18,55 @@ NAMESPACE = "llmops"
 
 # Seconds; from a fast routing decision (~ms) to a long generation (minutes).
 LATENCY_BUCKETS = (
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-    1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
 )
 
 RECORDS_CONSUMED = Counter(
-    "records_consumed", "Kafka records taken from a topic",
-    ["service", "topic"], namespace=NAMESPACE,
+    "records_consumed",
+    "Kafka records taken from a topic",
+    ["service", "topic"],
+    namespace=NAMESPACE,
 )
 RECORDS_PRODUCED = Counter(
-    "records_produced", "Kafka records acknowledged by the broker",
-    ["service", "topic"], namespace=NAMESPACE,
+    "records_produced",
+    "Kafka records acknowledged by the broker",
+    ["service", "topic"],
+    namespace=NAMESPACE,
 )
 DEAD_LETTERS = Counter(
-    "dead_letters", "Records sent to the dead-letter topic, by kind",
-    ["service", "kind"], namespace=NAMESPACE,
+    "dead_letters",
+    "Records sent to the dead-letter topic, by kind",
+    ["service", "kind"],
+    namespace=NAMESPACE,
 )
 PROCESSING_SECONDS = Histogram(
-    "processing_seconds", "Time to process one record (or one batch) from a topic",
-    ["service", "topic"], namespace=NAMESPACE, buckets=LATENCY_BUCKETS,
+    "processing_seconds",
+    "Time to process one record (or one batch) from a topic",
+    ["service", "topic"],
+    namespace=NAMESPACE,
+    buckets=LATENCY_BUCKETS,
 )
 IN_FLIGHT = Gauge(
-    "in_flight", "Records (or requests) being processed now",
-    ["service"], namespace=NAMESPACE,
+    "in_flight",
+    "Records (or requests) being processed now",
+    ["service"],
+    namespace=NAMESPACE,
 )
 
 _servers: dict[tuple[str, int], object] = {}
@@ -64,8 +90,7 @@ def start_metrics_server(port: int, host: str = "127.0.0.1") -> None:
             server, _thread = start_http_server(port, addr=host, registry=REGISTRY)
         except OSError as error:
             raise OSError(
-                f"cannot serve metrics on {host}:{port} ({error}); pick a free port "
-                "or 0 to disable"
+                f"cannot serve metrics on {host}:{port} ({error}); pick a free port or 0 to disable"
             ) from error
         _servers[(host, port)] = server
 

@@ -15,6 +15,8 @@ from schemas.topics import RESPONSES
 log = logging.getLogger(__name__)
 # A reply topic that does not answer within this long belongs to an app that went away.
 REPLY_TIMEOUT_S = 5.0
+# Fields the metrics need from llm.responses and the app already has: not sent back to it.
+FOR_METRICS_ONLY = {"prompt_text", "context"}
 
 _REJECTION_KIND: dict[str, ErrorKind] = {
     "unroutable": "unroutable",
@@ -59,7 +61,11 @@ async def publish_result(
 async def _reply(producer: Producer, result: InferenceResult, reply_to: str) -> None:
     try:
         async with asyncio.timeout(REPLY_TIMEOUT_S):
-            await (await producer.send_event(reply_to, result, key=result.request_id))
+            await (
+                await producer.send_event(
+                    reply_to, result, key=result.request_id, exclude=FOR_METRICS_ONLY
+                )
+            )
     except Exception as exc:
         log.warning("reply for %s to %s dropped: %r", result.request_id, reply_to, exc)
 

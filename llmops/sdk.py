@@ -76,11 +76,15 @@ class LLMOpsClient:
         tenant: str = "default",
         client_id: str | None = None,
         timeout_s: float = 120.0,
+        fetch_max_wait_ms: int | None = None,
     ) -> None:
-        if bootstrap_servers is None:
-            from llmops.config import get_settings
+        from llmops.config import get_settings
 
+        if bootstrap_servers is None:
             bootstrap_servers = get_settings().kafka_bootstrap_servers
+        if fetch_max_wait_ms is None:
+            fetch_max_wait_ms = get_settings().fetch_max_wait_ms
+        self._fetch_max_wait_ms = fetch_max_wait_ms
         self.bootstrap_servers = bootstrap_servers
         self.app = app
         self.tenant = tenant
@@ -117,7 +121,7 @@ class LLMOpsClient:
             client_id=f"sdk-{self.client_id}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            fetch_max_wait_ms=10,
+            fetch_max_wait_ms=self._fetch_max_wait_ms,
         )
         await self._consumer.start()
         partition = TopicPartition(self.reply_topic, 0)

@@ -280,4 +280,3 @@ class BatchBuffer(Generic[T]):
     def drain(self) -> list[T]:
         items, self._items, self._oldest = self._items, [], None
         return items
-

@@ -231,6 +231,7 @@ def build_worker(
             max_poll_records=pool.capacity,
             max_message_bytes=settings.max_message_bytes,
             commit_interval_s=settings.commit_interval_s,
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
         ),
         worker.handle,
         producer,

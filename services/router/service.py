@@ -95,6 +95,7 @@ def build_router(
             max_in_flight=5000,
             max_message_bytes=settings.max_message_bytes,
             commit_interval_s=settings.commit_interval_s,
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
         ),
         router.handle,
         producer,
