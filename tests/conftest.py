@@ -12,8 +12,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from llmops.broker import start_broker  # noqa: E402
-from llmops.procs import free_port  # noqa: E402
+from llmops.broker import start_broker
+from llmops.procs import free_port
 
 
 @pytest.fixture(scope="session")
