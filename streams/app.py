@@ -48,6 +48,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -247,8 +248,8 @@ class MetricsWorker:
         )
         if result.model:
             span.set_attribute("gen_ai.request.model", result.model)
-        if features.error_kind:
-            span.set_attribute("error.type", features.error_kind)
+        if features.error_kind:  # the response's failure; processing it went fine
+            span.set_attribute("llmops.response.error_kind", features.error_kind)
         batch.rows.append(rows.response_row(result, features, len(record.value or b"")))
         batch.outgoing.append(
             Outgoing(
@@ -297,10 +298,11 @@ class MetricsWorker:
         attempt = 0
         while outgoing:
             try:
+                # faust's producer itself: Topic.send adds per-record bookkeeping that costs
+                # more than the send (measured: 500 records ~200 ms against ~40 ms).
+                producer = self.app.producer
                 futures = [
-                    await self._topics[out.topic].send(
-                        key=out.key, value=out.value, headers=out.headers
-                    )
+                    await producer.send(out.topic, out.key, out.value, None, None, out.headers)
                     for out in outgoing
                 ]
                 await asyncio.gather(*futures)
@@ -316,8 +318,8 @@ class MetricsWorker:
                 )
                 await asyncio.sleep(delay)
             else:
-                for out in outgoing:
-                    metrics.count_produced(SERVICE, out.topic)
+                for topic, count in Counter(out.topic for out in outgoing).items():
+                    metrics.count_produced(SERVICE, topic, count)
                 return
 
     @staticmethod
@@ -469,7 +471,10 @@ class MetricsWorker:
 def build_worker(settings: Settings, options: WorkerOptions | None = None) -> MetricsWorker:
     """A faust app with the worker's agents registered (not started); the app is `.app`."""
     options = options or WorkerOptions()
-    app = faust.App(options.app_id, **faust_settings(settings, options))
+    conf = faust_settings(settings, options)
+    # faust creates its data directory without parents.
+    Path(conf["datadir"]).mkdir(parents=True, exist_ok=True)
+    app = faust.App(options.app_id, **conf)
     worker = MetricsWorker(app, settings, options)
     worker.register()
     return worker

@@ -47,11 +47,15 @@ WAIT_S = 90.0
 # --- helpers -------------------------------------------------------------------------------
 
 
-def wait_for(check: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
+def wait_for(
+    check: Callable[[], bool], what: str, worker: Worker | None = None, timeout: float = WAIT_S
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
             return
+        if worker is not None and worker.proc.poll() is not None:
+            raise AssertionError(f"the worker exited while waiting for {what}:\n{worker.log()}")
         time.sleep(0.25)
     raise AssertionError(f"timed out waiting for {what}")
 
@@ -266,9 +270,9 @@ def test_requests_responses_windows_and_dead_letters(
         send_all(producer, "llm.requests", [(None, schema_invalid)])
         send_all(producer, "llm.dlq", [(None, bad_letter)])
 
-        wait_for(lambda: tables.count("requests", run_id) == n, "the requests rows")
-        wait_for(lambda: tables.count("responses", run_id) == n, "the responses rows")
-        wait_for(lambda: tables.window_sum(run_id) == n, "windows summing to N")
+        wait_for(lambda: tables.count("requests", run_id) == n, "the requests rows", worker)
+        wait_for(lambda: tables.count("responses", run_id) == n, "the responses rows", worker)
+        wait_for(lambda: tables.window_sum(run_id) == n, "windows summing to N", worker)
 
         windows = tables.windows(run_id)
         assert {variant for _, variant, *_ in windows} == {"a", "b"}
@@ -304,7 +308,9 @@ def test_requests_responses_windows_and_dead_letters(
             "SELECT count() FROM dead_letters FINAL WHERE payload_b64 IN {p:Array(String)}"
         )
         ours_b64 = [base64.b64encode(x).decode() for x in (not_json, schema_invalid)]
-        wait_for(lambda: tables.scalar(stored_letters, p=ours_b64) == 2, "dead_letters rows")
+        wait_for(
+            lambda: tables.scalar(stored_letters, p=ours_b64) == 2, "dead_letters rows", worker
+        )
         bad_b64 = [base64.b64encode(bad_letter).decode()]
         assert tables.scalar(stored_letters, p=bad_b64) == 0
 
@@ -328,9 +334,13 @@ def test_requests_responses_windows_and_dead_letters(
         send_all(producer, "llm.responses", payloads)
         sentinels = send_sentinels(producer, run_id, "x")
         wait_for(
-            lambda: tables.count("responses", f"{run_id}x-") == len(sentinels), "the sentinels"
+            lambda: tables.count("responses", f"{run_id}x-") == len(sentinels),
+            "the sentinels",
+            worker,
         )
-        wait_for(lambda: tables.window_sum(f"{run_id}x") == len(sentinels), "sentinel windows")
+        wait_for(
+            lambda: tables.window_sum(f"{run_id}x") == len(sentinels), "sentinel windows", worker
+        )
         assert tables.count("responses", f"{run_id}-") == n
         assert tables.window_sum(run_id) == n
         assert tables.windows(run_id) == windows
@@ -359,7 +369,9 @@ def test_a_window_split_by_a_restart_is_stored_whole(
     worker = Worker(bootstrap, database, tmp_path, app_id)
     try:
         send_all(producer, "llm.responses", [(r.request_id.encode(), r.to_bytes()) for r in first])
-        wait_for(lambda: tables.window_sum(run_id) == len(first), "the first half's windows")
+        wait_for(
+            lambda: tables.window_sum(run_id) == len(first), "the first half's windows", worker
+        )
     finally:
         assert worker.stop() == 0
 
@@ -368,8 +380,8 @@ def test_a_window_split_by_a_restart_is_stored_whole(
         bootstrap, database, tmp_path, app_id
     )  # same group: resumes after the first half
     try:
-        wait_for(lambda: tables.count("responses", run_id) == len(results), "all responses")
-        wait_for(lambda: tables.window_sum(run_id) == len(results), "the whole window")
+        wait_for(lambda: tables.count("responses", run_id) == len(results), "all responses", worker)
+        wait_for(lambda: tables.window_sum(run_id) == len(results), "the whole window", worker)
         assert "seeded" in worker.log()
         assert len(tables.windows(run_id)) == 2  # one window, two variants
     finally:
@@ -394,7 +406,7 @@ def test_inserts_that_fail_are_retried_and_nothing_is_lost(
         send_all(
             producer, "llm.responses", [(r.request_id.encode(), r.to_bytes()) for r in results]
         )
-        wait_for(lambda: "rows into responses failed" in worker.log(), "a failed insert")
+        wait_for(lambda: "rows into responses failed" in worker.log(), "a failed insert", worker)
         client = connect(url)
         try:
             apply_migrations(client)
@@ -402,8 +414,8 @@ def test_inserts_that_fail_are_retried_and_nothing_is_lost(
             client.close()
         tables = Tables(url)
         try:
-            wait_for(lambda: tables.count("responses", run_id) == 20, "the responses rows")
-            wait_for(lambda: tables.window_sum(run_id) == 20, "the windows")
+            wait_for(lambda: tables.count("responses", run_id) == 20, "the responses rows", worker)
+            wait_for(lambda: tables.window_sum(run_id) == 20, "the windows", worker)
         finally:
             tables.client.close()
     finally:

@@ -1,0 +1,214 @@
+"""How many responses/s the metrics worker takes from llm.responses into ClickHouse.
+
+Real parts only: Tansu (the broker), `python -m services.store` (chDB behind ClickHouse's HTTP
+interface) and `python -m streams` (the faust worker) as subprocesses. A backlog of N
+InferenceResults is produced first; then the worker starts and the clock runs from the first
+`responses` row to the last. A response counts once its row is stored and its features are
+published and counted in a window; the run ends when the `metric_windows` rows sum to N.
+Everything shares the machine's cores (the producer is done before the clock starts).
+
+    .venv/bin/python bench/streams.py [--responses 20000] [--batch-sizes 500,2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from kafka import KafkaProducer
+
+# Run as a script: the repository's packages come from the checkout itself.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+from llmops.broker import start_broker
+from llmops.procs import free_port
+from llmops.store import apply_migrations, ensure_database
+from llmops.topics import ensure_topics
+from schemas import InferenceResult, Timings, Usage
+from services.store.launcher import start_store, stop_store
+from streams.app import WorkerOptions, topics_needed
+
+REPO = Path(__file__).resolve().parents[1]
+TIMEOUT_S = float(os.environ.get("BENCH_TIMEOUT_S", "600"))
+
+
+@dataclass
+class Outcome:
+    batch_size: int
+    responses: int
+    first_row_s: float  # worker start -> first responses row (start-up, group join)
+    rows_s: float  # first row -> all N rows stored
+    windows_s: float  # first row -> metric_windows sum to N
+    windows: int
+
+    @property
+    def responses_per_s(self) -> float:
+        return self.responses / self.rows_s if self.rows_s > 0 else 0.0
+
+    @property
+    def end_to_end_per_s(self) -> float:
+        return self.responses / self.windows_s if self.windows_s > 0 else 0.0
+
+
+def make_results(run: str, n: int) -> list[bytes]:
+    start = datetime.now(UTC) - timedelta(minutes=10)  # a backlog: its windows closed long ago
+    out = []
+    for i in range(n):
+        result = InferenceResult(
+            request_id=f"{run}-{i}",
+            ts=start + timedelta(milliseconds=i),
+            text="The quick brown fox jumps over the lazy dog. " * 4,
+            finish_reason="length" if i % 5 == 0 else "stop",
+            usage=Usage(input_tokens=40 + i % 50, output_tokens=30 + i % 20),
+            timings=Timings(
+                queue_ms=2.0, ttft_ms=40.0 + i % 30, tpot_ms=8.0, total_ms=300.0 + i % 200
+            ),
+            pool=f"pool-{i % 2}",
+            model="gemma-3-270m",
+            engine="transformers",
+            prompt_name="greet",
+            prompt_version=1 + i % 2,
+            variant="control" if i % 2 else "treatment",
+            cost_usd=0.0001,
+        )
+        out.append(result.to_bytes())
+    return out
+
+
+def produce(bootstrap: str, payloads: list[bytes], run: str) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20)
+    for i, payload in enumerate(payloads):
+        producer.send("llm.responses", key=f"{run}-{i}".encode(), value=payload)
+    producer.flush()
+    producer.close()
+
+
+def scalar(client: object, sql: str) -> int:
+    value = client.query(sql).result_rows[0][0]  # type: ignore[attr-defined]
+    return int(value or 0)
+
+
+def run_case(store_url: str, batch_size: int, n: int, work: Path) -> Outcome:
+    """One worker over its own broker (a fresh llm.responses holding only this backlog)."""
+    run = "b" + uuid.uuid4().hex[:8]
+    broker_port = free_port()
+    broker = start_broker("127.0.0.1", broker_port, work / f"tansu-{run}.log")
+    try:
+        return measure(f"127.0.0.1:{broker_port}", store_url, batch_size, n, work, run)
+    finally:
+        broker.terminate()
+        broker.wait(10)
+
+
+def measure(
+    bootstrap: str, store_url: str, batch_size: int, n: int, work: Path, run: str
+) -> Outcome:
+    url = f"{store_url}/{run}"
+    client = ensure_database(url)
+    apply_migrations(client)
+    ensure_topics(bootstrap, topics_needed(WorkerOptions(app_id=run)))
+    produce(bootstrap, make_results(run, n), run)
+
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "CLICKHOUSE_URL": url,
+        "LLMOPS_DATA_DIR": str(work / run),
+        "LLMOPS_SINK_BATCH_SIZE": str(batch_size),
+        "LLMOPS_METRICS_WINDOW_S": "10",
+        "LLMOPS_STREAMS_APP_ID": run,
+        "LLMOPS_LOG_LEVEL": "warning",
+        "OTEL_TRACES_EXPORTER": "none",
+    }
+    log = open(work / f"{run}.log", "wb")  # noqa: SIM115 - closed below
+    started = time.monotonic()
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "streams"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    first = rows_done = windows_done = 0.0
+    try:
+        where = f"WHERE startsWith(request_id, '{run}-')"
+        while time.monotonic() - started < TIMEOUT_S:
+            if worker.poll() is not None:
+                raise RuntimeError(f"the worker exited; see {work / f'{run}.log'}")
+            stored = scalar(client, f"SELECT count() FROM responses {where}")
+            now = time.monotonic()
+            if stored and not first:
+                first = now
+            if stored >= n and not rows_done:
+                rows_done = now
+            if rows_done:
+                summed = scalar(
+                    client,
+                    "SELECT sum(requests) FROM metric_windows FINAL WHERE prompt_name = 'greet'",
+                )
+                if summed >= n:
+                    windows_done = now
+                    break
+            time.sleep(0.2)
+        else:
+            raise TimeoutError(f"worker did not finish; see {work / f'{run}.log'}")
+        windows = scalar(client, "SELECT count() FROM metric_windows FINAL")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(60)
+        log.close()
+        client.close()
+    return Outcome(
+        batch_size=batch_size,
+        responses=n,
+        first_row_s=first - started,
+        rows_s=rows_done - first,
+        windows_s=windows_done - first,
+        windows=windows,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--responses", type=int, default=20_000)
+    parser.add_argument("--batch-sizes", default="500,2000")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.batch_sizes.split(",")]
+
+    with tempfile.TemporaryDirectory(prefix="bench-streams-") as tmp:
+        work = Path(os.environ.get("BENCH_WORK_DIR") or tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        store_port = free_port()
+        store = start_store(work / "store", "127.0.0.1", store_port, log_path=work / "store.log")
+        try:
+            outcomes = [
+                run_case(f"http://127.0.0.1:{store_port}", size, args.responses, work)
+                for size in sizes
+            ]
+        finally:
+            stop_store(store)
+
+    print(f"\nmetrics worker, {args.responses} responses backlog, {os.cpu_count()} cores shared")
+    header = (
+        f"{'batch':>6} {'start s':>8} {'rows s':>8} {'responses/s':>12} "
+        f"{'+windows s':>11} {'end-to-end/s':>13} {'windows':>8}"
+    )
+    print(header)
+    print("-" * len(header))
+    for o in outcomes:
+        print(
+            f"{o.batch_size:>6} {o.first_row_s:>8.1f} {o.rows_s:>8.2f} {o.responses_per_s:>12.0f} "
+            f"{o.windows_s:>11.2f} {o.end_to_end_per_s:>13.0f} {o.windows:>8}"
+        )
+    best = max(outcomes, key=lambda o: o.responses_per_s)
+    print(f"RESULT responses_per_s={best.responses_per_s:.0f}")
+
+
+if __name__ == "__main__":
+    main()
