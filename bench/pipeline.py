@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import uvloop
 from rich.console import Console
 from rich.table import Table
 
@@ -164,7 +165,8 @@ def main() -> None:
     stack = stack_cls(settings, console, embedded=True)
     try:
         addresses = stack.start(with_model=False)
-        result = asyncio.run(measure(addresses.kafka, args.requests, args.duration))
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            result = runner.run(measure(addresses.kafka, args.requests, args.duration))
     except BaseException:
         console.print(f"[red]bench failed[/]; logs kept in {tmp}/logs")
         raise

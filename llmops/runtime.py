@@ -8,6 +8,8 @@ import os
 import signal
 from collections.abc import Awaitable, Callable
 
+import uvloop
+
 from llmops.bus import ConsumerLoop
 from llmops.metrics import start_metrics_server
 from llmops.telemetry import setup_telemetry, shutdown_telemetry
@@ -41,7 +43,8 @@ def run_service(
         await main(stop)
 
     try:
-        asyncio.run(runner())
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as loop_runner:
+            loop_runner.run(runner())
     finally:
         shutdown_telemetry()
 
