@@ -89,6 +89,9 @@ class Worker:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def ready(self) -> bool:
+        return "[^Worker]: Ready" in self.log()
+
     def stop(self) -> int:
         """SIGTERM, as a supervisor would; the worker must exit cleanly on its own."""
         if self.proc.poll() is None:
@@ -462,3 +465,40 @@ def test_a_bad_dead_letter_is_skipped_without_a_loop(
     finally:
         broker.terminate()
         broker.wait(10)
+
+
+def test_two_workers_share_the_windows_without_splitting_any(
+    bootstrap: str,
+    database: str,
+    tables: Tables,
+    producer: KafkaProducer,
+    run_id: str,
+    tmp_path: Path,
+) -> None:
+    """Each window group is aggregated by one worker (the owner of its features partition):
+    with two workers in the group, every stored window still counts all its responses.
+    Were a group split between them, each would store its part and the later insert would
+    replace the other's: the sums would fall short."""
+    app_id = f"streams-{run_id}"
+    workers = [Worker(bootstrap, database, tmp_path, app_id) for _ in range(2)]
+    try:
+        for worker in workers:
+            wait_for(worker.ready, "the worker to start", worker)
+        now = datetime.now(UTC)
+        results = []
+        for i in range(120):
+            result = make_result(run_id, i, now + timedelta(milliseconds=10 * i))
+            results.append(result.model_copy(update={"variant": f"v{i % 6}"}))
+        send_all(
+            producer, "llm.responses", [(r.request_id.encode(), r.to_bytes()) for r in results]
+        )
+        wait_for(lambda: tables.count("responses", run_id) == len(results), "all responses")
+        wait_for(lambda: tables.window_sum(run_id) == len(results), "complete windows")
+        per_variant: dict[str, int] = {}
+        for _, variant, requests, *_ in tables.windows(run_id):
+            per_variant[variant] = per_variant.get(variant, 0) + requests
+        assert per_variant == {f"v{k}": 20 for k in range(6)}
+        assert all(w.proc.poll() is None for w in workers)
+    finally:
+        codes = [w.stop() for w in workers]
+    assert codes == [0, 0]
