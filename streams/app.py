@@ -203,7 +203,6 @@ class MetricsWorker:
         # The features partition each window's group comes from (one per group).
         self._window_tp: dict[WindowKey, TP] = {}
         self._features_stream: StreamT[bytes] | None = None
-        self.windows_emitted = 0
 
     # --- wiring ------------------------------------------------------------------------------
 
@@ -402,7 +401,6 @@ class MetricsWorker:
             stream = self._features_stream
             if stream is not None:
                 await self._ack(stream, held)
-            self.windows_emitted += len(due)
         for key in self.windows.retire(now):
             self._window_tp.pop(key, None)
             self._held.pop(key, None)
