@@ -2,7 +2,9 @@
 
     .venv/bin/python bench/engine_direct.py --model gemma-3-270m --tokens 64 --concurrency 8
 
-Prints a table and ends with `RESULT tokens_per_s_c1=... tokens_per_s_c8=...`.
+Prints a table and ends with `RESULT tokens_per_s_c1=... tokens_per_s_c8=...`. The machine's
+1-minute load average is printed beside each row: on a shared 2-core box, wall-clock numbers
+are only comparable at similar load; tokens per CPU-second are steadier.
 """
 
 from __future__ import annotations
@@ -54,17 +56,24 @@ async def _one(engine: Engine, i: int, tokens: int) -> tuple[int, float, float]:
     return out, first, time.perf_counter() - start
 
 
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 async def _round(engine: Engine, concurrency: int, tokens: int) -> dict[str, float]:
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu_s()
     results = await asyncio.gather(*(_one(engine, i, tokens) for i in range(concurrency)))
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, _cpu_s() - cpu
     out = sum(r[0] for r in results)
     return {
         "concurrency": concurrency,
         "tokens": out,
         "wall_s": wall,
         "tokens_per_s": out / wall,
+        "tokens_per_cpu_s": out / cpu,
         "ttft_ms": 1000 * sum(r[1] for r in results) / len(results),
+        "load": os.getloadavg()[0],
     }
 
 
@@ -99,7 +108,8 @@ async def main(args: argparse.Namespace) -> None:
     table = Table(
         title=f"{args.model} ({engine.name}, attn={args.attn}), {args.tokens} tokens/request"
     )
-    for column in ("streams", "output tokens", "wall s", "tokens/s", "mean TTFT ms"):
+    columns = ("streams", "output tokens", "wall s", "tokens/s", "tokens/CPU-s", "TTFT ms", "load")
+    for column in columns:
         table.add_column(column, justify="right")
     for row in rows:
         table.add_row(
@@ -107,7 +117,9 @@ async def main(args: argparse.Namespace) -> None:
             f"{row['tokens']:.0f}",
             f"{row['wall_s']:.2f}",
             f"{row['tokens_per_s']:.1f}",
+            f"{row['tokens_per_cpu_s']:.1f}",
             f"{row['ttft_ms']:.0f}",
+            f"{row['load']:.1f}",
         )
     console.print(table)
     console.print(f"engine start (load + manager): {load_s:.1f} s, peak RSS {peak_mb:.0f} MB")

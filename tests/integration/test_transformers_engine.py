@@ -173,3 +173,37 @@ async def test_a_crashing_model_fails_requests_and_marks_the_engine_unhealthy() 
         assert eng.stats().failed == 2
     finally:
         await eng.stop()
+
+
+async def test_engine_threads_are_daemons(engine: TransformersEngine) -> None:
+    # A consumer that dies without stop() must still exit: no non-daemon thread of ours.
+    import threading
+
+    ours = [
+        t
+        for t in threading.enumerate()
+        if t.name == "cb-reader" or "_run_generation_loop" in t.name
+    ]
+    assert len(ours) >= 2
+    assert all(t.daemon for t in ours)
+
+
+async def test_queued_outputs_coalesce_to_the_newest_and_signals_win() -> None:
+    from transformers.generation.continuous_batching.requests import GenerationOutput
+
+    from services.inference.engines.transformers_engine import _ABORT, _latest
+
+    def out(tokens: list[int], error: str | None = None) -> GenerationOutput:
+        return GenerationOutput(request_id="r", generated_tokens=tokens, error=error)
+
+    queue: asyncio.Queue[object] = asyncio.Queue()
+    for item in (out([1, 2]), out([1, 2, 3])):
+        queue.put_nowait(item)
+    output, signal = _latest(queue, out([1]))  # type: ignore[arg-type]
+    assert output is not None and output.generated_tokens == [1, 2, 3] and signal is None
+    for item in (_ABORT, out([1, 2, 3, 4], error="failed by a stopping manager")):
+        queue.put_nowait(item)
+    output, signal = _latest(queue, out([1, 2]))  # type: ignore[arg-type]
+    assert output is not None and output.generated_tokens == [1, 2]  # the one before the abort
+    assert signal is _ABORT
+    assert queue.empty()

@@ -341,37 +341,36 @@ class TransformersEngine(Engine):
         seen: list[int] = []
         n_in = len(prompt)
         while True:
-            item = await stream.queue.get()
-            if isinstance(item, _Signal):
-                if item.error is not None:
-                    raise EngineError(item.error)
-                self._cancel(stream.request_id)
-                yield self._final(count, scanner.feed(decoder.flush()), n_in, len(seen), "abort")
-                return
-            if item.error is not None:
-                raise EngineError(f"generation failed: {item.error}")
-            new = [int(t) for t in item.generated_tokens[len(seen) :]]
-            if new:
-                stream.started = True
-                seen.extend(new)
-                if count:
-                    self._stats.output_tokens += len(new)
-            text = scanner.feed(decoder.push(new))
-            if scanner.stopped:
-                self._cancel(stream.request_id)
-                yield self._final(count, text, n_in, len(seen), "stop")
-                return
-            if item.is_finished():
-                finish: EngineFinish = "stop" if seen and seen[-1] in self._eos else "length"
-                tail = scanner.feed(decoder.flush())
+            output, signal = _latest(stream.queue, await stream.queue.get())
+            if output is not None:
+                if output.error is not None:
+                    raise EngineError(f"generation failed: {output.error}")
+                new = [int(t) for t in output.generated_tokens[len(seen) :]]
+                if new:
+                    stream.started = True
+                    seen.extend(new)
+                    if count:
+                        self._stats.output_tokens += len(new)
+                text = scanner.feed(decoder.push(new))
                 if scanner.stopped:
-                    finish = "stop"
-                else:
-                    tail += scanner.flush()
-                yield self._final(count, text + tail, n_in, len(seen), finish)
+                    self._cancel(stream.request_id)
+                    yield self._final(count, text, n_in, len(seen), "stop")
+                    return
+                if output.is_finished():
+                    eos = bool(seen) and seen[-1] in self._eos
+                    text += _tail(decoder, scanner)
+                    finish: EngineFinish = "stop" if eos or scanner.stopped else "length"
+                    yield self._final(count, text, n_in, len(seen), finish)
+                    return
+                if text and signal is None:
+                    yield GenerationChunk(text, n_in, len(seen))
+            if signal is not None:
+                if signal.error is not None:
+                    raise EngineError(signal.error)
+                self._cancel(stream.request_id)
+                tail = (text if output is not None else "") + _tail(decoder, scanner)
+                yield self._final(count, tail, n_in, len(seen), "abort")
                 return
-            if text:
-                yield GenerationChunk(text, n_in, len(seen))
 
     def _final(
         self, count: bool, text: str, n_in: int, n_out: int, finish: EngineFinish
@@ -394,6 +393,29 @@ class TransformersEngine(Engine):
             ids.discard(internal)
             if not ids:
                 del self._by_request[request_id]
+
+
+def _latest(
+    queue: asyncio.Queue[GenerationOutput | _Signal], item: GenerationOutput | _Signal
+) -> tuple[GenerationOutput | None, _Signal | None]:
+    """Coalesce what is queued: outputs are cumulative, so only the newest matters (a loop that
+    fell behind catches up in one step); a signal is acted on after the output before it."""
+    output: GenerationOutput | None = None
+    signal: _Signal | None = None
+    while True:
+        if isinstance(item, _Signal):
+            signal = signal or item
+        elif signal is None:  # outputs after an abort (e.g. failed by a stopping manager) are moot
+            output = item
+        if queue.empty():
+            return output, signal
+        item = queue.get_nowait()
+
+
+def _tail(decoder: IncrementalDecoder, scanner: StopScanner) -> str:
+    """The text held back at the end of an output: partial characters, then stop prefixes."""
+    text = scanner.feed(decoder.flush())
+    return text if scanner.stopped else text + scanner.flush()
 
 
 def _sampling(request: GenerationRequest) -> dict[str, Any]:
