@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     store_password: str | None = None
     traces_port: int = Field(default=18124, ge=1, le=65535)
     metrics_base_port: int = Field(default=19400, ge=0, le=65000)
+    # Where /metrics listens: loopback for the embedded stack, 0.0.0.0 in containers.
+    metrics_host: str = "127.0.0.1"
+    # Replicas of the topics our services create (1 for one broker, 3 on a real cluster).
+    topic_replication_factor: int = Field(default=1, ge=1, le=7)
 
     # Platform
     pools: list[PoolConfig] = Field(default_factory=_default_pools)

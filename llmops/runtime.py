@@ -33,7 +33,9 @@ def run_service(
     configure_logging(service)
     setup_telemetry(service)
     if metrics_port:
-        start_metrics_server(metrics_port)
+        from llmops.config import get_settings
+
+        start_metrics_server(metrics_port, get_settings().metrics_host)
 
     async def runner() -> None:
         stop = asyncio.Event()

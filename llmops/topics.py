@@ -25,9 +25,13 @@ def _configs(spec: TopicSpec) -> dict[str, str]:
 
 
 def ensure_topics(
-    bootstrap_servers: str, specs: Iterable[TopicSpec], replication_factor: int = 1
+    bootstrap_servers: str, specs: Iterable[TopicSpec], replication_factor: int | None = None
 ) -> list[str]:
     """Create missing topics; returns the names created. Existing ones are left as they are."""
+    if replication_factor is None:
+        from llmops.config import get_settings
+
+        replication_factor = get_settings().topic_replication_factor
     admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="llmops-admin")
     try:
         existing = set(admin.list_topics())

@@ -29,12 +29,7 @@ K8S_DIR = ROOT / "infra" / "k8s"
 # Settings that the deployment files already set and that the code does not read yet: each is
 # a change requested from the owners of llmops/ (see the deployment work's report). Remove a
 # name once its Settings field exists; the test below then holds it like any other.
-REQUESTED_SETTINGS = frozenset(
-    {
-        "LLMOPS_METRICS_HOST",  # bind address of /metrics (127.0.0.1 today: not scrapable)
-        "LLMOPS_TOPIC_REPLICATION_FACTOR",  # replication of the topics services create
-    }
-)
+REQUESTED_SETTINGS = frozenset({})
 # Read straight from the environment outside Settings.
 LOG_LEVEL_ENV = "LLMOPS_LOG_LEVEL"  # llmops/runtime.py, streams/__main__.py
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 from importlib import resources
 from pathlib import Path
@@ -33,6 +34,18 @@ async def main(stop: asyncio.Event) -> None:
         await consume_until(stop, consumer)
 
 
+def metrics_port() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    default = get_settings().metrics_base_port
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=default + 1 if default else 0,
+        help="Prometheus /metrics port (0: off; default LLMOPS_METRICS_BASE_PORT + 1)",
+    )
+    port: int = parser.parse_args().metrics_port
+    return port
+
+
 if __name__ == "__main__":
-    settings = get_settings()
-    run_service("router", main, settings.metrics_base_port and settings.metrics_base_port + 1)
+    run_service("router", main, metrics_port())
