@@ -76,14 +76,18 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=args.log_level.upper())
     setup_telemetry(SERVICE)
     if args.metrics_port:
-        start_metrics_server(args.metrics_port)
+        start_metrics_server(args.metrics_port, settings.metrics_host)
     if args.migrate:
         retry_until_done("migrations", lambda: migrate(settings.clickhouse_url))
     # Created at their final size before any client asks for them: a broker that
     # auto-creates topics would make them with its default partition count.
     retry_until_done(
         "creating topics",
-        lambda: ensure_topics(settings.kafka_bootstrap_servers, topics_needed(options)),
+        lambda: ensure_topics(
+            settings.kafka_bootstrap_servers,
+            topics_needed(options),
+            replication_factor=settings.topic_replication_factor,
+        ),
     )
     worker = build_worker(settings, options)
     try:
