@@ -192,7 +192,9 @@ def _convert_gemma(work: Path, console: Console | None) -> None:
         advance(steps[3])
         model.save_pretrained(out)
         tokenizer.save_pretrained(out)
-        (out / COMPLETE_MARKER).write_text(f"prepared {time.strftime('%Y-%m-%dT%H:%M:%SZ')}\n")
+        (out / COMPLETE_MARKER).write_text(
+            time.strftime("prepared %Y-%m-%dT%H:%M:%SZ\n", time.gmtime())
+        )
         advance(None)
 
 
