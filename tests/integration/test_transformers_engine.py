@@ -207,3 +207,21 @@ async def test_queued_outputs_coalesce_to_the_newest_and_signals_win() -> None:
     assert output is not None and output.generated_tokens == [1, 2]  # the one before the abort
     assert signal is _ABORT
     assert queue.empty()
+
+
+async def test_more_requests_than_the_kv_cache_holds_all_complete() -> None:
+    # 4 requests of ~55 tokens each against a 128-token cache: the scheduler must queue (and
+    # re-prefill) requests; every one still completes with the text it gets alone.
+    config = TransformersEngineConfig(
+        max_model_len=128, kv_cache_tokens=128, page_size=32, max_batch_tokens=64
+    )
+    eng = TransformersEngine("tiny-random", lambda: (MODEL, TOKENIZER), config)
+    await eng.start()
+    try:
+        reqs = [request(f"prompt {i} " * 5, max_tokens=40) for i in range(4)]
+        alone = [await collect(eng, r) for r in reqs]
+        together = await asyncio.gather(*(collect(eng, r) for r in reqs))
+    finally:
+        await eng.stop()
+    assert [r.final.output_tokens for r in together] == [40] * 4
+    assert [r.text for r in together] == [r.text for r in alone]

@@ -29,6 +29,10 @@ async def test_transformers_pool_loads_its_model_on_start(tmp_path: Path) -> Non
     assert isinstance(engine, TransformersEngine)
     assert (engine.name, engine.model) == ("transformers", "tiny-random")
     assert engine.config.max_batch_requests == 4
+    assert engine.config.kv_cache_tokens == 4 * engine.config.max_model_len
+    big = create_engine(PoolConfig(name="b", engine="transformers", capacity=1024), tmp_path)
+    assert isinstance(big, TransformersEngine)
+    assert big.config.kv_cache_tokens == 65_536  # bounded
     await engine.start()
     try:
         assert (await collect(engine, request(max_tokens=3))).final.output_tokens == 3

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from llmops.config import PoolConfig
 from services.inference.engines.base import Engine
+
+_MAX_KV_CACHE_TOKENS = 65_536
 
 
 class EngineUnavailableError(NotImplementedError):
@@ -17,8 +20,8 @@ def create_engine(pool: PoolConfig, data_dir: Path) -> Engine:
     if pool.engine == "fake":
         from services.inference.engines.fake import FakeEngine, FakeEngineConfig
 
-        config = FakeEngineConfig(ttft_ms=pool.fake_ttft_ms, tpot_ms=pool.fake_tpot_ms)
-        return FakeEngine(model=pool.model, config=config)
+        timings = FakeEngineConfig(ttft_ms=pool.fake_ttft_ms, tpot_ms=pool.fake_tpot_ms)
+        return FakeEngine(model=pool.model, config=timings)
     if pool.engine == "transformers":
         from services.inference.engines.transformers_engine import (
             TransformersEngine,
@@ -27,10 +30,12 @@ def create_engine(pool: PoolConfig, data_dir: Path) -> Engine:
         from services.inference.models import load_model
 
         spec = pool.model
+        base = TransformersEngineConfig()
+        # Room for `capacity` full-length requests, bounded (gemma-3-270m: ~18 KB per token).
+        kv_tokens = min(pool.capacity * base.max_model_len, _MAX_KV_CACHE_TOKENS)
+        config = replace(base, max_batch_requests=pool.capacity, kv_cache_tokens=kv_tokens)
         return TransformersEngine(
-            model=pool.model,
-            load=lambda: load_model(spec, data_dir),
-            config=TransformersEngineConfig(max_batch_requests=max(pool.capacity, 1)),
+            model=pool.model, load=lambda: load_model(spec, data_dir), config=config
         )
     if pool.engine == "vllm":
         raise EngineUnavailableError(
