@@ -1,8 +1,9 @@
 """A model-free engine: deterministic text from the prompt, with simulated timings.
 
 A token is a whitespace-separated word. The output cycles through the prompt's words (the
-seed picks where it starts), so a test can predict it exactly. With `tpot_ms=0` it costs almost
-nothing per token, which is how the platform's own overhead is measured.
+seed picks where it starts; temperature, top_p and top_k are ignored), so a test can predict it
+exactly. With `tpot_ms=0` it costs almost nothing per token and streams in bursts of `burst`
+tokens, which is how the platform's own overhead is measured.
 """
 
 from __future__ import annotations
