@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field, field_validator
+from pydantic import AliasChoices, BaseModel, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -17,6 +17,29 @@ from pydantic_settings import (
 
 EngineKind = Literal["transformers", "fake", "vllm"]
 CONFIG_FILE_ENV = "LLMOPS_CONFIG"
+
+
+class VllmOptions(BaseModel):
+    """What a vllm pool passes to vLLM's engine (AsyncEngineArgs); defaults suit one GPU."""
+
+    tensor_parallel_size: int = Field(default=1, ge=1, le=256)
+    pipeline_parallel_size: int = Field(default=1, ge=1, le=256)
+    gpu_memory_utilization: float = Field(default=0.9, gt=0.0, le=1.0)
+    max_model_len: int | None = Field(default=None, ge=16)  # None: the model's own
+    max_num_seqs: int | None = Field(default=None, ge=1)  # None: the pool's capacity
+    max_num_batched_tokens: int | None = Field(default=None, ge=16)
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    enforce_eager: bool = False  # True skips graph capture/compilation: faster start
+    seed: int = 0
+    enable_lora: bool = False
+    max_loras: int = Field(default=4, ge=1)
+    max_lora_rank: Literal[1, 8, 16, 32, 64, 128, 256, 320, 512] = 16
+    # adapter name (as requests and `PoolConfig.adapters` name it) -> local adapter directory
+    lora_paths: dict[str, str] = Field(default_factory=dict)
+    # vllm-cpu only: KV cache size in GiB (exported as VLLM_CPU_KVCACHE_SPACE)
+    cpu_kvcache_space_gib: int | None = Field(default=None, ge=1)
+    # anything else AsyncEngineArgs takes (quantization, kv_cache_dtype, ...), passed as is
+    engine_args: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
 
 
 class PoolConfig(BaseModel):
@@ -37,6 +60,19 @@ class PoolConfig(BaseModel):
     # fake engine only: simulated time to first token and per output token
     fake_ttft_ms: float = Field(default=0.0, ge=0.0)
     fake_tpot_ms: float = Field(default=0.0, ge=0.0)
+    # vllm engine only
+    vllm: VllmOptions = Field(default_factory=VllmOptions)
+
+    @model_validator(mode="after")
+    def _adapters_have_paths(self) -> PoolConfig:
+        # A vllm pool must be able to load every adapter the router may send it.
+        if self.engine == "vllm" and self.adapters:
+            if not self.vllm.enable_lora:
+                raise ValueError(f"pool {self.name!r} serves adapters: set vllm.enable_lora")
+            missing = [a for a in self.adapters if a not in self.vllm.lora_paths]
+            if missing:
+                raise ValueError(f"pool {self.name!r}: no vllm.lora_paths entry for {missing}")
+        return self
 
 
 def _default_pools() -> list[PoolConfig]:

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
-from llmops.config import PoolConfig
-from services.inference.engines.factory import EngineUnavailableError, create_engine
+from llmops.config import PoolConfig, VllmOptions
+from services.inference.engines.factory import (
+    EngineUnavailableError,
+    create_engine,
+    model_directory,
+)
 from services.inference.engines.fake import FakeEngine
 from services.inference.engines.transformers_engine import TransformersEngine
+from services.inference.engines.vllm_engine import VllmEngine
 from tests.engine_kit import collect, request
 
 
@@ -40,7 +46,25 @@ async def test_transformers_pool_loads_its_model_on_start(tmp_path: Path) -> Non
         await engine.stop()
 
 
-def test_vllm_is_not_there_yet(tmp_path: Path) -> None:
-    with pytest.raises(EngineUnavailableError, match="issue 3"):
-        create_engine(PoolConfig(name="p", engine="vllm"), tmp_path)
+def test_vllm_pool_gets_an_unstarted_vllm_engine_without_importing_vllm(tmp_path: Path) -> None:
+    options = VllmOptions(tensor_parallel_size=2, max_model_len=1024, enforce_eager=True)
+    pool = PoolConfig(name="p", engine="vllm", model="tiny-random", capacity=12, vllm=options)
+    engine = create_engine(pool, tmp_path)
+    assert isinstance(engine, VllmEngine)
+    assert (engine.name, engine.model, engine.capacity) == ("vllm", "tiny-random", 12)
+    assert engine.options == options
+    assert "vllm" not in sys.modules  # imported only when the engine starts
+    assert not (tmp_path / "models").exists()  # nor is the model written yet
     assert issubclass(EngineUnavailableError, NotImplementedError)
+
+
+def test_model_directory_writes_the_tiny_model_once(tmp_path: Path) -> None:
+    path = model_directory("tiny-random", tmp_path)
+    assert path == tmp_path / "models" / "tiny-random"
+    assert (path / "config.json").is_file() and (path / "tokenizer.json").is_file()
+    stamp = (path / "config.json").stat().st_mtime_ns
+    assert model_directory("tiny-random", tmp_path) == path
+    assert (path / "config.json").stat().st_mtime_ns == stamp
+    assert [p.name for p in path.parent.iterdir()] == ["tiny-random"]  # no work dirs left
+    with pytest.raises(FileNotFoundError):
+        model_directory(str(tmp_path / "nowhere"), tmp_path)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -38,8 +41,39 @@ def create_engine(pool: PoolConfig, data_dir: Path) -> Engine:
             model=pool.model, load=lambda: load_model(spec, data_dir), config=config
         )
     if pool.engine == "vllm":
-        raise EngineUnavailableError(
-            f"pool {pool.name!r}: the vllm engine arrives with issue 3; "
-            "use 'transformers' or 'fake' for now"
+        from services.inference.engines.vllm_engine import VllmEngine
+
+        spec = pool.model
+        return VllmEngine(
+            model=pool.model,
+            locate=lambda: model_directory(spec, data_dir),
+            options=pool.vllm,
+            capacity=pool.capacity,
         )
     raise EngineUnavailableError(f"pool {pool.name!r}: unknown engine kind {pool.engine!r}")
+
+
+def model_directory(spec: str, data_dir: Path) -> Path:
+    """A model directory for engines that load from files (vLLM): the in-process tiny model
+    is written once under `<data_dir>/models/` (atomically: replicas may race)."""
+    from services.inference.models import TINY_RANDOM, prepare_model, save_tiny_random
+
+    if spec != TINY_RANDOM:
+        path = prepare_model(spec, data_dir)
+        assert path is not None
+        return path
+    target = data_dir / "models" / TINY_RANDOM
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{TINY_RANDOM}.", dir=target.parent))
+    try:
+        save_tiny_random(work)
+        try:
+            os.replace(work, target)
+        except OSError:  # another replica got there first
+            if not (target / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target
