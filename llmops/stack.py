@@ -77,6 +77,7 @@ class LocalStack:
                     "broker",
                     lambda: start_broker(LOOPBACK, s.broker_port, self.log_dir / "broker.log"),
                     restart=False,  # memory storage: a restarted broker has lost every topic
+                    tier=-1,
                 )
             )
         with self.console.status(
@@ -92,6 +93,7 @@ class LocalStack:
                         s.store_password,
                         self.log_dir / "store.log",
                     ),
+                    tier=0,  # after the services, which may still flush rows
                 )
             )
         if self.addresses.otlp_endpoint is None:
@@ -106,6 +108,7 @@ class LocalStack:
                             self.addresses.clickhouse_url,
                             self.log_dir / "traces.log",
                         ),
+                        tier=1,  # after the services' last spans, before the store
                     )
                 )
             self.addresses = StackAddresses(

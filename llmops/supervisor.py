@@ -24,6 +24,7 @@ class Child:
     name: str
     start: Callable[[], subprocess.Popen[bytes]]
     restart: bool = True
+    tier: int = 2  # stop order: higher first (services 2, traces 1, store 0, broker -1)
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     next_start_at: float = 0.0
@@ -87,19 +88,26 @@ class Supervisor:
         return events
 
     def stop(self, grace_s: float = STOP_GRACE_S) -> None:
-        """SIGTERM in reverse start order, so consumers drain before the broker goes."""
+        """SIGTERM tier by tier, highest first (our services, then the store, then the
+        broker), so consumers drain while the broker is still there; a tier stops in
+        parallel and whatever outlives the grace period is killed."""
         self.stopping = True
-        for child in reversed(self.children):
-            proc = child.proc
-            if proc is None or proc.poll() is not None:
-                continue
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(grace_s)
-            except subprocess.TimeoutExpired:
-                log.warning("%s did not stop in %.0fs; killing it", child.name, grace_s)
-                proc.kill()
-                proc.wait()
+        for tier in sorted({c.tier for c in self.children}, reverse=True):
+            running = [
+                c.proc
+                for c in self.children
+                if c.tier == tier and c.proc is not None and c.proc.poll() is None
+            ]
+            for proc in running:
+                proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + grace_s
+            for proc in running:
+                try:
+                    proc.wait(max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    log.warning("pid %d did not stop in %.0fs; killing it", proc.pid, grace_s)
+                    proc.kill()
+                    proc.wait()
 
     def status(self) -> list[tuple[str, str, int]]:
         rows = []
