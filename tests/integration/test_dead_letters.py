@@ -36,7 +36,10 @@ async def read_dead_letters(
         while len(found) < expected and loop.time() < deadline:
             for records in (await consumer.getmany(timeout_ms=200)).values():
                 for record in records:
-                    letter = DeadLetter.model_validate_json(record.value)
+                    try:
+                        letter = DeadLetter.model_validate_json(record.value)
+                    except ValueError:
+                        continue  # another test's deliberately bad record
                     if marker.encode() in base64.b64decode(letter.payload_b64):
                         found[letter.event_id] = letter
         return list(found.values())
