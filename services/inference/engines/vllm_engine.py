@@ -138,7 +138,10 @@ class _Vllm:
     sampling_params: Any  # SamplingParams
     delta: Any  # RequestOutputKind.DELTA
     lora_request: Any  # LoRARequest
-    max_model_len: int
+
+    @property
+    def max_model_len(self) -> int:
+        return int(self.llm.model_config.max_model_len)
 
 
 class VllmEngine(Engine):
@@ -164,6 +167,11 @@ class VllmEngine(Engine):
         self._accepting = False
         self._stats = EngineStats()
 
+    @property
+    def vllm_config(self) -> Any:
+        """vLLM's resolved `VllmConfig` while started (what it actually runs with), else None."""
+        return None if self._vllm is None else self._vllm.llm.vllm_config
+
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
@@ -171,11 +179,16 @@ class VllmEngine(Engine):
             return
         # Building the engine spawns vLLM's engine-core process and waits for it (seconds):
         # off the event loop. vLLM starts its asyncio output tasks lazily on the first request.
-        self._vllm = await asyncio.to_thread(self._start_blocking)
+        box: list[_Vllm] = []
+        await asyncio.to_thread(self._start_blocking, box)
+        self._vllm = box.pop()
         self._accepting = True
         await self._warm_up()
 
-    def _start_blocking(self) -> _Vllm:
+    def _start_blocking(self, box: list[_Vllm]) -> None:
+        """Build the engine into `box`. vllm keeps some frames of its lazy imports alive, and
+        with them this frame and its callers': the engine is handed over in a list the caller
+        empties, never as a local or return value, so stop() really lets it go."""
         if self.options.cpu_kvcache_space_gib is not None:
             os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(self.options.cpu_kvcache_space_gib)
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # models are local; never reach a hub
@@ -192,13 +205,13 @@ class VllmEngine(Engine):
             raise EngineError(f"LoRA adapter directories not found for {missing}")
         self._tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         args = AsyncEngineArgs(**engine_kwargs(path, self.model, self.options, self.capacity))
-        llm = AsyncLLM.from_engine_args(args)
-        return _Vllm(
-            llm=llm,
-            sampling_params=SamplingParams,
-            delta=RequestOutputKind.DELTA,
-            lora_request=LoRARequest,
-            max_model_len=int(llm.model_config.max_model_len),
+        box.append(
+            _Vllm(
+                llm=AsyncLLM.from_engine_args(args),
+                sampling_params=SamplingParams,
+                delta=RequestOutputKind.DELTA,
+                lora_request=LoRARequest,
+            )
         )
 
     async def _warm_up(self) -> None:
