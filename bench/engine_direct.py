@@ -19,6 +19,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import torch
 from rich.console import Console
 from rich.table import Table
 
@@ -90,9 +91,14 @@ async def main(args: argparse.Namespace) -> None:
         prepare_s = time.perf_counter() - started
         console.print(f"prepare: {prepare_s:.1f} s")
         config = TransformersEngineConfig(
-            attn_implementation=args.attn, max_batch_requests=max(args.concurrency, 1)
+            attn_implementation=args.attn,
+            max_batch_requests=max(args.concurrency, 1),
+            dtype=args.dtype,
         )
-        engine = TransformersEngine(args.model, lambda: load_model(args.model, data_dir), config)
+        dtype = getattr(torch, args.dtype)
+        engine = TransformersEngine(
+            args.model, lambda: load_model(args.model, data_dir, dtype), config
+        )
     started = time.perf_counter()
     await engine.start()
     load_s = time.perf_counter() - started
@@ -106,7 +112,8 @@ async def main(args: argparse.Namespace) -> None:
         await engine.stop()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     table = Table(
-        title=f"{args.model} ({engine.name}, attn={args.attn}), {args.tokens} tokens/request"
+        title=f"{args.model} ({engine.name}, attn={args.attn}, dtype={args.dtype}), "
+        f"{args.tokens} tokens/request"
     )
     columns = ("streams", "output tokens", "wall s", "tokens/s", "tokens/CPU-s", "TTFT ms", "load")
     for column in columns:
@@ -138,4 +145,5 @@ if __name__ == "__main__":
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--attn", default="sdpa", help="sdpa or paged|eager")
+    parser.add_argument("--dtype", default="float32", help="float32 or bfloat16")
     asyncio.run(main(parser.parse_args()))

@@ -134,16 +134,24 @@ def prepare_model(spec: str, data_dir: Path, console: Console | None = None) -> 
     return path
 
 
-def load_model(spec: str, data_dir: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load (preparing first if needed) a model and its tokenizer, in eval mode."""
+def load_model(
+    spec: str, data_dir: Path, dtype: torch.dtype | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load (preparing first if needed) a model and its tokenizer, in eval mode.
+
+    `dtype` None keeps the stored one (gemma-3-270m: bfloat16; the tiny model: float32).
+    """
     if spec == TINY_RANDOM:
         tiny_tokenizer = build_tiny_tokenizer()
-        return build_tiny_model(tiny_tokenizer), tiny_tokenizer
+        tiny = build_tiny_model(tiny_tokenizer)
+        if dtype is not None:
+            torch.nn.Module.to(tiny, dtype)  # in place
+        return tiny, tiny_tokenizer
     path = prepare_model(spec, data_dir)
     assert path is not None
     tokenizer: PreTrainedTokenizerBase = AutoTokenizer.from_pretrained(path, local_files_only=True)
     model: PreTrainedModel = AutoModelForCausalLM.from_pretrained(
-        path, local_files_only=True, attn_implementation="sdpa"
+        path, local_files_only=True, attn_implementation="sdpa", dtype=dtype or "auto"
     )
     model.eval()  # type: ignore[no-untyped-call]
     return model, tokenizer

@@ -225,3 +225,16 @@ async def test_more_requests_than_the_kv_cache_holds_all_complete() -> None:
         await eng.stop()
     assert [r.final.output_tokens for r in together] == [40] * 4
     assert [r.text for r in together] == [r.text for r in alone]
+
+
+async def test_the_engine_computes_in_its_configured_dtype() -> None:
+    tokenizer = build_tiny_tokenizer()
+    model = build_tiny_model(tokenizer).to(torch.bfloat16)
+    eng = TransformersEngine("tiny-random", lambda: (model, tokenizer), TINY_CONFIG)
+    await eng.start()
+    try:
+        assert TINY_CONFIG.dtype == "float32"
+        assert model.dtype == torch.float32  # cast in place at start
+        assert (await collect(eng, request(max_tokens=3))).final.output_tokens == 3
+    finally:
+        await eng.stop()

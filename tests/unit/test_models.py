@@ -144,3 +144,8 @@ def test_progress_is_shown_on_a_console() -> None:
     assert "2/2" in output
     with models._steps(None, "silent", 1) as advance:
         advance("nothing shown")
+
+
+def test_load_model_can_choose_the_dtype() -> None:
+    model, _ = load_model(TINY_RANDOM, Path("/nonexistent"), dtype=torch.bfloat16)
+    assert model.dtype == torch.bfloat16

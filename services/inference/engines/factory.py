@@ -26,6 +26,8 @@ def create_engine(pool: PoolConfig, data_dir: Path) -> Engine:
         timings = FakeEngineConfig(ttft_ms=pool.fake_ttft_ms, tpot_ms=pool.fake_tpot_ms)
         return FakeEngine(model=pool.model, config=timings)
     if pool.engine == "transformers":
+        import torch
+
         from services.inference.engines.transformers_engine import (
             TransformersEngine,
             TransformersEngineConfig,
@@ -37,8 +39,9 @@ def create_engine(pool: PoolConfig, data_dir: Path) -> Engine:
         # Room for `capacity` full-length requests, bounded (gemma-3-270m: ~18 KB per token).
         kv_tokens = min(pool.capacity * base.max_model_len, _MAX_KV_CACHE_TOKENS)
         config = replace(base, max_batch_requests=pool.capacity, kv_cache_tokens=kv_tokens)
+        dtype = getattr(torch, config.dtype) if config.dtype else None  # load it so: no 2nd copy
         return TransformersEngine(
-            model=pool.model, load=lambda: load_model(spec, data_dir), config=config
+            model=pool.model, load=lambda: load_model(spec, data_dir, dtype), config=config
         )
     if pool.engine == "vllm":
         from services.inference.engines.vllm_engine import VllmEngine

@@ -49,7 +49,11 @@ class TransformersEngineConfig:
     page_size: int = 64  # tokens per KV-cache page
     kv_cache_tokens: int = 16_384  # KV-cache capacity over all running requests
     attn_implementation: str = "sdpa"  # or "paged|eager"
-    dtype: str | None = None  # e.g. "float32": cast after loading; None keeps the stored dtype
+    # Compute dtype, cast after loading if the model differs; None keeps the stored one. float32
+    # by default: on CPUs without native bf16 (AVX2 only, as here) bf16 matmuls over a batch of
+    # rows are several times slower than float32; measured on gemma-3-270m, 8 streams: ~1.5x
+    # the tokens/s and ~3x faster prefill, for ~0.5 GB more memory.
+    dtype: str | None = "float32"
     stop_timeout_s: float = 10.0
 
 
@@ -146,7 +150,9 @@ class TransformersEngine(Engine):
         if cfg.dtype is not None:
             import torch
 
-            model = model.to(getattr(torch, cfg.dtype))
+            wanted = getattr(torch, cfg.dtype)
+            if model.dtype != wanted:
+                model = model.to(wanted)
         self._hf_model, self._tokenizer = model, tokenizer
         self._eos = eos_ids(model, tokenizer)
         if model.config._attn_implementation != cfg.attn_implementation:
