@@ -94,6 +94,7 @@ async def main(args: argparse.Namespace) -> None:
             attn_implementation=args.attn,
             max_batch_requests=max(args.concurrency, 1),
             dtype=args.dtype,
+            threads=args.threads,
         )
         dtype = getattr(torch, args.dtype)
         engine = TransformersEngine(
@@ -112,7 +113,8 @@ async def main(args: argparse.Namespace) -> None:
         await engine.stop()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     table = Table(
-        title=f"{args.model} ({engine.name}, attn={args.attn}, dtype={args.dtype}), "
+        title=f"{args.model} ({engine.name}, attn={args.attn}, dtype={args.dtype}, "
+        f"threads={torch.get_num_threads()}), "
         f"{args.tokens} tokens/request"
     )
     columns = ("streams", "output tokens", "wall s", "tokens/s", "tokens/CPU-s", "TTFT ms", "load")
@@ -146,4 +148,7 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--attn", default="sdpa", help="sdpa or paged|eager")
     parser.add_argument("--dtype", default="float32", help="float32 or bfloat16")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's)"
+    )
     asyncio.run(main(parser.parse_args()))

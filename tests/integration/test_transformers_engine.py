@@ -238,3 +238,19 @@ async def test_the_engine_computes_in_its_configured_dtype() -> None:
         assert (await collect(eng, request(max_tokens=3))).final.output_tokens == 3
     finally:
         await eng.stop()
+
+
+async def test_threads_knob_sets_torch_threads() -> None:
+    from dataclasses import replace
+
+    before = torch.get_num_threads()
+    eng = TransformersEngine(
+        "tiny-random", lambda: (MODEL, TOKENIZER), replace(TINY_CONFIG, threads=1)
+    )
+    try:
+        await eng.start()
+        assert torch.get_num_threads() == 1
+        assert (await collect(eng, request(max_tokens=2))).final.output_tokens == 2
+    finally:
+        await eng.stop()
+        torch.set_num_threads(before)

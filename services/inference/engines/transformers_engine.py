@@ -54,6 +54,11 @@ class TransformersEngineConfig:
     # rows are several times slower than float32; measured on gemma-3-270m, 8 streams: ~1.5x
     # the tokens/s and ~3x faster prefill, for ~0.5 GB more memory.
     dtype: str | None = "float32"
+    # torch intra-op threads for this process; None keeps torch's default (OMP_NUM_THREADS or
+    # the core count). On a small machine shared with other busy processes, 1 is much faster:
+    # measured on 2 shared cores at load ~6, gemma-3-270m: 1 thread 18 tok/s over 8 streams,
+    # 2 threads 2 tok/s (every parallel op waits for a descheduled worker thread).
+    threads: int | None = None
     stop_timeout_s: float = 10.0
 
 
@@ -140,6 +145,7 @@ class TransformersEngine(Engine):
         await self._warm_up()
 
     def _start_blocking(self) -> None:
+        import torch
         from transformers import GenerationConfig
         from transformers.generation.configuration_utils import ContinuousBatchingConfig
 
@@ -147,9 +153,9 @@ class TransformersEngine(Engine):
 
         cfg = self.config
         model, tokenizer = self._load()
+        if cfg.threads is not None:
+            torch.set_num_threads(cfg.threads)
         if cfg.dtype is not None:
-            import torch
-
             wanted = getattr(torch, cfg.dtype)
             if model.dtype != wanted:
                 model = model.to(wanted)
