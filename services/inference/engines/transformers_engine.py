@@ -140,6 +140,12 @@ class TransformersEngine(Engine):
         if self._manager is not None:
             return
         self._loop = asyncio.get_running_loop()
+        if self.config.threads is not None:
+            import torch
+
+            # On this thread: sets the process-wide count that new threads pick up, and this
+            # thread's own OpenMP setting (so what torch reports here is what it uses).
+            torch.set_num_threads(self.config.threads)
         await asyncio.to_thread(self._start_blocking)
         self._accepting = True
         await self._warm_up()
@@ -153,8 +159,6 @@ class TransformersEngine(Engine):
 
         cfg = self.config
         model, tokenizer = self._load()
-        if cfg.threads is not None:
-            torch.set_num_threads(cfg.threads)
         if cfg.dtype is not None:
             wanted = getattr(torch, cfg.dtype)
             if model.dtype != wanted:
