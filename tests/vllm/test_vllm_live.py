@@ -1,20 +1,22 @@
 """The vLLM engine on a real model, beyond the shared contract: greedy agreement with the
-transformers engine on the same weights, LoRA adapters per request, and the pool's options
-reaching vLLM. Runs in the vllm venv only (see conftest.py)."""
+transformers engine on the same weights and chat template, LoRA adapters per request, the
+pool's options reaching vLLM, a dying engine core. Runs in the vllm venv only (conftest.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from llmops.config import PoolConfig
-from services.inference.engines.base import EngineError
+from services.inference.engines.base import EngineError, GenerationRequest
 from services.inference.engines.factory import create_engine
-from services.inference.engines.transformers_engine import TransformersEngine
+from services.inference.engines.text import render_plain
+from services.inference.engines.transformers_engine import TransformersEngine, encode_prompt
 from services.inference.engines.vllm_engine import VllmEngine
 from services.inference.models import load_model
 from tests.engine_kit import TINY_CONFIG, TINY_VLLM, collect, make_engine, request, tiny_model_dir
@@ -23,6 +25,10 @@ pytestmark = pytest.mark.integration
 
 MAX_MODEL_LEN = 128
 PREFIX_TOKENS = 8
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<s>{{ m['role'] }}: {{ m['content'] }}</s>\n{% endfor %}"
+    "{% if add_generation_prompt %}<s>assistant: {% endif %}"
+)
 PROMPTS = (
     "The capital of France is",
     "A stream of events flows through the broker",
@@ -62,6 +68,19 @@ def write_lora(directory: Path, scale: float, seed: int) -> Path:
 
 
 @pytest.fixture(scope="module")
+def chat_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with a chat template added: both engines must render it the same way."""
+    from transformers import AutoTokenizer
+
+    target = tmp_path_factory.mktemp("chat") / "tiny-chat"
+    shutil.copytree(tiny_model_dir(), target)
+    tokenizer = AutoTokenizer.from_pretrained(target, local_files_only=True)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.save_pretrained(target)
+    return target
+
+
+@pytest.fixture(scope="module")
 def adapters(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("loras")
     return {
@@ -72,7 +91,7 @@ def adapters(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 async def vllm_engine(
-    adapters: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+    chat_model_dir: Path, adapters: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[VllmEngine]:
     """Built the way the platform builds it: a pool config through the factory."""
     options = TINY_VLLM.model_copy(
@@ -87,7 +106,7 @@ async def vllm_engine(
     pool = PoolConfig(
         name="vllm-cpu",
         engine="vllm",
-        model=str(tiny_model_dir()),
+        model=str(chat_model_dir),
         capacity=8,
         adapters=sorted(adapters),
         vllm=options,
@@ -100,9 +119,11 @@ async def vllm_engine(
 
 
 @pytest.fixture(scope="module")
-async def hf_engine(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[TransformersEngine]:
+async def hf_engine(
+    chat_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[TransformersEngine]:
     """Our transformers engine on the very files vLLM loads."""
-    path, data_dir = str(tiny_model_dir()), tmp_path_factory.mktemp("hf")
+    path, data_dir = str(chat_model_dir), tmp_path_factory.mktemp("hf")
     engine = TransformersEngine("tiny-random", lambda: load_model(path, data_dir), TINY_CONFIG)
     await engine.start()
     yield engine
@@ -120,6 +141,22 @@ async def test_pool_options_reach_vllm(vllm_engine: VllmEngine) -> None:
     assert config.parallel_config.pipeline_parallel_size == 1
     assert config.lora_config is not None
     assert (config.lora_config.max_loras, config.lora_config.max_lora_rank) == (2, 8)
+
+
+async def test_the_chat_template_renders_the_prompt(
+    vllm_engine: VllmEngine, chat_model_dir: Path
+) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(chat_model_dir, local_files_only=True)
+    messages = (("system", "Be brief."), ("user", "Tell me about the broker"))
+    ids = encode_prompt(tokenizer, messages)
+    assert tokenizer.decode(ids).startswith("<s>system: Be brief.</s>")  # the template ran
+    assert len(ids) > len(tokenizer(render_plain(messages))["input_ids"])
+    req = GenerationRequest("chat-1", messages, max_tokens=3)
+    result = await collect(vllm_engine, req)
+    assert result.final.input_tokens == len(ids)
+    assert result.final.output_tokens == 3
 
 
 async def test_greedy_agrees_with_transformers_on_a_short_prefix(
