@@ -206,6 +206,29 @@ def show_trace(
 
 
 @app.command()
+def pools(
+    once: Annotated[bool, typer.Option(help="print one table and exit")] = False,
+    interval: Annotated[float, typer.Option(help="seconds between refreshes")] = 1.0,
+    since: Annotated[
+        float, typer.Option(help="also show unconfigured pools heard from this recently (s)")
+    ] = 300.0,
+) -> None:
+    """Show the pools live from their heartbeats: state, cost, load, traffic share."""
+    from services.router.dashboard import watch_pools
+
+    settings = get_settings()
+    try:
+        asyncio.run(watch_pools(settings, console, once=once, interval_s=interval, since_s=since))
+    except KeyboardInterrupt:
+        pass
+    except (OSError, TimeoutError, LookupError) as exc:
+        console.print(
+            f"[red]cannot read pool heartbeats from {settings.kafka_bootstrap_servers}[/]: {exc}"
+        )
+        raise typer.Exit(1) from exc
+
+
+@app.command()
 def topics(
     create: Annotated[bool, typer.Option(help="create the platform's missing topics")] = False,
 ) -> None:

@@ -15,6 +15,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from llmops.routing_config import RoutingConfig
+
 EngineKind = Literal["transformers", "fake", "vllm"]
 CONFIG_FILE_ENV = "LLMOPS_CONFIG"
 
@@ -123,6 +125,12 @@ class Settings(BaseSettings):
     # arrives), so each hop costs about half this wait there. Raise it on Apache Kafka.
     fetch_max_wait_ms: int = Field(default=5, ge=0, le=10_000)
 
+    # Pools and routing: each pool instance beats on llm.pools.status this often, with
+    # rates and latency percentiles over its last `health_window_s`.
+    heartbeat_interval_s: float = Field(default=1.0, ge=0.05, le=60)
+    health_window_s: float = Field(default=10.0, ge=1.0, le=3600)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+
     @field_validator("pools")
     @classmethod
     def _unique_pools(cls, pools: list[PoolConfig]) -> list[PoolConfig]:
@@ -132,6 +140,15 @@ class Settings(BaseSettings):
         if len(set(names)) != len(names):
             raise ValueError(f"pool names must be unique: {names}")
         return pools
+
+    @model_validator(mode="after")
+    def _shifts_name_pools(self) -> Settings:
+        names = {p.name for p in self.pools}
+        for shift in self.routing.shifts:
+            unknown = {shift.source, shift.target} - names
+            if unknown:
+                raise ValueError(f"traffic shift {shift.name!r} names unknown pools {unknown}")
+        return self
 
     def pool(self, name: str) -> PoolConfig:
         for pool in self.pools:

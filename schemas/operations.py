@@ -9,11 +9,20 @@ from pydantic import Field, model_validator
 from schemas.base import Contract, Event, Identifier, Name, UtcDatetime
 from schemas.requests import ChatMessage
 
+PoolPhase = Literal["starting", "serving", "stopping"]
+
 
 class PoolStatus(Event):
-    """A pool's heartbeat on llm.pools.status (keyed by pool)."""
+    """One pool instance's heartbeat on llm.pools.status (keyed by pool, about every second).
+
+    A pool may run several instances (replicas of its consumer group); each beats on its own,
+    and readers add them up. Rates and percentiles cover the instance's recent window; the
+    totals are cumulative since the instance started, so a reader can take exact deltas.
+    """
 
     pool: Name
+    instance: Identifier | None = None
+    phase: PoolPhase = "serving"
     provider: Name = "local"
     region: Name = "local"
     gpu: Name = "cpu"
@@ -23,6 +32,9 @@ class PoolStatus(Event):
     in_flight: int = Field(ge=0)
     queue_depth: int = Field(default=0, ge=0)
     tokens_per_s: float = Field(default=0.0, ge=0.0)
+    requests_per_s: float = Field(default=0.0, ge=0.0)
+    requests_total: int = Field(default=0, ge=0)
+    errors_total: int = Field(default=0, ge=0)
     error_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     latency_p50_ms: float = Field(default=0.0, ge=0.0)
     latency_p99_ms: float = Field(default=0.0, ge=0.0)

@@ -99,6 +99,8 @@ class RoutedRequest(Event):
     model: Name
     route_reason: str = Field(max_length=512)
     routed_at: UtcDatetime
+    # Set when the request was rescued from a dead pool's topic: a request is rescued once.
+    rerouted_from: Name | None = None
 
     @property
     def request_id(self) -> str:

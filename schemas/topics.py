@@ -104,6 +104,11 @@ def inference_topic(pool: str) -> TopicSpec:
     )
 
 
+def inference_group(pool: str) -> str:
+    """The consumer group of a pool's instances (a router's rescuer joins it when it dies)."""
+    return f"llmops-inference-{pool}"
+
+
 def reply_topic(client_id: str) -> TopicSpec:
     """A client's private reply topic: chunks and final results for its requests."""
     return TopicSpec(

@@ -11,6 +11,7 @@ from llmops.config import get_settings
 from llmops.runtime import consume_until, run_service
 from llmops.topics import ensure_topics, platform_topics
 from services.inference.engines.factory import create_engine
+from services.inference.heartbeat import Heartbeat
 from services.inference.service import build_worker
 
 log = logging.getLogger("services.inference")
@@ -33,15 +34,20 @@ def main() -> None:
             ensure_topics, settings.kafka_bootstrap_servers, platform_topics([pool.name])
         )
         engine = create_engine(pool, settings.data_dir)
-        await engine.start()
-        log.info("pool %s serving %s on %s engine", pool.name, pool.model, pool.engine)
         bus = BusConfig(settings.kafka_bootstrap_servers, client_id=f"llmops-inference-{pool.name}")
-        try:
-            async with Producer(bus) as producer:
-                _, consumer = build_worker(settings, pool, engine, producer)
+        async with Producer(bus) as producer:
+            # Beat from the start ("starting"), so routers know the pool is on its way
+            # while the model loads, and never declare it dead meanwhile.
+            heartbeat = Heartbeat(settings, pool, producer, engine)
+            heartbeat.start()
+            try:
+                await engine.start()
+                log.info("pool %s serving %s on %s engine", pool.name, pool.model, pool.engine)
+                _, consumer = build_worker(settings, pool, engine, producer, heartbeat)
                 await consume_until(stop, consumer)
-        finally:
-            await engine.stop()
+            finally:
+                await heartbeat.stop()
+                await engine.stop()
 
     run_service(f"inference-{pool.name}", serve, args.metrics_port)
 

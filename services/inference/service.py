@@ -28,15 +28,17 @@ from schemas import (
     Usage,
     utc_now,
 )
-from schemas.topics import inference_topic
+from schemas.topics import inference_group, inference_topic
 from services.inference.engines.base import Engine, EngineError, GenerationRequest
+from services.inference.health import HealthWindow
+from services.inference.heartbeat import Heartbeat
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("llmops.inference")
 
 
 def group_id(pool: str) -> str:
-    return f"llmops-inference-{pool}"
+    return inference_group(pool)
 
 
 def generation_request(routed: RoutedRequest) -> GenerationRequest:
@@ -60,12 +62,18 @@ def prompt_text(routed: RoutedRequest) -> str:
 
 class InferenceWorker:
     def __init__(
-        self, settings: Settings, pool: PoolConfig, engine: Engine, producer: Producer
+        self,
+        settings: Settings,
+        pool: PoolConfig,
+        engine: Engine,
+        producer: Producer,
+        health: HealthWindow | None = None,
     ) -> None:
         self._settings = settings
         self._pool = pool
         self._engine = engine
         self._producer = producer
+        self.health = health or HealthWindow(settings.health_window_s, time.monotonic())
         self.served = 0
 
     async def handle(self, record: Record) -> Any:
@@ -94,6 +102,12 @@ class InferenceWorker:
             },
         ) as span:
             result = await self._generate(routed, consumed_at)
+            self.health.record(
+                time.monotonic(),
+                result.timings.total_ms,
+                result.usage.output_tokens,
+                error=result.error is not None,
+            )
             span.set_attributes(
                 {
                     "gen_ai.usage.input_tokens": result.usage.input_tokens,
@@ -216,12 +230,39 @@ class InferenceWorker:
         )
 
 
+class PoolLoop(ConsumerLoop):
+    """A pool's consumer loop with its heartbeat beside it for as long as it runs."""
+
+    heartbeat: Heartbeat
+
+    async def run(self) -> None:
+        self.heartbeat.consumer = self.consumer
+        self.heartbeat.in_flight = lambda: self.in_flight
+        self.heartbeat.phase = "serving"
+        self.heartbeat.start()
+        try:
+            await super().run()
+        finally:
+            await self.heartbeat.stop()
+
+    def stop(self) -> None:
+        # Tell routers at the next beat, while in-flight work drains.
+        self.heartbeat.phase = "stopping"
+        super().stop()
+
+
 def build_worker(
-    settings: Settings, pool: PoolConfig, engine: Engine, producer: Producer
-) -> tuple[InferenceWorker, ConsumerLoop]:
+    settings: Settings,
+    pool: PoolConfig,
+    engine: Engine,
+    producer: Producer,
+    heartbeat: Heartbeat | None = None,
+) -> tuple[InferenceWorker, PoolLoop]:
+    """The worker and its consumer loop; the loop runs `heartbeat` (a new one by default)."""
     bus = BusConfig(settings.kafka_bootstrap_servers, client_id=f"llmops-inference-{pool.name}")
-    worker = InferenceWorker(settings, pool, engine, producer)
-    loop = ConsumerLoop(
+    heartbeat = heartbeat or Heartbeat(settings, pool, producer, engine)
+    worker = InferenceWorker(settings, pool, engine, producer, heartbeat.health)
+    loop = PoolLoop(
         bus,
         ConsumerConfig(
             topics=[inference_topic(pool.name).name],
@@ -237,7 +278,8 @@ def build_worker(
         producer,
         on_reject=rejection_replier(producer),
     )
+    loop.heartbeat = heartbeat
     return worker, loop
 
 
-__all__ = ["InferenceWorker", "build_worker", "error_result", "group_id"]
+__all__ = ["InferenceWorker", "PoolLoop", "build_worker", "error_result", "group_id"]

@@ -2,39 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from llmops.config import PoolConfig
 from schemas import ChatMessage, Experiment, PromptRequest, RoutedRequest
+from services.router.buckets import bucket, pick_weighted
+from services.router.pools import NoHealthyPool, PoolBoard, RoutingError
 from services.router.prompts import PromptError, PromptSet, render
 
 DEFAULT_VARIANT = "default"
-
-
-class RoutingError(LookupError):
-    """No pool can serve the request."""
-
-
-def bucket(salt: str, key: str) -> float:
-    """A stable number in [0, 1) for (salt, key): the same user lands on the same variant."""
-    digest = hashlib.blake2b(f"{salt}\x00{key}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64
-
-
-def pick_weighted(names: Sequence[str], weights: Sequence[float], point: float) -> str:
-    """The name whose share of the total weight covers `point` in [0, 1)."""
-    total = sum(weights)
-    if total <= 0:
-        raise ValueError("weights must have a positive sum")
-    edge = 0.0
-    for name, weight in zip(names, weights, strict=True):
-        edge += weight / total
-        if point < edge:
-            return name
-    return names[-1]  # rounding at the top edge
+MAX_REASON = 512  # RoutedRequest.route_reason's bound
 
 
 @dataclass(frozen=True)
@@ -103,12 +82,31 @@ def choose_pool(
     )
 
 
+def wanted_model(request: PromptRequest, choice: PromptChoice) -> str | None:
+    return request.model or choice.model
+
+
 def route(
-    request: PromptRequest, prompts: PromptSet, pools: Sequence[PoolConfig], now: datetime
+    request: PromptRequest,
+    prompts: PromptSet,
+    pools: Sequence[PoolConfig],
+    now: datetime,
+    board: PoolBoard | None = None,
 ) -> RoutedRequest:
-    """Raises PromptError or RoutingError with a message fit for the app."""
+    """Raises PromptError, RoutingError or NoHealthyPool with a message fit for the app.
+
+    With a board, the pool comes from the live states (and the decision is recorded on it);
+    without one, from the configuration alone.
+    """
     choice = choose_prompt(request, prompts)
-    pool, reason = choose_pool(pools, request.model or choice.model, request.adapter)
+    model = wanted_model(request, choice)
+    if board is None:
+        pool, reason = choose_pool(pools, model, request.adapter)
+        pool_name, pool_model = pool.name, pool.model
+    else:
+        decision = board.route(model, request.adapter, request.sticky_key, now)
+        pool_name, reason = decision.pool, decision.reason
+        pool_model = decision.model or model or ""
     return RoutedRequest(
         request=request,
         prompt_name=choice.prompt_name,
@@ -116,14 +114,16 @@ def route(
         experiment=choice.experiment,
         variant=choice.variant,
         messages=choice.messages,
-        pool=pool.name,
-        model=pool.model,
-        route_reason=reason,
+        pool=pool_name,
+        model=pool_model,
+        route_reason=reason[:MAX_REASON],
         routed_at=now,
     )
 
 
 __all__ = [
+    "NoHealthyPool",
+    "PoolBoard",
     "PromptError",
     "RoutingError",
     "assign_variant",

@@ -1,34 +1,92 @@
-"""The router service: llm.requests -> (prompt, variant, pool) -> llm.inference.<pool>."""
+"""The router service: llm.requests -> (prompt, variant, pool) -> llm.inference.<pool>.
+
+Beside the request loop run the router's control plane: it follows llm.pools.status from the
+beginning into the pool board (pool states, breakers), and rescues the queued requests of
+pools the board declares dead (services/router/rescue.py).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections import Counter
 from typing import Any
 
 from opentelemetry import trace
 
 from llmops.bus import BusConfig, ConsumerConfig, ConsumerLoop, Producer, Record
 from llmops.config import Settings
-from llmops.deadletter import Rejected
+from llmops.deadletter import Rejected, build_dead_letter
 from llmops.propagation import extract_context
 from llmops.replies import error_result, publish_result, rejection_replier
-from schemas import PromptRequest, utc_now
-from schemas.topics import REQUESTS, inference_topic
-from services.router.policy import RoutingError, route
+from llmops.tail import TopicTail
+from schemas import PoolStatus, PromptRequest, utc_now
+from schemas.topics import DLQ, POOL_STATUS, REQUESTS, inference_topic
+from services.router.policy import NoHealthyPool, RoutingError, route
+from services.router.pools import PoolBoard
 from services.router.prompts import PromptError, PromptSet
+from services.router.rescue import RescueManager
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("llmops.router")
 GROUP_ID = "llmops-router"
+# Requests wait at most this long at start for the pool status history to be read; routing
+# by configuration alone (cold start) covers the rest.
+CATCH_UP_WAIT_S = 5.0
+FEED_RETRY_S = 1.0
+STOP_WAIT_S = 5.0
 
 
 class Router:
-    def __init__(self, settings: Settings, prompts: PromptSet, producer: Producer) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        prompts: PromptSet,
+        producer: Producer,
+        board: PoolBoard | None = None,
+    ) -> None:
         self._settings = settings
         self._prompts = prompts
         self._producer = producer
+        self.board = board or PoolBoard(settings.pools, settings.routing, utc_now())
         self.routed = 0
+        self.routed_by_pool: Counter[str] = Counter()
+        self.no_healthy_pool = 0
+        self.bad_statuses = 0
+        self._letters: set[asyncio.Future[None]] = set()
+
+    def on_status(self, record: Record) -> None:
+        """A heartbeat from llm.pools.status into the board; a bad one is dead-lettered."""
+        try:
+            status = record.decode(PoolStatus, self._settings.max_message_bytes)
+        except Rejected as rejected:
+            self.bad_statuses += 1
+            log.warning("bad pool status at %s@%d: %s", record.topic, record.offset, rejected)
+            # Only live ones: the history was dead-lettered when it was live (no replays
+            # of old letters at every restart).
+            if self.board.live:
+                letter = asyncio.ensure_future(self._dead_letter(record, rejected))
+                self._letters.add(letter)  # held until sent: tasks are weakly referenced
+                letter.add_done_callback(self._letters.discard)
+            return
+        self.board.observe(status, utc_now())
+
+    async def _dead_letter(self, record: Record, rejected: Rejected) -> None:
+        letter = build_dead_letter(
+            rejected=rejected,
+            service="router-status",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            payload=record.value,
+            headers=record.headers,
+        )
+        try:
+            await (await self._producer.send_event(DLQ.name, letter, key=record.topic))
+        except Exception as exc:
+            log.warning("dead letter for %s@%d failed: %r", record.topic, record.offset, exc)
 
     async def handle(self, record: Record) -> Any:
         request = record.decode(PromptRequest, self._settings.max_message_bytes)
@@ -57,11 +115,21 @@ class Router:
                     *await publish_result(self._producer, result, request.reply_to)
                 )
             try:
-                routed = route(request, self._prompts, self._settings.pools, now)
+                routed = route(request, self._prompts, self._settings.pools, now, self.board)
             except PromptError as exc:
                 raise Rejected(
                     "unknown_prompt", str(exc), request.request_id, request.reply_to
                 ) from exc
+            except NoHealthyPool as exc:
+                # Not bad input (no dead letter): the platform cannot serve it right now.
+                self.no_healthy_pool += 1
+                span.set_attribute("llmops.route_reason", f"no_healthy_pool: {exc}"[:512])
+                result = error_result(
+                    request.request_id, "no_healthy_pool", str(exc), request=request
+                )
+                return asyncio.gather(
+                    *await publish_result(self._producer, result, request.reply_to)
+                )
             except RoutingError as exc:
                 raise Rejected(
                     "unroutable", str(exc), request.request_id, request.reply_to
@@ -78,15 +146,92 @@ class Router:
                 inference_topic(routed.pool).name, routed, key=request.sticky_key
             )
         self.routed += 1
+        self.routed_by_pool[routed.pool] += 1
         return ack
+
+
+class ControlPlane:
+    """The pool status feed into the board, and the rescuers of dead pools."""
+
+    def __init__(self, settings: Settings, router: Router, rescues: RescueManager) -> None:
+        self._settings = settings
+        self._router = router
+        self.rescues = rescues
+        self.caught_up = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._tail: TopicTail | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def _follow_status(self) -> None:
+        while not self._stopping.is_set():
+            self._tail = tail = TopicTail(
+                self._settings.kafka_bootstrap_servers,
+                POOL_STATUS.name,
+                self._router.on_status,
+                client_id="llmops-router-status",
+                fetch_max_wait_ms=self._settings.fetch_max_wait_ms,
+            )
+            watcher = asyncio.create_task(self._mark_live(tail))
+            try:
+                await tail.run()
+            except Exception as exc:  # the broker went away: read again, the board keeps
+                log.warning("pool status feed failed, retrying: %r", exc)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(FEED_RETRY_S):
+                        await self._stopping.wait()
+            finally:
+                watcher.cancel()
+
+    async def _mark_live(self, tail: TopicTail) -> None:
+        await tail.caught_up.wait()
+        self._router.board.mark_live(utc_now())
+        self.caught_up.set()
+
+    def start(self) -> None:
+        self._stopping.clear()
+        self._tasks = [
+            asyncio.create_task(self._follow_status(), name="router-status"),
+            asyncio.create_task(self.rescues.run(), name="router-rescues"),
+        ]
+
+    async def stop(self) -> None:
+        # Events first, cancel() only as a fallback: a cancel can be lost in a library's
+        # wait on Python 3.11, and stop() must never hang.
+        self._stopping.set()
+        if self._tail is not None:
+            self._tail.stop()
+        await self.rescues.close()
+        pending = {t for t in self._tasks if not t.done()}
+        if pending:
+            _, pending = await asyncio.wait(pending, timeout=STOP_WAIT_S)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=STOP_WAIT_S)
+
+
+class RouterLoop(ConsumerLoop):
+    """The router's request loop, with its control plane running beside it."""
+
+    control: ControlPlane
+
+    async def run(self) -> None:
+        self.control.start()
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CATCH_UP_WAIT_S):
+                    await self.control.caught_up.wait()
+            await super().run()
+        finally:
+            await self.control.stop()
 
 
 def build_router(
     settings: Settings, prompts: PromptSet, producer: Producer
-) -> tuple[Router, ConsumerLoop]:
+) -> tuple[Router, RouterLoop]:
     bus = BusConfig(settings.kafka_bootstrap_servers, client_id="llmops-router")
     router = Router(settings, prompts, producer)
-    loop = ConsumerLoop(
+    loop = RouterLoop(
         bus,
         ConsumerConfig(
             topics=[REQUESTS.name],
@@ -100,5 +245,8 @@ def build_router(
         router.handle,
         producer,
         on_reject=rejection_replier(producer),
+    )
+    loop.control = ControlPlane(
+        settings, router, RescueManager(settings, prompts, router.board, producer)
     )
     return router, loop

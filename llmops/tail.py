@@ -1,0 +1,105 @@
+"""Follow a whole topic from its beginning, without a consumer group: state topics.
+
+A reader of a state topic (pool heartbeats, the prompt registry) needs every partition and
+every key, not a share of them, so it assigns all partitions itself and commits nothing.
+On Kafka such topics are compacted (the newest record per key survives); on Tansu nothing is
+compacted, and reading the history just replays older states first.
+
+`caught_up` is set once the reader has reached each partition's fetch high watermark as it
+was when first seen (ListOffsets LATEST is wrong on Tansu, fetch high watermarks are right).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from llmops.bus import Record
+
+log = logging.getLogger(__name__)
+POLL_MS = 200
+
+
+class TopicTail:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topic: str,
+        on_record: Callable[[Record], None],
+        *,
+        client_id: str = "llmops-tail",
+        fetch_max_wait_ms: int = 20,
+    ) -> None:
+        self.topic = topic
+        self._on_record = on_record
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap_servers,
+            client_id=client_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=fetch_max_wait_ms,
+        )
+        self.caught_up = asyncio.Event()
+        self.records = 0
+        self._stopping = asyncio.Event()
+        self._targets: dict[TopicPartition, int] = {}
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _partitions(self) -> list[TopicPartition]:
+        parts = self._consumer.partitions_for_topic(self.topic)
+        if not parts:
+            await self._consumer.topics()  # refresh metadata
+            parts = self._consumer.partitions_for_topic(self.topic)
+        if not parts:
+            raise LookupError(f"topic {self.topic} does not exist")
+        return [TopicPartition(self.topic, p) for p in sorted(parts)]
+
+    async def run(self) -> None:
+        """Read until `stop()`; callbacks run in order, one record at a time."""
+        await self._consumer.start()
+        try:
+            partitions = await self._partitions()
+            self._consumer.assign(partitions)
+            await self._consumer.seek_to_beginning(*partitions)
+            while not self._stopping.is_set():
+                batches = await self._consumer.getmany(timeout_ms=POLL_MS)
+                for tp, raws in batches.items():
+                    for raw in raws:
+                        self.records += 1
+                        self._deliver(tp, raw)
+                if not self.caught_up.is_set() and await self._reached_end(partitions):
+                    self.caught_up.set()
+        finally:
+            await self._consumer.stop()
+
+    def _deliver(self, tp: TopicPartition, raw: Any) -> None:
+        record = Record(
+            tp.topic,
+            tp.partition,
+            raw.offset,
+            raw.key,
+            raw.value,
+            list(raw.headers or ()),
+            raw.timestamp,
+        )
+        try:
+            self._on_record(record)
+        except Exception:  # one record must not end the reader
+            log.exception("record %s[%d]@%d not taken", tp.topic, tp.partition, record.offset)
+
+    async def _reached_end(self, partitions: list[TopicPartition]) -> bool:
+        for tp in partitions:
+            if tp not in self._targets:
+                high = self._consumer.highwater(tp)
+                if high is None:
+                    return False  # no fetch answered for it yet
+                self._targets[tp] = high
+            if await self._consumer.position(tp) < self._targets[tp]:
+                return False
+        return True
