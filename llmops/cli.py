@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 import time
 from typing import Annotated
@@ -41,6 +42,7 @@ def up(
     stack = LocalStack(settings, console, embedded=embedded)
     started = time.monotonic()
     exit_code = 0
+    _stop_on_signals()
     try:
         addresses = stack.start()
         console.print(
@@ -59,9 +61,23 @@ def up(
     except KeyboardInterrupt:
         console.print()
     finally:
+        # A second Ctrl-C must not cut the orderly stop short and orphan children.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stack.stop()
         if exit_code:
             raise typer.Exit(exit_code)
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _stop_on_signals() -> None:
+    # Installed explicitly: a shell starting us in the background leaves SIGINT ignored,
+    # and SIGTERM (kill, container stop) must stop the children cleanly too.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 def _demo(bootstrap: str, clickhouse_url: str, requests: int, started: float | None = None) -> int:
