@@ -1,0 +1,331 @@
+"""Router benchmark: routing decisions/s of our policy vs LiteLLM's Router, and routed/s end to end.
+
+1. In-process decisions, 3 pools/deployments each, same machine, one process:
+   - ours: `services.router.policy.route()` over a live PoolBoard (3 pools' heartbeats), on
+     pre-built PromptRequests; a fresh heartbeat per pool every HEARTBEAT_EVERY decisions, as
+     the router sees them (and as that resets the board's load estimate);
+   - LiteLLM `Router`, strategies cost-based-routing and simple-shuffle, through
+     `await router.async_get_available_deployment(...)` (the only way its strategies decide).
+2. End to end: Tansu on a free port, `python -m services.router` as a subprocess with 3 fake
+   pools, N PromptRequests produced with aiokafka as fast as possible, the three
+   llm.inference.<pool> topics read (no group) until N routed records arrived.
+
+    .venv/bin/python bench/router.py [--decisions 20000] [--litellm-decisions 5000] [--routed 5000]
+
+Prints a table and ends with `RESULT speedup_vs_litellm=... ours_decisions_per_s=...
+litellm_cost_per_s=... litellm_shuffle_per_s=... routed_per_s=...` (speedup: ours over the
+faster LiteLLM strategy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+# LiteLLM fetches its cost map from the internet at import unless told not to.
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from rich.console import Console
+from rich.table import Table
+
+from llmops.broker import start_broker
+from llmops.config import PoolConfig
+from llmops.procs import free_port
+from llmops.routing_config import RoutingConfig
+from llmops.topics import ensure_topics, platform_topics
+from schemas import ChatMessage, PoolStatus, PromptRequest
+from schemas.topics import POOL_STATUS, REQUESTS, inference_topic
+from services.router.policy import route
+from services.router.pools import PoolBoard
+from services.router.prompts import PromptSet
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL = "gemma-3-270m"
+POOLS = [
+    PoolConfig(name="cheap", engine="fake", model=MODEL, cost_per_1k_tokens=0.1, capacity=64),
+    PoolConfig(name="mid", engine="fake", model=MODEL, cost_per_1k_tokens=0.2, capacity=64),
+    PoolConfig(name="dear", engine="fake", model=MODEL, cost_per_1k_tokens=0.3, capacity=64),
+]
+HEARTBEAT_EVERY = 1000  # decisions between two heartbeats of each pool (~1 s apart in prod)
+
+
+def heartbeat(pool: PoolConfig, ts: datetime, in_flight: int = 0) -> PoolStatus:
+    return PoolStatus(
+        ts=ts,
+        pool=pool.name,
+        instance=f"{pool.name}-0",
+        models=[pool.model],
+        capacity=pool.capacity,
+        in_flight=in_flight,
+        cost_per_1k_tokens=pool.cost_per_1k_tokens,
+    )
+
+
+def make_requests(n: int, run: str) -> list[PromptRequest]:
+    return [
+        PromptRequest(
+            request_id=f"{run}-{i}",
+            user_id=f"user-{i % 997}",
+            messages=[ChatMessage(role="user", content=f"question {i}: why is the sky blue?")],
+            model=MODEL,
+        )
+        for i in range(n)
+    ]
+
+
+# --- 1. in-process decisions --------------------------------------------------------------
+
+
+def bench_ours(requests: list[PromptRequest]) -> tuple[float, dict[str, int]]:
+    t0 = datetime.now(UTC)
+    board = PoolBoard(POOLS, RoutingConfig(), started_at=t0)
+    for pool in POOLS:
+        board.observe(heartbeat(pool, t0), t0)
+    board.mark_live(t0)
+    prompts = PromptSet()
+    chosen: dict[str, int] = {}
+    step = timedelta(microseconds=50)
+    start = time.perf_counter()
+    for i, request in enumerate(requests):
+        now = t0 + step * i
+        if i and i % HEARTBEAT_EVERY == 0:
+            for pool in POOLS:
+                board.observe(heartbeat(pool, now, in_flight=i % 32), now)
+        routed = route(request, prompts, POOLS, now, board)
+        chosen[routed.pool] = chosen.get(routed.pool, 0) + 1
+    elapsed = time.perf_counter() - start
+    return len(requests) / elapsed, chosen
+
+
+def litellm_model_list() -> list[dict[str, Any]]:
+    return [
+        {
+            "model_name": MODEL,
+            "litellm_params": {
+                "model": "openai/gpt-4o-mini",
+                "api_base": f"http://127.0.0.1:{9000 + i}/v1",
+                "api_key": "unused",
+                "input_cost_per_token": pool.cost_per_1k_tokens / 1000,
+                "output_cost_per_token": pool.cost_per_1k_tokens / 1000,
+            },
+            "model_info": {"id": pool.name},
+        }
+        for i, pool in enumerate(POOLS)
+    ]
+
+
+async def bench_litellm(strategy: str, n: int) -> tuple[float, dict[str, int]]:
+    from litellm import Router
+
+    router = Router(model_list=litellm_model_list(), routing_strategy=strategy)
+    messages = [{"role": "user", "content": "why is the sky blue?"}]
+    chosen: dict[str, int] = {}
+    for _ in range(50):  # warm-up: caches, lazy imports
+        await router.async_get_available_deployment(
+            model=MODEL, messages=messages, request_kwargs={}
+        )
+    start = time.perf_counter()
+    for _ in range(n):
+        deployment = await router.async_get_available_deployment(
+            model=MODEL, messages=messages, request_kwargs={}
+        )
+        name = str(deployment["model_info"]["id"])
+        chosen[name] = chosen.get(name, 0) + 1
+    elapsed = time.perf_counter() - start
+    return n / elapsed, chosen
+
+
+# --- 2. end to end through the broker -----------------------------------------------------
+
+
+def start_router(bootstrap: str, work: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LLMOPS_"))}
+    env.update(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "LLMOPS_DATA_DIR": str(work),
+            "LLMOPS_METRICS_BASE_PORT": "0",
+            "LLMOPS_POOLS": json.dumps([p.model_dump() for p in POOLS]),
+        }
+    )
+    log = open(work / "router.log", "ab")  # noqa: SIM115 - the child keeps it
+    return subprocess.Popen(
+        [sys.executable, "-m", "services.router"],
+        env=env,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+async def beat(producer: AIOKafkaProducer, stop: asyncio.Event) -> None:
+    """The fake pools' heartbeats, twice a second, so the router sees them up."""
+    while not stop.is_set():
+        now = datetime.now(UTC)
+        for pool in POOLS:
+            await producer.send(
+                POOL_STATUS.name, heartbeat(pool, now).to_bytes(), key=pool.name.encode()
+            )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.5)
+
+
+async def count_routed(consumer: AIOKafkaConsumer, want: set[str], deadline: float) -> int:
+    """Read until every request id in `want` was seen routed; returns how many were seen."""
+    seen = 0
+    while want and time.monotonic() < deadline:
+        batches = await consumer.getmany(timeout_ms=200, max_records=10_000)
+        for records in batches.values():
+            for record in records:
+                value = record.value
+                assert value is not None
+                request_id = json.loads(value)["request"]["request_id"]
+                if request_id in want:
+                    want.discard(request_id)
+                    seen += 1
+    return seen
+
+
+async def bench_end_to_end(bootstrap: str, n: int, timeout_s: float) -> tuple[float, int]:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await producer.start()
+    await consumer.start()
+    stop = asyncio.Event()
+    beats = asyncio.create_task(beat(producer, stop))
+    try:
+        partitions = []
+        for pool in POOLS:
+            topic = inference_topic(pool.name).name
+            ids = consumer.partitions_for_topic(topic)
+            while not ids:
+                await consumer.topics()
+                ids = consumer.partitions_for_topic(topic)
+            partitions += [TopicPartition(topic, p) for p in ids]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        # Warm-up: one request routed proves the router is up and has heard the pools.
+        warm = make_requests(1, "warm")[0]
+        await producer.send_and_wait(REQUESTS.name, warm.to_bytes(), key=warm.sticky_key.encode())
+        if not await count_routed(consumer, {warm.request_id}, time.monotonic() + timeout_s):
+            raise RuntimeError("the router routed nothing; see its log")
+        requests = make_requests(n, "e2e")
+        payloads = [(r.to_bytes(), r.sticky_key.encode()) for r in requests]
+        want = {r.request_id for r in requests}
+        start = time.perf_counter()
+        sends = [await producer.send(REQUESTS.name, value, key=key) for value, key in payloads]
+        await asyncio.gather(*sends)
+        seen = await count_routed(consumer, want, time.monotonic() + timeout_s)
+        elapsed = time.perf_counter() - start
+        return seen / elapsed, seen
+    finally:
+        stop.set()
+        await beats
+        await consumer.stop()
+        await producer.stop()
+
+
+def run_end_to_end(n: int, timeout_s: float) -> tuple[float, int]:
+    with tempfile.TemporaryDirectory(prefix="bench-router-") as tmp:
+        work = Path(tmp)
+        port = free_port()
+        broker = start_broker("127.0.0.1", port, work / "tansu.log")
+        bootstrap = f"127.0.0.1:{port}"
+        router: subprocess.Popen[bytes] | None = None
+        try:
+            ensure_topics(bootstrap, platform_topics(p.name for p in POOLS))
+            router = start_router(bootstrap, work)
+            return asyncio.run(bench_end_to_end(bootstrap, n, timeout_s))
+        except Exception:
+            print((work / "router.log").read_text()[-4000:], file=sys.stderr)
+            raise
+        finally:
+            for proc in (router, broker):
+                if proc is not None:
+                    proc.terminate()
+                    try:
+                        proc.wait(15)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+
+
+# --- report -------------------------------------------------------------------------------
+
+
+def share(chosen: dict[str, int]) -> str:
+    total = sum(chosen.values()) or 1
+    return " ".join(f"{name} {100 * count / total:.0f}%" for name, count in sorted(chosen.items()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
+    parser.add_argument("--decisions", type=int, default=20_000, help="ours, in process")
+    parser.add_argument("--litellm-decisions", type=int, default=5_000, help="per strategy")
+    parser.add_argument("--routed", type=int, default=5_000, help="end to end (0: skip)")
+    parser.add_argument("--timeout", type=float, default=300.0, help="end-to-end wait, s")
+    args = parser.parse_args()
+
+    ours, ours_chosen = bench_ours(make_requests(args.decisions, "ours"))
+    cost, cost_chosen = asyncio.run(bench_litellm("cost-based-routing", args.litellm_decisions))
+    shuffle, shuffle_chosen = asyncio.run(bench_litellm("simple-shuffle", args.litellm_decisions))
+    routed, routed_n = run_end_to_end(args.routed, args.timeout) if args.routed else (0.0, 0)
+
+    best = max(cost, shuffle)
+    table = Table(title="Routing decisions/s, 3 pools, one process (same machine)")
+    table.add_column("router")
+    table.add_column("decisions", justify="right")
+    table.add_column("per s", justify="right")
+    table.add_column("ours / this", justify="right")
+    table.add_column("chosen")
+    table.add_row(
+        "ours: policy.route + PoolBoard",
+        str(args.decisions),
+        f"{ours:,.0f}",
+        "1.00x",
+        share(ours_chosen),
+    )
+    table.add_row(
+        "LiteLLM cost-based-routing",
+        str(args.litellm_decisions),
+        f"{cost:,.0f}",
+        f"{ours / cost:.2f}x",
+        share(cost_chosen),
+    )
+    table.add_row(
+        "LiteLLM simple-shuffle",
+        str(args.litellm_decisions),
+        f"{shuffle:,.0f}",
+        f"{ours / shuffle:.2f}x",
+        share(shuffle_chosen),
+    )
+    if args.routed:
+        table.add_row(
+            "ours end to end (broker, 1 router)",
+            f"{routed_n}/{args.routed}",
+            f"{routed:,.0f}",
+            "",
+            "routed records / s",
+        )
+    Console().print(table)
+    print(
+        f"RESULT speedup_vs_litellm={ours / best:.2f} ours_decisions_per_s={ours:.0f} "
+        f"litellm_cost_per_s={cost:.0f} litellm_shuffle_per_s={shuffle:.0f} "
+        f"routed_per_s={routed:.0f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
