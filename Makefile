@@ -16,7 +16,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: up test test-vllm venv venv-vllm lint typecheck bench schemas clean
+.PHONY: up test test-vllm test-gemma venv venv-vllm lint typecheck bench schemas clean
 
 up: $(STAMP)                     ## set up, then run the platform on its embedded default with demo traffic
 	$(VENV)/bin/llmops up --demo
@@ -29,6 +29,9 @@ test: $(STAMP) $(VLLM_STAMP)     ## set up, then run lint, types and the whole t
 
 test-vllm: $(VLLM_STAMP)         ## the engine contract suite and live tests on vLLM (CPU), in .venv-vllm
 	$(VLLM_PYTEST)
+
+test-gemma: $(STAMP)             ## the real-model smoke test (prepares Gemma-3-270M once, ~75 s)
+	LLMOPS_TEST_GEMMA=1 $(PY) -m pytest -q -p no:cacheprovider tests/integration/test_gemma_smoke.py
 
 venv: $(STAMP)
 
