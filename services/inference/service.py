@@ -16,8 +16,8 @@ from opentelemetry import trace
 
 from llmops.bus import BusConfig, ConsumerConfig, ConsumerLoop, Producer, Record
 from llmops.config import PoolConfig, Settings
-from llmops.propagation import extract_context
 from llmops.replies import error_result, publish_result, rejection_replier, settle_best_effort
+from llmops.telemetry import consumer_span
 from schemas import (
     ErrorInfo,
     FinishReason,
@@ -83,15 +83,14 @@ class InferenceWorker:
 
     async def _serve(self, routed: RoutedRequest, record: Record, consumed_at: float) -> None:
         request = routed.request
-        with tracer.start_as_current_span(
+        with consumer_span(
+            tracer,
             f"chat {routed.model}",
-            context=extract_context(record.headers),
-            kind=trace.SpanKind.CONSUMER,
+            record.headers,
+            record.topic,
+            record.partition,
+            record.offset,
             attributes={
-                "messaging.system": "kafka",
-                "messaging.operation.type": "process",
-                "messaging.destination.name": record.topic,
-                "messaging.kafka.offset": record.offset,
                 "gen_ai.operation.name": "chat",
                 "gen_ai.provider.name": self._pool.provider,
                 "gen_ai.request.model": routed.model,

@@ -41,8 +41,8 @@ from opentelemetry import trace
 
 from llmops.bus import DRAIN_TIMEOUT_S, BusConfig, ConsumerConfig, ConsumerLoop, Producer, Record
 from llmops.config import Settings
-from llmops.propagation import extract_context
 from llmops.replies import error_result, publish_result, rejection_replier
+from llmops.telemetry import consumer_span
 from schemas import PromptRef, RoutedRequest, utc_now
 from schemas.topics import inference_group, inference_topic
 from services.router.pools import PoolBoard, RoutingError
@@ -88,15 +88,14 @@ class Rescuer:
 
     async def handle(self, record: Record) -> Any:
         routed = record.decode(RoutedRequest, self._settings.max_message_bytes)
-        with tracer.start_as_current_span(
+        with consumer_span(
+            tracer,
             "rescue " + record.topic,
-            context=extract_context(record.headers),
-            kind=trace.SpanKind.CONSUMER,
+            record.headers,
+            record.topic,
+            record.partition,
+            record.offset,
             attributes={
-                "messaging.system": "kafka",
-                "messaging.operation.type": "process",
-                "messaging.destination.name": record.topic,
-                "messaging.kafka.offset": record.offset,
                 "llmops.request_id": routed.request_id,
                 "llmops.rescued_from": self.pool,
             },

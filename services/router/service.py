@@ -18,9 +18,9 @@ from opentelemetry import trace
 from llmops.bus import BusConfig, ConsumerConfig, ConsumerLoop, Producer, Record
 from llmops.config import Settings
 from llmops.deadletter import Rejected, build_dead_letter
-from llmops.propagation import extract_context
 from llmops.replies import error_result, publish_result, rejection_replier
 from llmops.tail import TopicTail
+from llmops.telemetry import consumer_span
 from schemas import PoolStatus, PromptRequest, utc_now
 from schemas.topics import DLQ, POOL_STATUS, REQUESTS, inference_topic
 from services.router.policy import NoHealthyPool, RoutingError, route
@@ -90,15 +90,14 @@ class Router:
 
     async def handle(self, record: Record) -> Any:
         request = record.decode(PromptRequest, self._settings.max_message_bytes)
-        with tracer.start_as_current_span(
+        with consumer_span(
+            tracer,
             "route " + record.topic,
-            context=extract_context(record.headers),
-            kind=trace.SpanKind.CONSUMER,
+            record.headers,
+            record.topic,
+            record.partition,
+            record.offset,
             attributes={
-                "messaging.system": "kafka",
-                "messaging.operation.type": "process",
-                "messaging.destination.name": record.topic,
-                "messaging.kafka.offset": record.offset,
                 "llmops.request_id": request.request_id,
             },
         ) as span:

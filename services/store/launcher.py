@@ -9,15 +9,22 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from llmops.procs import port_open, wait_until
+from llmops.procs import port_open, stop_process, wait_until
 
 START_TIMEOUT_S = 60.0
 
 
 def store_command(data_dir: Path, host: str, port: int) -> list[str]:
     return [
-        sys.executable, "-m", "services.store",
-        "--data-dir", str(data_dir), "--host", host, "--port", str(port),
+        sys.executable,
+        "-m",
+        "services.store",
+        "--data-dir",
+        str(data_dir),
+        "--host",
+        host,
+        "--port",
+        str(port),
     ]
 
 
@@ -70,11 +77,4 @@ def start_store(
 
 def stop_store(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> int:
     """SIGTERM (the store finishes its requests and closes the engine), then SIGKILL."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
+    return stop_process(proc, timeout)

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from llmops.procs import port_open, wait_until
+from llmops.procs import port_open, stop_process, wait_until
 
 
 def traces_env(clickhouse_url: str) -> dict[str, str]:
@@ -34,8 +34,15 @@ def start_traces(
             f"port {host}:{port} is already taken; stop what runs there or pick another port"
         )
     command = [
-        sys.executable, "-m", "services.traces",
-        "--host", host, "--port", str(port), "--clickhouse-url", clickhouse_url,
+        sys.executable,
+        "-m",
+        "services.traces",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--clickhouse-url",
+        clickhouse_url,
         *(extra_args or []),
     ]
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
@@ -64,11 +71,4 @@ def start_traces(
 
 def stop_traces(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> int:
     """SIGTERM (queued spans are written first), then SIGKILL."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
+    return stop_process(proc, timeout)
