@@ -16,7 +16,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: up test test-vllm test-gemma venv venv-vllm lint typecheck bench schemas clean
+.PHONY: up test test-vllm test-gemma venv venv-vllm lint typecheck bench bench-deps schemas clean
 
 up: $(STAMP)                     ## set up, then run the platform on its embedded default with demo traffic
 	$(VENV)/bin/llmops up --demo
@@ -71,6 +71,10 @@ schemas: $(STAMP)                ## re-export schemas/json from the pydantic mod
 
 bench: $(STAMP)
 	$(PY) bench/pipeline.py
+
+bench-deps: $(STAMP)             ## LiteLLM for bench/router.py's side-by-side (not needed by tests)
+	$(PIP) install --no-deps litellm==1.106.2
+	$(PIP) install -r requirements/bench.txt
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) .llmops build *.egg-info

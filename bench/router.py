@@ -1,9 +1,13 @@
 """Router benchmark: routing decisions/s of our policy vs LiteLLM's Router, and routed/s end to end.
 
 1. In-process decisions, 3 pools/deployments each, same machine, one process:
-   - ours: `services.router.policy.route()` over a live PoolBoard (3 pools' heartbeats), on
-     pre-built PromptRequests; a fresh heartbeat per pool every HEARTBEAT_EVERY decisions, as
-     the router sees them (and as that resets the board's load estimate);
+   - ours, the pool decision: `PoolBoard.route()` (cheapest healthy pool with headroom,
+     breakers, spillover, the reason), the counterpart of LiteLLM's deployment choice;
+   - ours, the whole routing step: `services.router.policy.route()` (prompt choice, pool
+     decision and the RoutedRequest message built and validated);
+   both over a live board fed a heartbeat per pool each simulated second (requests arrive
+   at ARRIVALS_PER_S simulated; each pool reports finishing FINISHED_PER_S, so the cheap pool
+   fills up and spills to the next within each second, as in production);
    - LiteLLM `Router`, strategies cost-based-routing and simple-shuffle, through
      `await router.async_get_available_deployment(...)` (the only way its strategies decide).
 2. End to end: Tansu on a free port, `python -m services.router` as a subprocess with 3 fake
@@ -12,9 +16,10 @@
 
     .venv/bin/python bench/router.py [--decisions 20000] [--litellm-decisions 5000] [--routed 5000]
 
-Prints a table and ends with `RESULT speedup_vs_litellm=... ours_decisions_per_s=...
-litellm_cost_per_s=... litellm_shuffle_per_s=... routed_per_s=...` (speedup: ours over the
-faster LiteLLM strategy).
+LiteLLM comes from the `bench` extra: `make bench-deps`. Prints a table and ends with
+`RESULT speedup_vs_litellm=... ours_decisions_per_s=... ours_route_per_s=...
+litellm_cost_per_s=... litellm_shuffle_per_s=... routed_per_s=...` (speedup: our pool
+decision over the faster LiteLLM strategy's).
 """
 
 from __future__ import annotations
@@ -59,10 +64,13 @@ POOLS = [
     PoolConfig(name="mid", engine="fake", model=MODEL, cost_per_1k_tokens=0.2, capacity=64),
     PoolConfig(name="dear", engine="fake", model=MODEL, cost_per_1k_tokens=0.3, capacity=64),
 ]
-HEARTBEAT_EVERY = 1000  # decisions between two heartbeats of each pool (~1 s apart in prod)
+ARRIVALS_PER_S = 20_000  # simulated request rate: heartbeats come every this many decisions
+FINISHED_PER_S = 8_000.0  # what each pool reports finishing per second
 
 
-def heartbeat(pool: PoolConfig, ts: datetime, in_flight: int = 0) -> PoolStatus:
+def heartbeat(
+    pool: PoolConfig, ts: datetime, in_flight: int = 0, finished_per_s: float = 0.0
+) -> PoolStatus:
     return PoolStatus(
         ts=ts,
         pool=pool.name,
@@ -70,6 +78,7 @@ def heartbeat(pool: PoolConfig, ts: datetime, in_flight: int = 0) -> PoolStatus:
         models=[pool.model],
         capacity=pool.capacity,
         in_flight=in_flight,
+        requests_per_s=finished_per_s,
         cost_per_1k_tokens=pool.cost_per_1k_tokens,
     )
 
@@ -89,23 +98,27 @@ def make_requests(n: int, run: str) -> list[PromptRequest]:
 # --- 1. in-process decisions --------------------------------------------------------------
 
 
-def bench_ours(requests: list[PromptRequest]) -> tuple[float, dict[str, int]]:
+def bench_ours(requests: list[PromptRequest], whole_step: bool) -> tuple[float, dict[str, int]]:
+    """Decisions/s of the pool decision alone, or of the whole routing step."""
     t0 = datetime.now(UTC)
     board = PoolBoard(POOLS, RoutingConfig(), started_at=t0)
     for pool in POOLS:
-        board.observe(heartbeat(pool, t0), t0)
+        board.observe(heartbeat(pool, t0, 0, FINISHED_PER_S), t0)
     board.mark_live(t0)
     prompts = PromptSet()
     chosen: dict[str, int] = {}
-    step = timedelta(microseconds=50)
+    step = timedelta(seconds=1 / ARRIVALS_PER_S)
     start = time.perf_counter()
     for i, request in enumerate(requests):
         now = t0 + step * i
-        if i and i % HEARTBEAT_EVERY == 0:
+        if i and i % ARRIVALS_PER_S == 0:
             for pool in POOLS:
-                board.observe(heartbeat(pool, now, in_flight=i % 32), now)
-        routed = route(request, prompts, POOLS, now, board)
-        chosen[routed.pool] = chosen.get(routed.pool, 0) + 1
+                board.observe(heartbeat(pool, now, i % 32, FINISHED_PER_S), now)
+        if whole_step:
+            pool_name = route(request, prompts, POOLS, now, board).pool
+        else:
+            pool_name = board.route(request.model, request.adapter, request.sticky_key, now).pool
+        chosen[pool_name] = chosen.get(pool_name, 0) + 1
     elapsed = time.perf_counter() - start
     return len(requests) / elapsed, chosen
 
@@ -272,13 +285,15 @@ def share(chosen: dict[str, int]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
-    parser.add_argument("--decisions", type=int, default=20_000, help="ours, in process")
+    parser.add_argument("--decisions", type=int, default=200_000, help="ours, in process")
     parser.add_argument("--litellm-decisions", type=int, default=5_000, help="per strategy")
     parser.add_argument("--routed", type=int, default=5_000, help="end to end (0: skip)")
     parser.add_argument("--timeout", type=float, default=300.0, help="end-to-end wait, s")
     args = parser.parse_args()
 
-    ours, ours_chosen = bench_ours(make_requests(args.decisions, "ours"))
+    requests = make_requests(args.decisions, "ours")
+    ours, ours_chosen = bench_ours(requests, whole_step=False)
+    step, step_chosen = bench_ours(requests, whole_step=True)
     cost, cost_chosen = asyncio.run(bench_litellm("cost-based-routing", args.litellm_decisions))
     shuffle, shuffle_chosen = asyncio.run(bench_litellm("simple-shuffle", args.litellm_decisions))
     routed, routed_n = run_end_to_end(args.routed, args.timeout) if args.routed else (0.0, 0)
@@ -290,27 +305,14 @@ def main() -> None:
     table.add_column("per s", justify="right")
     table.add_column("ours / this", justify="right")
     table.add_column("chosen")
-    table.add_row(
-        "ours: policy.route + PoolBoard",
-        str(args.decisions),
-        f"{ours:,.0f}",
-        "1.00x",
-        share(ours_chosen),
-    )
-    table.add_row(
-        "LiteLLM cost-based-routing",
-        str(args.litellm_decisions),
-        f"{cost:,.0f}",
-        f"{ours / cost:.2f}x",
-        share(cost_chosen),
-    )
-    table.add_row(
-        "LiteLLM simple-shuffle",
-        str(args.litellm_decisions),
-        f"{shuffle:,.0f}",
-        f"{ours / shuffle:.2f}x",
-        share(shuffle_chosen),
-    )
+    rows = [
+        ("ours: pool decision (PoolBoard.route)", args.decisions, ours, ours_chosen),
+        ("ours: whole step (policy.route -> RoutedRequest)", args.decisions, step, step_chosen),
+        ("LiteLLM cost-based-routing", args.litellm_decisions, cost, cost_chosen),
+        ("LiteLLM simple-shuffle", args.litellm_decisions, shuffle, shuffle_chosen),
+    ]
+    for name, count, rate, chosen in rows:
+        table.add_row(name, str(count), f"{rate:,.0f}", f"{ours / rate:.2f}x", share(chosen))
     if args.routed:
         table.add_row(
             "ours end to end (broker, 1 router)",
@@ -322,6 +324,7 @@ def main() -> None:
     Console().print(table)
     print(
         f"RESULT speedup_vs_litellm={ours / best:.2f} ours_decisions_per_s={ours:.0f} "
+        f"ours_route_per_s={step:.0f} step_speedup_vs_litellm={step / best:.2f} "
         f"litellm_cost_per_s={cost:.0f} litellm_shuffle_per_s={shuffle:.0f} "
         f"routed_per_s={routed:.0f}"
     )

@@ -21,6 +21,14 @@ half-open once `cooldown_s` passed and the pool beats again; half-open lets `pro
 through and closes when they finished with few enough errors (from the heartbeats' cumulative
 counters), else opens again. A pool is `dead` while no instance beat within `dead_after_s`;
 a dead pool's queued requests are for the router's rescuer.
+
+Routing is on the hot path of every request, so `PoolBoard.route` does not rebuild the views
+per decision: each pool's view is cached until something can change it (a heartbeat, a
+decision that saturates it or sends it a probe, the next instant a clock rule fires: a beat
+going stale, a cooldown ending, the startup grace or a probe timing out) and at most
+`VIEW_TTL_S`, so the ages quoted in reasons stay current. While the views hold, a decision
+that no traffic shift or probe makes key-dependent is reused for the same model, adapter and
+exclusions. The decisions are exactly `choose`'s over fresh views (a property test checks it).
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, TypeVar
+from typing import Literal
 
 from llmops.config import PoolConfig
 from llmops.routing_config import RoutingConfig, TrafficShift
@@ -52,9 +60,11 @@ BreakerState = Literal["closed", "open", "half_open"]
 Totals = dict[str, tuple[int, int]]  # instance -> (requests_total, errors_total)
 # States a pool can be in while alive but not serving: used only when nothing else is.
 LAST_RESORT: frozenset[PoolState] = frozenset({"recovering", "starting", "stopping", "half_open"})
-T = TypeVar("T")
 # Instances silent for this many dead_after periods are forgotten (memory stays bounded).
 FORGET_AFTER_DEAD_PERIODS = 20
+# Longest a cached view is used for routing: bounds how old the ages and loads in reasons get.
+VIEW_TTL_S = 0.1
+MemoKey = tuple[str | None, str | None, frozenset[str]]
 
 
 class RoutingError(LookupError):
@@ -65,9 +75,13 @@ class NoHealthyPool(RoutingError):
     """Pools serve the request, but none of them is alive and healthy now."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PoolView:
-    """One pool at one instant: its state, why, and the numbers behind it."""
+    """One pool at one instant: its state, why, and the numbers behind it.
+
+    Mutable for the board's routing cache alone, which moves its own views' load as it routes
+    (cheaper than a copy per decision); `PoolBoard.view(s)` always hands out fresh ones.
+    """
 
     name: str
     state: PoolState
@@ -84,7 +98,7 @@ class PoolView:
     capacity: int = 0
     in_flight: int = 0
     queue_depth: int = 0
-    load: int = 0  # in flight + queued + routed here since its newest beat
+    load: int = 0  # estimated: in flight + queued at the beat + routed since - finished since
     tokens_per_s: float = 0.0
     requests_per_s: float = 0.0
     error_rate: float = 0.0
@@ -126,6 +140,17 @@ class _Breaker:
     probes_sent: int = 0
     last_probe_at: datetime | None = None
     baseline: Totals = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Cached:
+    """A pool's view for routing, valid for instants in [since, until)."""
+
+    view: PoolView
+    since: float
+    until: float
+    limit: float  # load at which the pool saturates
+    backlog: int  # the load less the requests routed since the beat, as of `since`
 
 
 @dataclass
@@ -182,6 +207,16 @@ class PoolBoard:
         self.live_since: datetime | None = None
         self._follow_unconfigured = follow_unconfigured
         self._pools: dict[str, _Pool] = {p.name: _Pool(p.name, p) for p in pools}
+        # The routing cache (see the module docstring): per-pool views, the instants for
+        # which all of them hold, and decisions reused while they do.
+        self._cache: dict[str, _Cached] = {}
+        self._views: list[PoolView] | None = None
+        self._views_since = 0.0
+        self._views_until = 0.0
+        self._memo: dict[MemoKey, Decision] = {}
+        self._key_bound = frozenset(s.source for s in config.shifts) | frozenset(
+            s.target for s in config.shifts
+        )
 
     # --- input ----------------------------------------------------------------------------
 
@@ -189,6 +224,8 @@ class PoolBoard:
         """The status history is read up to its end: states from here on are current."""
         if self.live_since is None:
             self.live_since = now
+            self._cache.clear()
+            self._forget_views()
 
     @property
     def live(self) -> bool:
@@ -200,6 +237,7 @@ class PoolBoard:
             if not self._follow_unconfigured:
                 return  # the router serves its configured pools only
             pool = self._pools[status.pool] = _Pool(status.pool, None)
+            self._forget_views()
         instance = status.instance or ""
         known = pool.instances.get(instance)
         if known is not None and known.ts >= status.ts:
@@ -214,6 +252,7 @@ class PoolBoard:
         while len(pool.samples) > 1 and pool.samples[0][0].timestamp() < horizon:
             pool.samples.popleft()
         self._advance(pool, now)
+        self._invalidate(pool.name)
 
     def note_routed(self, decision: Decision, now: datetime) -> None:
         pool = self._pools.get(decision.pool)
@@ -223,6 +262,11 @@ class PoolBoard:
         if decision.probe:
             pool.breaker.probes_sent += 1
             pool.breaker.last_probe_at = now
+            self._invalidate(pool.name)
+            return
+        cached = self._cache.get(pool.name)
+        if cached is not None and cached.view.state in ("up", "saturated"):
+            self._note_load(pool, cached)
 
     # --- output ---------------------------------------------------------------------------
 
@@ -232,6 +276,7 @@ class PoolBoard:
     def view(self, name: str, now: datetime) -> PoolView:
         pool = self._pools[name]
         self._advance(pool, now)
+        self._invalidate(name)  # the breaker may have moved: routing refreshes this pool
         return self._view(pool, now)
 
     def views(self, now: datetime) -> list[PoolView]:
@@ -252,11 +297,92 @@ class PoolBoard:
         exclude: Iterable[str] = (),
     ) -> Decision:
         """`choose` over the current states, recorded (load estimate, probes)."""
-        decision = choose(
-            self.views(now), model, adapter, key, now, self.config.shifts, frozenset(exclude)
-        )
+        excluded = exclude if isinstance(exclude, frozenset) else frozenset(exclude)
+        views = self._routing_views(now)
+        memo_key = (model, adapter, excluded)
+        decision = self._memo.get(memo_key)
+        if decision is None:
+            decision = choose(views, model, adapter, key, now, self.config.shifts, excluded)
+            if not decision.probe and decision.pool not in self._key_bound:
+                self._memo[memo_key] = decision
         self.note_routed(decision, now)
         return decision
+
+    # --- the routing cache ----------------------------------------------------------------
+
+    def _routing_views(self, now: datetime) -> list[PoolView]:
+        t = now.timestamp()
+        if self._views is not None and self._views_since <= t < self._views_until:
+            return self._views
+        views: list[PoolView] = []
+        since, until = t, t + VIEW_TTL_S
+        for name, pool in self._pools.items():
+            cached = self._cache.get(name)
+            if cached is None or not cached.since <= t < cached.until:
+                cached = self._refresh(pool, now)
+            views.append(cached.view)
+            since, until = max(since, cached.since), min(until, cached.until)
+        self._views, self._views_since, self._views_until = views, since, until
+        return views
+
+    def _refresh(self, pool: _Pool, now: datetime) -> _Cached:
+        """Advance the pool's breaker, and cache and return its view as of `now`."""
+        self._advance(pool, now)
+        view = self._view(pool, now)
+        t = now.timestamp()
+        cached = _Cached(
+            view,
+            t,
+            self._valid_until(pool, t),
+            view.capacity * self.config.headroom_factor,
+            _backlog(view.in_flight + view.queue_depth, view.requests_per_s, pool, now),
+        )
+        self._cache[pool.name] = cached
+        self._forget_views()
+        return cached
+
+    def _valid_until(self, pool: _Pool, t: float) -> float:
+        """The next instant a clock rule may change the pool's state, at most VIEW_TTL_S away.
+
+        A deadline at `t` itself makes the window empty: the view is recomputed at every
+        instant until the rule has fired.
+        """
+        config = self.config
+        deadlines = [t + VIEW_TTL_S]
+        if pool.newest_beat is None and self.live_since is not None:
+            deadlines.append(self.live_since.timestamp() + config.startup_grace_s)
+        deadlines += (s.ts.timestamp() + config.dead_after_s for s in pool.instances.values())
+        breaker = pool.breaker
+        if breaker.state == "open" and breaker.opened_at is not None:
+            deadlines.append(breaker.opened_at.timestamp() + config.cooldown_s)
+        if breaker.state == "half_open" and breaker.last_probe_at is not None:
+            deadlines.append(breaker.last_probe_at.timestamp() + config.cooldown_s)
+        return min(d for d in deadlines if d >= t)
+
+    def _note_load(self, pool: _Pool, cached: _Cached) -> None:
+        """One more request routed to an up or saturated pool: its cached view's load moves.
+
+        Only a change of state (up -> saturated) or a saturated pool's load (the least loaded
+        of saturated pools is chosen) can change a decision: those update the view in place
+        (as `_state` would say it; the view is the cache's own) and drop the reused decisions.
+        An up pool's load in the cached view, and the drain since the refresh, catch up at
+        its next refresh (until then the estimate errs on the high side).
+        """
+        view = cached.view
+        load = max(cached.backlog + pool.routed_since_beat, 0)
+        state, why = _load_state(load, cached.limit)
+        if state == "up":
+            return
+        view.state, view.why, view.load = state, why, load
+        self._memo.clear()
+
+    def _invalidate(self, name: str) -> None:
+        self._cache.pop(name, None)
+        self._forget_views()
+
+    def _forget_views(self) -> None:
+        self._views = None
+        self._memo.clear()
 
     # --- internals ------------------------------------------------------------------------
 
@@ -346,37 +472,48 @@ class PoolBoard:
 
     def _view(self, pool: _Pool, now: datetime) -> PoolView:
         fresh = self._fresh(pool, now)
-        state, why = self._state(pool, fresh, now)
-        newest = max(fresh, key=lambda s: s.ts) if fresh else None
-        serving = [s for s in fresh if s.phase == "serving" and s.healthy]
         config = pool.config
-        in_flight = sum(s.in_flight for s in fresh)
-        queued = sum(s.queue_depth for s in fresh)
-        finished = sum(s.requests_per_s for s in fresh)
+        # One pass over the fresh instances (few per pool): this runs on every refresh.
+        newest: PoolStatus | None = None
+        capacity = in_flight = queued = 0
+        tokens = finished = weighted_errors = p50 = p99 = 0.0
+        for s in fresh:
+            if newest is None or s.ts > newest.ts:
+                newest = s
+            if s.phase == "serving" and s.healthy:
+                capacity += s.capacity
+            in_flight += s.in_flight
+            queued += s.queue_depth
+            tokens += s.tokens_per_s
+            finished += s.requests_per_s
+            weighted_errors += s.error_rate * s.requests_per_s
+            p50 = max(p50, s.latency_p50_ms)
+            p99 = max(p99, s.latency_p99_ms)
+        load = max(_backlog(in_flight + queued, finished, pool, now) + pool.routed_since_beat, 0)
+        state, why = self._state(pool, fresh, load, now)
+        source: PoolStatus | PoolConfig | None = newest if newest is not None else config
         return PoolView(
             name=pool.name,
             state=state,
             why=why,
             configured=config is not None,
-            cost_per_1k_tokens=_pick(newest, config, "cost_per_1k_tokens", 0.0),
-            cost_per_gpu_hour=_pick(newest, config, "cost_per_gpu_hour", 0.0),
+            cost_per_1k_tokens=source.cost_per_1k_tokens if source else 0.0,
+            cost_per_gpu_hour=source.cost_per_gpu_hour if source else 0.0,
             priority=config.priority if config else 0,
             models=tuple(newest.models) if newest else ((config.model,) if config else ()),
             adapters=tuple(newest.adapters if newest else (config.adapters if config else ())),
-            provider=_pick(newest, config, "provider", "local"),
-            region=_pick(newest, config, "region", "local"),
-            gpu=_pick(newest, config, "gpu", "cpu"),
-            capacity=sum(s.capacity for s in serving),
+            provider=source.provider if source else "local",
+            region=source.region if source else "local",
+            gpu=source.gpu if source else "cpu",
+            capacity=capacity,
             in_flight=in_flight,
             queue_depth=queued,
-            load=in_flight + queued + pool.routed_since_beat,
-            tokens_per_s=sum(s.tokens_per_s for s in fresh),
+            load=load,
+            tokens_per_s=tokens,
             requests_per_s=finished,
-            error_rate=(
-                sum(s.error_rate * s.requests_per_s for s in fresh) / finished if finished else 0.0
-            ),
-            latency_p50_ms=max((s.latency_p50_ms for s in fresh), default=0.0),
-            latency_p99_ms=max((s.latency_p99_ms for s in fresh), default=0.0),
+            error_rate=weighted_errors / finished if finished else 0.0,
+            latency_p50_ms=p50,
+            latency_p99_ms=p99,
             instances=len(fresh),
             age_s=_age(pool.newest_beat, now) if pool.newest_beat else None,
             probes_left=(
@@ -386,7 +523,9 @@ class PoolBoard:
             ),
         )
 
-    def _state(self, pool: _Pool, fresh: list[PoolStatus], now: datetime) -> tuple[PoolState, str]:
+    def _state(
+        self, pool: _Pool, fresh: list[PoolStatus], load: int, now: datetime
+    ) -> tuple[PoolState, str]:
         if not self.live:
             return "unknown", "status history still loading"
         if pool.newest_beat is None:
@@ -416,11 +555,23 @@ class PoolBoard:
             left = max(self.config.probe_requests - breaker.probes_sent, 0)
             return "half_open", f"after {breaker.cause}; {left} probes left"
         capacity = sum(s.capacity for s in healthy)
-        load = sum(s.in_flight + s.queue_depth for s in fresh) + pool.routed_since_beat
         limit = capacity * self.config.headroom_factor
-        if load >= limit:
-            return "saturated", f"load {load} of {limit:g}"
-        return "up", f"load {load} of {limit:g}"
+        return _load_state(load, limit)
+
+
+def _backlog(at_beat: int, finished_per_s: float, pool: _Pool, now: datetime) -> int:
+    """In flight + queued at the newest beat less what the pool finished since at its reported
+    rate (negative: room for that many of the requests routed since). Without the drain, a
+    router sending more than a pool's capacity per heartbeat interval would call every pool
+    saturated and spread the traffic over pricier ones even when the cheap one keeps up.
+    """
+    since = _age(pool.newest_beat, now) if pool.newest_beat else 0.0
+    return at_beat - int(finished_per_s * since)
+
+
+def _load_state(load: int, limit: float) -> tuple[PoolState, str]:
+    """A serving, healthy pool with a closed breaker: saturated at the limit, else up."""
+    return ("saturated" if load >= limit else "up"), f"load {load} of {limit:g}"
 
 
 def _age(ts: datetime, now: datetime) -> float:
@@ -430,15 +581,6 @@ def _age(ts: datetime, now: datetime) -> float:
 
 def _totals(statuses: Iterable[PoolStatus]) -> Totals:
     return {s.instance or "": (s.requests_total, s.errors_total) for s in statuses}
-
-
-def _pick(status: PoolStatus | None, config: PoolConfig | None, name: str, default: T) -> T:
-    """A pool's own newest word (prices move) over the router's configuration."""
-    source: object = status if status is not None else config
-    if source is None:
-        return default
-    value: T = getattr(source, name)
-    return value
 
 
 # --- the decision -------------------------------------------------------------------------
