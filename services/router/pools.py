@@ -370,10 +370,10 @@ class PoolBoard:
         """
         view = cached.view
         load = max(cached.backlog + pool.routed_since_beat, 0)
-        state, why = _load_state(load, cached.limit)
-        if state == "up":
-            return
-        view.state, view.why, view.load = state, why, load
+        if load < cached.limit:
+            return  # still up (the reason text is only built when it changes)
+        view.state, view.why = _load_state(load, cached.limit)
+        view.load = load
         self._memo.clear()
 
     def _invalidate(self, name: str) -> None:
