@@ -20,62 +20,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch
+from engine_streams import direct_round, rates_table
 from rich.console import Console
-from rich.table import Table
 
-from services.inference.engines.base import Engine, GenerationRequest
+from services.inference.engines.base import Engine
 from services.inference.engines.fake import FakeEngine
 from services.inference.engines.transformers_engine import (
     TransformersEngine,
     TransformersEngineConfig,
 )
 from services.inference.models import load_model, prepare_model
-
-PROMPTS = (
-    "The capital of France is",
-    "Once upon a time, in a small village by the sea,",
-    "The three most important ideas in computer science are",
-    "Here is a short recipe for bread:",
-    "The weather today is",
-    "Kafka is a distributed event streaming platform that",
-    "My favourite book is",
-    "In 1969, the first humans",
-)
-
-
-async def _one(engine: Engine, i: int, tokens: int) -> tuple[int, float, float]:
-    request = GenerationRequest(
-        f"bench-{i}", (("user", PROMPTS[i % len(PROMPTS)]),), max_tokens=tokens
-    )
-    start = time.perf_counter()
-    first = 0.0
-    out = 0
-    async for chunk in engine.generate(request):
-        if not first and chunk.output_tokens:
-            first = time.perf_counter() - start
-        out = chunk.output_tokens
-    return out, first, time.perf_counter() - start
-
-
-def _cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-async def _round(engine: Engine, concurrency: int, tokens: int) -> dict[str, float]:
-    start, cpu = time.perf_counter(), _cpu_s()
-    results = await asyncio.gather(*(_one(engine, i, tokens) for i in range(concurrency)))
-    wall, cpu = time.perf_counter() - start, _cpu_s() - cpu
-    out = sum(r[0] for r in results)
-    return {
-        "concurrency": concurrency,
-        "tokens": out,
-        "wall_s": wall,
-        "tokens_per_s": out / wall,
-        "tokens_per_cpu_s": out / cpu,
-        "ttft_ms": 1000 * sum(r[1] for r in results) / len(results),
-        "load": os.getloadavg()[0],
-    }
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -105,36 +59,22 @@ async def main(args: argparse.Namespace) -> None:
     load_s = time.perf_counter() - started
     rows = []
     try:
-        await _round(engine, 1, 8)  # warm the shapes of both paths
-        await _round(engine, args.concurrency, 8)
+        await direct_round(engine, 1, 8)  # warm the shapes of both paths
+        await direct_round(engine, args.concurrency, 8)
         for concurrency in (1, args.concurrency):
-            rows.append(await _round(engine, concurrency, args.tokens))
+            rows.append(await direct_round(engine, concurrency, args.tokens))
     finally:
         await engine.stop()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    table = Table(
-        title=f"{args.model} ({engine.name}, attn={args.attn}, dtype={args.dtype}, "
-        f"threads={torch.get_num_threads()}), "
-        f"{args.tokens} tokens/request"
+    title = (
+        f"{args.model} ({engine.name}, attn={args.attn}, dtype={args.dtype}, "
+        f"threads={torch.get_num_threads()}), {args.tokens} tokens/request"
     )
-    columns = ("streams", "output tokens", "wall s", "tokens/s", "tokens/CPU-s", "TTFT ms", "load")
-    for column in columns:
-        table.add_column(column, justify="right")
-    for row in rows:
-        table.add_row(
-            f"{row['concurrency']:.0f}",
-            f"{row['tokens']:.0f}",
-            f"{row['wall_s']:.2f}",
-            f"{row['tokens_per_s']:.1f}",
-            f"{row['tokens_per_cpu_s']:.1f}",
-            f"{row['ttft_ms']:.0f}",
-            f"{row['load']:.1f}",
-        )
-    console.print(table)
+    console.print(rates_table(title, rows))
     console.print(f"engine start (load + manager): {load_s:.1f} s, peak RSS {peak_mb:.0f} MB")
     print(
-        f"RESULT tokens_per_s_c1={rows[0]['tokens_per_s']:.1f} "
-        f"tokens_per_s_c{args.concurrency}={rows[1]['tokens_per_s']:.1f}"
+        f"RESULT tokens_per_s_c1={rows[0].tokens_per_s:.1f} "
+        f"tokens_per_s_c{args.concurrency}={rows[1].tokens_per_s:.1f}"
     )
 
 

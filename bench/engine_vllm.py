@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import tempfile
 import time
@@ -30,62 +29,11 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import psutil
+from engine_streams import direct_round, median_round, rates_table
 from rich.console import Console
-from rich.table import Table
 
 from llmops.config import PoolConfig, VllmOptions
-from services.inference.engines.base import Engine, GenerationRequest
 from services.inference.engines.factory import create_engine
-
-PROMPTS = (
-    "The capital of France is",
-    "A stream of events flows through the broker to",
-    "The quick brown fox jumps over",
-    "Ask a question, get an answer:",
-    "Hello world! Numbers like 42 and",
-    "Kafka consumers commit their offsets",
-    "The capital of Italy is",
-    "Models turn prompts into",
-)
-
-
-def _cpu_s() -> float:
-    """CPU seconds of this process and its live children (vLLM's engine core)."""
-    me = psutil.Process()
-    total = sum(me.cpu_times()[:2])
-    for child in me.children(recursive=True):
-        with contextlib.suppress(psutil.NoSuchProcess):  # exited meanwhile
-            total += sum(child.cpu_times()[:2])
-    return total
-
-
-async def _one(engine: Engine, i: int, tokens: int) -> tuple[int, float]:
-    request = GenerationRequest(
-        f"bench-{i}-{time.monotonic_ns()}", (("user", PROMPTS[i % len(PROMPTS)]),), tokens
-    )
-    start, first, out = time.perf_counter(), 0.0, 0
-    async for chunk in engine.generate(request):
-        if not first and chunk.output_tokens:
-            first = time.perf_counter() - start
-        out = chunk.output_tokens
-    return out, first
-
-
-async def _round(engine: Engine, concurrency: int, tokens: int) -> dict[str, float]:
-    start, cpu = time.perf_counter(), _cpu_s()
-    results = await asyncio.gather(*(_one(engine, i, tokens) for i in range(concurrency)))
-    wall, cpu = time.perf_counter() - start, _cpu_s() - cpu
-    out = sum(r[0] for r in results)
-    return {
-        "concurrency": concurrency,
-        "tokens": out,
-        "wall_s": wall,
-        "tokens_per_s": out / wall,
-        "tokens_per_cpu_s": out / cpu if cpu > 0 else 0.0,
-        "ttft_ms": 1000 * sum(r[1] for r in results) / len(results),
-        "load": os.getloadavg()[0],
-    }
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -105,31 +53,18 @@ async def main(args: argparse.Namespace) -> None:
     rows = []
     try:
         for concurrency in levels:  # warm every batch shape first
-            await _round(engine, concurrency, 8)
-        for concurrency in levels:  # the median round by tokens/s: a shared box is noisy
-            rounds = [await _round(engine, concurrency, args.tokens) for _ in range(args.repeat)]
-            rows.append(sorted(rounds, key=lambda r: r["tokens_per_s"])[len(rounds) // 2])
+            await direct_round(engine, concurrency, 8)
+        for concurrency in levels:
+            rounds = [
+                await direct_round(engine, concurrency, args.tokens) for _ in range(args.repeat)
+            ]
+            rows.append(median_round(rounds))
     finally:
         await engine.stop()
-    table = Table(title=f"{args.model} on {engine.name}, {args.tokens} tokens/request")
-    columns = ("streams", "output tokens", "wall s", "tokens/s", "tokens/CPU-s", "TTFT ms", "load")
-    for column in columns:
-        table.add_column(column, justify="right")
-    for row in rows:
-        table.add_row(
-            f"{row['concurrency']:.0f}",
-            f"{row['tokens']:.0f}",
-            f"{row['wall_s']:.2f}",
-            f"{row['tokens_per_s']:.1f}",
-            f"{row['tokens_per_cpu_s']:.1f}",
-            f"{row['ttft_ms']:.0f}",
-            f"{row['load']:.1f}",
-        )
-    console.print(table)
+    title = f"{args.model} on {engine.name}, {args.tokens} tokens/request"
+    console.print(rates_table(title, rows))
     console.print(f"engine start: {start_s:.1f} s")
-    rates = " ".join(
-        f"tokens_per_s_c{row['concurrency']:.0f}={row['tokens_per_s']:.1f}" for row in rows
-    )
+    rates = " ".join(f"tokens_per_s_c{row.concurrency}={row.tokens_per_s:.1f}" for row in rows)
     print(f"RESULT engine={engine.name} model={args.model} start_s={start_s:.1f} {rates}")
 
 

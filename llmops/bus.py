@@ -294,8 +294,14 @@ class ConsumerLoop:
             self.consumer.pause(*self.consumer.assignment())
             self._paused = True
         self._room.clear()
+        # Bounded, so the loop still polls (max_poll_interval) and sees stop() while full.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._room.wait(), timeout=0.5)
+        if self._paused and self._tracker.in_flight() < self.config.max_in_flight:
+            # Resume now: the caller fetches next, and a fetch on paused partitions would
+            # idle for its whole timeout (100 ms) after every record that frees a slot.
+            self.consumer.resume(*self.consumer.assignment())
+            self._paused = False
 
     async def _dispatch(self, tp: TopicPartition, raw: Any) -> None:
         record = Record(

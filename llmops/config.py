@@ -62,6 +62,9 @@ class PoolConfig(BaseModel):
     # fake engine only: simulated time to first token and per output token
     fake_ttft_ms: float = Field(default=0.0, ge=0.0)
     fake_tpot_ms: float = Field(default=0.0, ge=0.0)
+    # transformers engine only: the torch device ("cpu", "cuda", "cuda:1"); on a GPU it computes
+    # in bfloat16, on the CPU in float32
+    device: str = Field(default="cpu", pattern=r"^(cpu|cuda(:\d+)?)$")
     # vllm engine only
     vllm: VllmOptions = Field(default_factory=VllmOptions)
 

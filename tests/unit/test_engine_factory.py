@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
 
 from llmops.config import PoolConfig, VllmOptions
+from services.inference.engines.base import EngineError
 from services.inference.engines.factory import (
     EngineUnavailableError,
     create_engine,
     model_directory,
 )
 from services.inference.engines.fake import FakeEngine
-from services.inference.engines.transformers_engine import TransformersEngine
+from services.inference.engines.transformers_engine import (
+    TransformersEngine,
+    TransformersEngineConfig,
+    resolve_device,
+)
 from services.inference.engines.vllm_engine import VllmEngine
 from tests.engine_kit import collect, request
 
@@ -68,3 +75,44 @@ def test_model_directory_writes_the_tiny_model_once(tmp_path: Path) -> None:
     assert [p.name for p in path.parent.iterdir()] == ["tiny-random"]  # no work dirs left
     with pytest.raises(FileNotFoundError):
         model_directory(str(tmp_path / "nowhere"), tmp_path)
+
+
+def _missing_gpu() -> str:
+    """A CUDA device this machine does not have."""
+    return f"cuda:{torch.cuda.device_count()}" if torch.cuda.is_available() else "cuda"
+
+
+def test_resolve_device_names_what_is_missing() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(EngineError, match="CUDA GPU"):
+        resolve_device(_missing_gpu())
+    with pytest.raises(EngineError, match="only 'cpu' and 'cuda"):
+        resolve_device("meta")
+    with pytest.raises(EngineError, match="unknown torch device"):
+        resolve_device("gpu0")
+
+
+async def test_an_engine_on_a_missing_device_fails_to_start_before_loading() -> None:
+    loads: list[str] = []
+
+    def load() -> Any:
+        loads.append("loaded")
+        raise AssertionError("the model must not be loaded for a device that is not there")
+
+    engine = TransformersEngine("m", load, TransformersEngineConfig(device=_missing_gpu()))
+    with pytest.raises(EngineError, match="CUDA GPU"):
+        await engine.start()
+    assert loads == []
+    assert engine.stats().extra["healthy"] == 0.0
+
+
+def test_a_gpu_pool_gets_its_device_and_bfloat16(tmp_path: Path) -> None:
+    pool = PoolConfig(name="g", engine="transformers", model="random-llama-1b", device="cuda:1")
+    engine = create_engine(pool, tmp_path)
+    assert isinstance(engine, TransformersEngine)
+    assert (engine.config.device, engine.config.dtype) == ("cuda:1", "bfloat16")
+    cpu = create_engine(PoolConfig(name="c", engine="transformers"), tmp_path)
+    assert isinstance(cpu, TransformersEngine)
+    assert (cpu.config.device, cpu.config.dtype) == ("cpu", "float32")
+    with pytest.raises(ValueError, match="device"):
+        PoolConfig(name="x", device="gpu")

@@ -9,17 +9,23 @@ from pathlib import Path
 import pytest
 import torch
 from rich.console import Console
+from transformers import LlamaForCausalLM
 
 from services.inference import models
 from services.inference.models import (
     COMPLETE_MARKER,
     GEMMA_270M,
+    RANDOM_LLAMA_1B,
     TINY_RANDOM,
+    build_byte_pair_tokenizer,
+    build_random_llama,
     build_tiny_model,
     build_tiny_tokenizer,
+    llama_parameter_count,
     load_model,
     model_dir,
     prepare_model,
+    random_llama_1b_config,
     save_tiny_random,
 )
 
@@ -55,6 +61,57 @@ def test_tiny_is_in_process() -> None:
     assert model.config.num_hidden_layers == 2
     assert not model.training
     assert len(tokenizer) == model.config.vocab_size
+
+
+def test_byte_pair_tokenizer_has_the_size_asked_and_decodes_every_id() -> None:
+    tokenizer = build_byte_pair_tokenizer(32_000)
+    assert len(tokenizer) == 32_000
+    assert (tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id) == (0, 1, 2)
+    text = "Unseen wörds, 数字 123"
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert tokenizer.decode(ids) == text
+    assert len(ids) < len(text.encode())  # byte pairs merge
+    assert tokenizer.convert_ids_to_tokens(31_999) is not None
+    with pytest.raises(ValueError, match="byte pairs"):
+        build_byte_pair_tokenizer(100)
+
+
+def test_random_llama_1b_config_is_a_1b_llama() -> None:
+    config = random_llama_1b_config(build_byte_pair_tokenizer(32_000))
+    shape = (
+        config.hidden_size,
+        config.num_hidden_layers,
+        config.num_attention_heads,
+        config.num_key_value_heads,
+        config.intermediate_size,
+        config.vocab_size,
+    )
+    assert shape == (2048, 22, 32, 4, 5632, 32_000)
+    assert llama_parameter_count(config) == 1_100_048_384
+    with torch.device("meta"):  # the real module tree, without allocating its weights
+        skeleton = LlamaForCausalLM(config)
+    assert sum(p.numel() for p in skeleton.parameters()) == llama_parameter_count(config)
+
+
+def test_random_llama_builds_seeded_in_the_dtype_asked() -> None:
+    tokenizer = build_byte_pair_tokenizer(1024)
+    config = random_llama_1b_config(tokenizer)
+    config.num_hidden_layers = 1  # the 1B shape at one layer's depth: ~45M parameters
+    torch.manual_seed(7)
+    expected_next = torch.rand(1)
+    torch.manual_seed(7)
+    model = build_random_llama(config, tokenizer, seed=3, dtype=torch.bfloat16)
+    assert torch.equal(torch.rand(1), expected_next)  # global RNG stream undisturbed
+    assert model.dtype == torch.bfloat16 and model.device.type == "cpu"
+    assert sum(p.numel() for p in model.parameters()) == llama_parameter_count(config)
+    again = build_random_llama(config, tokenizer, seed=3, dtype=torch.bfloat16)
+    assert torch.equal(model.lm_head.weight, again.lm_head.weight)
+    assert not model.training
+    assert model.generation_config.eos_token_id == tokenizer.eos_token_id
+
+
+def test_random_llama_1b_is_in_process() -> None:
+    assert prepare_model(RANDOM_LLAMA_1B, Path("/nonexistent")) is None
 
 
 def test_saved_tiny_loads_as_a_directory_with_identical_outputs(tmp_path: Path) -> None:

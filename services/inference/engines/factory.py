@@ -34,14 +34,21 @@ def create_engine(pool: PoolConfig, data_dir: Path) -> Engine:
         )
         from services.inference.models import load_model
 
-        spec = pool.model
+        spec, device = pool.model, pool.device
         base = TransformersEngineConfig()
         # Room for `capacity` full-length requests, bounded (gemma-3-270m: ~18 KB per token).
         kv_tokens = min(pool.capacity * base.max_model_len, _MAX_KV_CACHE_TOKENS)
-        config = replace(base, max_batch_requests=pool.capacity, kv_cache_tokens=kv_tokens)
+        config = replace(
+            base,
+            max_batch_requests=pool.capacity,
+            kv_cache_tokens=kv_tokens,
+            device=device,
+            # float32 suits CPUs without native bf16 (see TransformersEngineConfig); GPUs do bf16.
+            dtype=base.dtype if device == "cpu" else "bfloat16",
+        )
         dtype = getattr(torch, config.dtype) if config.dtype else None  # load it so: no 2nd copy
         return TransformersEngine(
-            model=pool.model, load=lambda: load_model(spec, data_dir, dtype), config=config
+            model=pool.model, load=lambda: load_model(spec, data_dir, dtype, device), config=config
         )
     if pool.engine == "vllm":
         from services.inference.engines.vllm_engine import VllmEngine
@@ -63,7 +70,11 @@ def model_directory(spec: str, data_dir: Path) -> Path:
 
     if spec != TINY_RANDOM:
         path = prepare_model(spec, data_dir)
-        assert path is not None
+        if path is None:
+            raise EngineUnavailableError(
+                f"model {spec!r} is built in memory for the transformers engine; "
+                "engines that load from files cannot serve it"
+            )
         return path
     target = data_dir / "models" / TINY_RANDOM
     if (target / "config.json").is_file():

@@ -32,6 +32,7 @@ from services.inference.engines.base import (
 from services.inference.engines.text import IncrementalDecoder, StopScanner, render_plain
 
 if TYPE_CHECKING:
+    import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
     from transformers.generation.continuous_batching import ContinuousBatchingManager
     from transformers.generation.continuous_batching.requests import GenerationOutput
@@ -59,6 +60,9 @@ class TransformersEngineConfig:
     # measured on 2 shared cores at load ~6, gemma-3-270m: 1 thread 18 tok/s over 8 streams,
     # 2 threads 2 tok/s (every parallel op waits for a descheduled worker thread).
     threads: int | None = None
+    # torch device the model runs on ("cpu", "cuda", "cuda:1"); it is moved there after loading
+    # (a loader may also build it there directly), and the KV cache is allocated there.
+    device: str = "cpu"
     stop_timeout_s: float = 10.0
 
 
@@ -99,6 +103,29 @@ def encode_prompt(
     text = render_prompt(tokenizer, messages)
     ids = tokenizer(text, add_special_tokens=not templated)["input_ids"]
     return [int(i) for i in ids]
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device `name` names, or EngineError when this machine does not have it."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise EngineError(f"unknown torch device {name!r}: {exc}") from exc
+    if device.type == "cpu":
+        return device
+    if device.type != "cuda":
+        raise EngineError(f"device {name!r}: only 'cpu' and 'cuda[:N]' are supported")
+    if not torch.cuda.is_available():
+        raise EngineError(
+            f"device {name!r} asked for, but torch {torch.__version__} sees no CUDA GPU "
+            "(a CPU-only torch build, or no GPU/driver on this machine); use device='cpu'"
+        )
+    count = torch.cuda.device_count()
+    if device.index is not None and device.index >= count:
+        raise EngineError(f"device {name!r} asked for, but only {count} CUDA GPU(s) are visible")
+    return torch.device("cuda", device.index if device.index is not None else 0)
 
 
 def eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> set[int]:
@@ -158,11 +185,11 @@ class TransformersEngine(Engine):
         from services.inference.engines.sampling import PerRequestSampling
 
         cfg = self.config
+        device = resolve_device(cfg.device)  # before loading: fail fast, not after minutes
         model, tokenizer = self._load()
-        if cfg.dtype is not None:
-            wanted = getattr(torch, cfg.dtype)
-            if model.dtype != wanted:
-                model = model.to(wanted)
+        wanted = getattr(torch, cfg.dtype) if cfg.dtype is not None else model.dtype
+        if model.dtype != wanted or model.device != device:
+            torch.nn.Module.to(model, device=device, dtype=wanted)  # in place
         self._hf_model, self._tokenizer = model, tokenizer
         self._eos = eos_ids(model, tokenizer)
         if model.config._attn_implementation != cfg.attn_implementation:
