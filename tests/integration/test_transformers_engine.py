@@ -9,11 +9,10 @@ import pytest
 import torch
 
 from services.inference.engines.base import EngineError
+from services.inference.engines.streaming import encode_prompt, render_prompt
 from services.inference.engines.transformers_engine import (
     TransformersEngine,
     TransformersEngineConfig,
-    encode_prompt,
-    render_prompt,
 )
 from services.inference.models import build_tiny_model, build_tiny_tokenizer
 from tests.engine_kit import TINY_CONFIG, assert_well_formed, collect, request
@@ -191,7 +190,8 @@ async def test_engine_threads_are_daemons(engine: TransformersEngine) -> None:
 async def test_queued_outputs_coalesce_to_the_newest_and_signals_win() -> None:
     from transformers.generation.continuous_batching.requests import GenerationOutput
 
-    from services.inference.engines.transformers_engine import _ABORT, _latest
+    from services.inference.engines.streaming import ABORT
+    from services.inference.engines.transformers_engine import _latest
 
     def out(tokens: list[int], error: str | None = None) -> GenerationOutput:
         return GenerationOutput(request_id="r", generated_tokens=tokens, error=error)
@@ -201,11 +201,11 @@ async def test_queued_outputs_coalesce_to_the_newest_and_signals_win() -> None:
         queue.put_nowait(item)
     output, signal = _latest(queue, out([1]))  # type: ignore[arg-type]
     assert output is not None and output.generated_tokens == [1, 2, 3] and signal is None
-    for item in (_ABORT, out([1, 2, 3, 4], error="failed by a stopping manager")):
+    for item in (ABORT, out([1, 2, 3, 4], error="failed by a stopping manager")):
         queue.put_nowait(item)
     output, signal = _latest(queue, out([1, 2]))  # type: ignore[arg-type]
     assert output is not None and output.generated_tokens == [1, 2]  # the one before the abort
-    assert signal is _ABORT
+    assert signal is ABORT
     assert queue.empty()
 
 

@@ -15,8 +15,9 @@ import pytest
 from llmops.config import PoolConfig
 from services.inference.engines.base import EngineError, GenerationRequest
 from services.inference.engines.factory import create_engine
+from services.inference.engines.streaming import encode_prompt
 from services.inference.engines.text import render_plain
-from services.inference.engines.transformers_engine import TransformersEngine, encode_prompt
+from services.inference.engines.transformers_engine import TransformersEngine
 from services.inference.engines.vllm_engine import VllmEngine
 from services.inference.models import load_model
 from tests.engine_kit import TINY_CONFIG, TINY_VLLM, collect, make_engine, request, tiny_model_dir

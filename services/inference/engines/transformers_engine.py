@@ -12,24 +12,27 @@ Per-request sampling (temperature, top_p, top_k, seed) is honoured in full: see 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import secrets
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from services.inference.engines.base import (
-    Engine,
     EngineError,
     EngineFinish,
-    EngineStats,
     GenerationChunk,
     GenerationRequest,
 )
-from services.inference.engines.text import IncrementalDecoder, StopScanner, render_plain
+from services.inference.engines.streaming import (
+    ABORT,
+    RequestStream,
+    Signal,
+    StreamingEngine,
+)
+from services.inference.engines.text import IncrementalDecoder, StopScanner
 
 if TYPE_CHECKING:
     import torch
@@ -66,45 +69,6 @@ class TransformersEngineConfig:
     stop_timeout_s: float = 10.0
 
 
-@dataclass(frozen=True, slots=True)
-class _Signal:
-    """Put on a request's queue by the engine itself: abort (abort/stop) or failure."""
-
-    error: str | None = None
-
-
-_ABORT = _Signal()
-
-
-@dataclass(slots=True)
-class _Stream:
-    request_id: str
-    queue: asyncio.Queue[GenerationOutput | _Signal] = field(default_factory=asyncio.Queue)
-    started: bool = False  # produced its first token
-
-
-def render_prompt(tokenizer: PreTrainedTokenizerBase, messages: Sequence[tuple[str, str]]) -> str:
-    """The tokenizer's chat template when it has one, else one line per message (base models)."""
-    if getattr(tokenizer, "chat_template", None):
-        rendered = tokenizer.apply_chat_template(
-            [{"role": role, "content": content} for role, content in messages],
-            tokenize=False,
-            add_generation_prompt=True,
-        )
-        return str(rendered)
-    return render_plain(messages)
-
-
-def encode_prompt(
-    tokenizer: PreTrainedTokenizerBase, messages: Sequence[tuple[str, str]]
-) -> list[int]:
-    """Token ids of the rendered prompt; a template brings its own special tokens."""
-    templated = bool(getattr(tokenizer, "chat_template", None))
-    text = render_prompt(tokenizer, messages)
-    ids = tokenizer(text, add_special_tokens=not templated)["input_ids"]
-    return [int(i) for i in ids]
-
-
 def resolve_device(name: str) -> torch.device:
     """The torch device `name` names, or EngineError when this machine does not have it."""
     import torch
@@ -139,27 +103,22 @@ def eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> set[i
     return {i for i in found if i >= 0}
 
 
-class TransformersEngine(Engine):
+class TransformersEngine(StreamingEngine[RequestStream]):
     name = "transformers"
 
     def __init__(
         self, model: str, load: ModelLoader, config: TransformersEngineConfig | None = None
     ) -> None:
+        super().__init__()
         self.model = model
         self.config = config or TransformersEngineConfig()
         self._load = load
         self._hf_model: PreTrainedModel | None = None
-        self._tokenizer: PreTrainedTokenizerBase | None = None
         self._manager: ContinuousBatchingManager | None = None
         self._eos: set[int] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._streams: dict[str, _Stream] = {}
-        self._by_request: dict[str, set[str]] = {}  # caller's id -> internal ids
-        self._ids = itertools.count()
         self._reader: threading.Thread | None = None
         self._closing = threading.Event()
-        self._accepting = False
-        self._stats = EngineStats()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -225,16 +184,10 @@ class TransformersEngine(Engine):
         self._reader = threading.Thread(target=self._read_outputs, daemon=True, name="cb-reader")
         self._reader.start()
 
-    async def _warm_up(self) -> None:
-        """One token through the whole path, so the first real request is not the slow one."""
-        request = GenerationRequest("__warmup__", (("user", "warm up"),), max_tokens=1)
-        async for _ in self._generate(request, count=False):
-            pass
-
     async def stop(self) -> None:
         self._accepting = False
         for stream in list(self._streams.values()):
-            stream.queue.put_nowait(_ABORT)
+            stream.queue.put_nowait(ABORT)
         manager, self._manager = self._manager, None
         if manager is None:
             return
@@ -278,60 +231,14 @@ class TransformersEngine(Engine):
     def _fail_all(self, reason: str) -> None:
         self._accepting = False
         for stream in list(self._streams.values()):
-            stream.queue.put_nowait(_Signal(reason))
+            stream.queue.put_nowait(Signal(reason))
         log.error("transformers engine stopped accepting requests: %s", reason)
 
     # ------------------------------------------------------------------ requests
 
     async def abort(self, request_id: str) -> None:
-        for internal in list(self._by_request.get(request_id, ())):
-            stream = self._streams.get(internal)
-            if stream is not None:
-                stream.queue.put_nowait(_ABORT)
-
-    def stats(self) -> EngineStats:
-        s = self._stats
-        return EngineStats(
-            running=sum(1 for st in self._streams.values() if st.started),
-            waiting=sum(1 for st in self._streams.values() if not st.started),
-            completed=s.completed,
-            aborted=s.aborted,
-            failed=s.failed,
-            output_tokens=s.output_tokens,
-            extra={"healthy": 1.0 if self._accepting else 0.0},
-        )
-
-    def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
-        return self._generate(request, count=True)
-
-    async def _generate(
-        self, request: GenerationRequest, count: bool
-    ) -> AsyncGenerator[GenerationChunk, None]:
-        try:
-            # aclosing: a caller leaving early must run the inner generator's cleanup now.
-            async with aclosing(self._run(request, count)) as chunks:
-                async for chunk in chunks:
-                    yield chunk
-        except EngineError:
-            if count:
-                self._stats.failed += 1
-            raise
-
-    def _encode(self, request: GenerationRequest) -> tuple[list[int], int]:
-        """Prompt ids and the output budget left to the request."""
-        tokenizer = self._tokenizer
-        assert tokenizer is not None
-        try:
-            prompt = encode_prompt(tokenizer, request.messages)
-        except Exception as exc:  # a template rejecting the messages is the request's fault
-            raise EngineError(f"cannot render the prompt: {exc}") from exc
-        budget = self.config.max_model_len - len(prompt)
-        if budget < 1:
-            raise EngineError(
-                f"prompt has {len(prompt)} tokens; this engine takes at most "
-                f"{self.config.max_model_len - 1}"
-            )
-        return prompt, min(request.max_tokens, budget)
+        for stream in self._streams_of(request_id):
+            stream.queue.put_nowait(ABORT)
 
     async def _run(
         self, request: GenerationRequest, count: bool
@@ -339,14 +246,12 @@ class TransformersEngine(Engine):
         manager = self._manager
         if manager is None or not self._accepting:
             raise EngineError("transformers engine is not running")
-        prompt, max_tokens = self._encode(request)
+        prompt, max_tokens = self._encode(request, self.config.max_model_len)
         if max_tokens < 1:
             yield self._final(count, "", len(prompt), 0, "length")
             return
-        internal = f"{request.request_id}#{next(self._ids)}"
-        stream = _Stream(internal)
-        self._streams[internal] = stream
-        self._by_request.setdefault(request.request_id, set()).add(internal)
+        internal = self._internal_id(request.request_id)
+        stream = self._register(request.request_id, RequestStream(internal))
         finished = False
         try:
             added = manager.add_request(
@@ -369,7 +274,7 @@ class TransformersEngine(Engine):
 
     async def _stream(
         self,
-        stream: _Stream,
+        stream: RequestStream,
         request: GenerationRequest,
         prompt: list[int],
         count: bool,
@@ -392,8 +297,7 @@ class TransformersEngine(Engine):
                 if new:
                     stream.started = True
                     seen.extend(new)
-                    if count:
-                        self._stats.output_tokens += len(new)
+                    self._count_tokens(count, len(new))
                 text = scanner.feed(decoder.push(new))
                 if scanner.stopped:
                     self._cancel(stream.request_id)
@@ -415,38 +319,20 @@ class TransformersEngine(Engine):
                 yield self._final(count, tail, n_in, len(seen), "abort")
                 return
 
-    def _final(
-        self, count: bool, text: str, n_in: int, n_out: int, finish: EngineFinish
-    ) -> GenerationChunk:
-        if count:
-            if finish == "abort":
-                self._stats.aborted += 1
-            else:
-                self._stats.completed += 1
-        return GenerationChunk(text, n_in, n_out, finish)
-
     def _cancel(self, internal: str) -> None:
         if self._manager is not None:
             self._manager.cancel_request(internal)
 
-    def _forget(self, request_id: str, internal: str) -> None:
-        self._streams.pop(internal, None)
-        ids = self._by_request.get(request_id)
-        if ids is not None:
-            ids.discard(internal)
-            if not ids:
-                del self._by_request[request_id]
-
 
 def _latest(
-    queue: asyncio.Queue[GenerationOutput | _Signal], item: GenerationOutput | _Signal
-) -> tuple[GenerationOutput | None, _Signal | None]:
+    queue: asyncio.Queue[GenerationOutput | Signal], item: GenerationOutput | Signal
+) -> tuple[GenerationOutput | None, Signal | None]:
     """Coalesce what is queued: outputs are cumulative, so only the newest matters (a loop that
     fell behind catches up in one step); a signal is acted on after the output before it."""
     output: GenerationOutput | None = None
-    signal: _Signal | None = None
+    signal: Signal | None = None
     while True:
-        if isinstance(item, _Signal):
+        if isinstance(item, Signal):
             signal = signal or item
         elif signal is None:  # outputs after an abort (e.g. failed by a stopping manager) are moot
             output = item

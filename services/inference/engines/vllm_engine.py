@@ -17,28 +17,22 @@ Everything here except `VllmEngine.start` runs without vllm installed; the pure 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from llmops.config import VllmOptions
 from services.inference.engines.base import (
-    Engine,
     EngineError,
     EngineFinish,
-    EngineStats,
     GenerationChunk,
     GenerationRequest,
 )
-from services.inference.engines.transformers_engine import encode_prompt
-
-if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
+from services.inference.engines.streaming import ABORT, RequestStream, Signal, StreamingEngine
 
 ModelLocator = Callable[[], Path]  # returns the local model directory (may prepare it first)
 log = logging.getLogger(__name__)
@@ -112,22 +106,9 @@ def lora_table(paths: Mapping[str, str]) -> dict[str, tuple[int, str]]:
 # ---------------------------------------------------------------------- engine
 
 
-@dataclass(frozen=True, slots=True)
-class _Signal:
-    """Put on a request's queue by the engine itself: abort (abort/stop) or failure."""
-
-    error: str | None = None
-
-
-_ABORT = _Signal()
-
-
 @dataclass(slots=True)
-class _Stream:
-    request_id: str  # vLLM's id for it: the caller's id plus a counter
-    queue: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
-    pump: asyncio.Task[None] | None = None
-    started: bool = False  # produced its first token
+class _Stream(RequestStream):
+    pump: asyncio.Task[None] | None = None  # moves vLLM's outputs onto the queue
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +125,7 @@ class _Vllm:
         return int(self.llm.model_config.max_model_len)
 
 
-class VllmEngine(Engine):
+class VllmEngine(StreamingEngine[_Stream]):
     name = "vllm"
 
     def __init__(
@@ -154,18 +135,13 @@ class VllmEngine(Engine):
         options: VllmOptions | None = None,
         capacity: int = 16,
     ) -> None:
+        super().__init__()
         self.model = model
         self.options = options or VllmOptions()
         self.capacity = capacity
         self._locate = locate
         self._loras = lora_table(self.options.lora_paths) if self.options.enable_lora else {}
         self._vllm: _Vllm | None = None
-        self._tokenizer: PreTrainedTokenizerBase | None = None
-        self._streams: dict[str, _Stream] = {}
-        self._by_request: dict[str, set[str]] = {}  # caller's id -> vLLM ids
-        self._ids = itertools.count()
-        self._accepting = False
-        self._stats = EngineStats()
 
     @property
     def vllm_config(self) -> Any:
@@ -214,17 +190,11 @@ class VllmEngine(Engine):
             )
         )
 
-    async def _warm_up(self) -> None:
-        """One token through the whole path (vLLM starts its output tasks on first use)."""
-        request = GenerationRequest("__warmup__", (("user", "warm up"),), max_tokens=1)
-        async for _ in self._generate(request, count=False):
-            pass
-
     async def stop(self) -> None:
         self._accepting = False
         pumps = []
         for stream in list(self._streams.values()):
-            stream.queue.put_nowait(_ABORT)
+            stream.queue.put_nowait(ABORT)
             if stream.pump is not None:
                 stream.pump.cancel()
                 pumps.append(stream.pump)
@@ -237,57 +207,14 @@ class VllmEngine(Engine):
     # ------------------------------------------------------------------ requests
 
     async def abort(self, request_id: str) -> None:
-        for internal in list(self._by_request.get(request_id, ())):
-            stream = self._streams.get(internal)
-            if stream is not None:
-                stream.queue.put_nowait(_ABORT)
-                if stream.pump is not None:
-                    stream.pump.cancel()  # vLLM drops it now, even if nobody reads on
+        for stream in self._streams_of(request_id):
+            stream.queue.put_nowait(ABORT)
+            if stream.pump is not None:
+                stream.pump.cancel()  # vLLM drops it now, even if nobody reads on
 
-    def stats(self) -> EngineStats:
-        s = self._stats
+    def _healthy(self) -> bool:
         bound = self._vllm
-        healthy = self._accepting and bound is not None and not bound.llm.errored
-        return EngineStats(
-            running=sum(1 for st in self._streams.values() if st.started),
-            waiting=sum(1 for st in self._streams.values() if not st.started),
-            completed=s.completed,
-            aborted=s.aborted,
-            failed=s.failed,
-            output_tokens=s.output_tokens,
-            extra={"healthy": 1.0 if healthy else 0.0},
-        )
-
-    def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
-        return self._generate(request, count=True)
-
-    async def _generate(
-        self, request: GenerationRequest, count: bool
-    ) -> AsyncGenerator[GenerationChunk, None]:
-        try:
-            # aclosing: a caller leaving early must run the inner generator's cleanup now.
-            async with aclosing(self._run(request, count)) as chunks:
-                async for chunk in chunks:
-                    yield chunk
-        except EngineError:
-            if count:
-                self._stats.failed += 1
-            raise
-
-    def _encode(self, request: GenerationRequest, max_model_len: int) -> tuple[list[int], int]:
-        """Prompt ids and the output budget left to the request."""
-        tokenizer = self._tokenizer
-        assert tokenizer is not None
-        try:
-            prompt = encode_prompt(tokenizer, request.messages)
-        except Exception as exc:  # a template rejecting the messages is the request's fault
-            raise EngineError(f"cannot render the prompt: {exc}") from exc
-        budget = max_model_len - len(prompt)
-        if budget < 1:
-            raise EngineError(
-                f"prompt has {len(prompt)} tokens; this engine takes at most {max_model_len - 1}"
-            )
-        return prompt, min(request.max_tokens, budget)
+        return self._accepting and bound is not None and not bound.llm.errored
 
     def _lora(self, bound: _Vllm, adapter: str | None) -> Any:
         if adapter is None:
@@ -314,10 +241,8 @@ class VllmEngine(Engine):
         params = bound.sampling_params(
             **sampling_kwargs(request, max_tokens), output_kind=bound.delta
         )
-        internal = f"{request.request_id}#{next(self._ids)}"
-        stream = _Stream(internal)
-        self._streams[internal] = stream
-        self._by_request.setdefault(request.request_id, set()).add(internal)
+        internal = self._internal_id(request.request_id)
+        stream = self._register(request.request_id, _Stream(internal))
         stream.pump = asyncio.create_task(self._pump(bound, stream, prompt, params, lora))
         try:
             async with aclosing(self._stream(stream, len(prompt), count)) as chunks:
@@ -344,7 +269,7 @@ class VllmEngine(Engine):
             if bound.llm.errored:
                 self._accepting = False
                 log.error("vllm engine stopped accepting requests: %s", error)
-            stream.queue.put_nowait(_Signal(error))
+            stream.queue.put_nowait(Signal(error))
 
     async def _stream(
         self, stream: _Stream, n_in: int, count: bool
@@ -352,7 +277,7 @@ class VllmEngine(Engine):
         n_out = 0
         while True:
             item = await stream.queue.get()
-            if isinstance(item, _Signal):
+            if isinstance(item, Signal):
                 if item.error is not None:
                     raise EngineError(item.error)
                 yield self._final(count, "", n_in, n_out, "abort")
@@ -362,29 +287,10 @@ class VllmEngine(Engine):
             if new:
                 stream.started = True
                 n_out += new
-                if count:
-                    self._stats.output_tokens += new
+                self._count_tokens(count, new)
             if item.finished or completion.finish_reason is not None:
                 finish = finish_reason(completion.finish_reason)
                 yield self._final(count, completion.text, n_in, n_out, finish)
                 return
             if completion.text:  # vLLM holds text back while it may start a stop string
                 yield GenerationChunk(completion.text, n_in, n_out)
-
-    def _final(
-        self, count: bool, text: str, n_in: int, n_out: int, finish: EngineFinish
-    ) -> GenerationChunk:
-        if count:
-            if finish == "abort":
-                self._stats.aborted += 1
-            else:
-                self._stats.completed += 1
-        return GenerationChunk(text, n_in, n_out, finish)
-
-    def _forget(self, request_id: str, internal: str) -> None:
-        self._streams.pop(internal, None)
-        ids = self._by_request.get(request_id)
-        if ids is not None:
-            ids.discard(internal)
-            if not ids:
-                del self._by_request[request_id]
