@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,7 @@ from llmops.procs import free_port
 from llmops.routing_config import RoutingConfig
 from llmops.topics import ensure_topics, platform_topics
 from schemas import ChatMessage, PoolStatus, PromptRequest
-from schemas.topics import POOL_STATUS, REQUESTS, inference_topic
+from schemas.topics import POOL_STATUS, REQUESTS, RESPONSES, inference_topic
 from services.router.policy import route
 from services.router.pools import PoolBoard
 from services.router.prompts import PromptSet
@@ -196,33 +197,47 @@ async def beat(producer: AIOKafkaProducer, stop: asyncio.Event) -> None:
             await asyncio.wait_for(stop.wait(), 0.5)
 
 
-async def count_routed(consumer: AIOKafkaConsumer, want: set[str], deadline: float) -> int:
-    """Read until every request id in `want` was seen routed; returns how many were seen."""
+async def count_routed(
+    consumer: AIOKafkaConsumer, want: set[str], deadline: float, errors: Counter[str]
+) -> int:
+    """Read until every request id in `want` was routed (on a pool topic) or answered with an
+    error by the router (on llm.responses: counted in `errors` by kind); returns how many
+    were routed. Ids still in `want` at the deadline were neither."""
     seen = 0
     while want and time.monotonic() < deadline:
         batches = await consumer.getmany(timeout_ms=200, max_records=10_000)
-        for records in batches.values():
+        for tp, records in batches.items():
             for record in records:
-                value = record.value
-                assert value is not None
-                request_id = json.loads(value)["request"]["request_id"]
+                value = json.loads(record.value or b"{}")
+                if tp.topic == RESPONSES.name:
+                    if value.get("request_id") in want and value.get("error"):
+                        want.discard(value["request_id"])
+                        errors[value["error"]["kind"]] += 1
+                    continue
+                request_id = value["request"]["request_id"]
                 if request_id in want:
                     want.discard(request_id)
                     seen += 1
     return seen
 
 
-async def bench_end_to_end(bootstrap: str, n: int, timeout_s: float) -> tuple[float, int]:
+async def bench_end_to_end(
+    bootstrap: str, n: int, timeout_s: float, errors: Counter[str]
+) -> tuple[float, int]:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    # The pools' heartbeats on a producer of their own, as pools send them: behind the request
+    # burst in one producer's queue they would arrive seconds late, and the router would
+    # rightly call the pools dead (no_healthy_pool).
+    beats_producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await producer.start()
+    await beats_producer.start()
     await consumer.start()
     stop = asyncio.Event()
-    beats = asyncio.create_task(beat(producer, stop))
+    beats = asyncio.create_task(beat(beats_producer, stop))
     try:
         partitions = []
-        for pool in POOLS:
-            topic = inference_topic(pool.name).name
+        for topic in [inference_topic(pool.name).name for pool in POOLS] + [RESPONSES.name]:
             ids = consumer.partitions_for_topic(topic)
             while not ids:
                 await consumer.topics()
@@ -233,25 +248,31 @@ async def bench_end_to_end(bootstrap: str, n: int, timeout_s: float) -> tuple[fl
         # Warm-up: one request routed proves the router is up and has heard the pools.
         warm = make_requests(1, "warm")[0]
         await producer.send_and_wait(REQUESTS.name, warm.to_bytes(), key=warm.sticky_key.encode())
-        if not await count_routed(consumer, {warm.request_id}, time.monotonic() + timeout_s):
-            raise RuntimeError("the router routed nothing; see its log")
+        warm_errors: Counter[str] = Counter()
+        if not await count_routed(
+            consumer, {warm.request_id}, time.monotonic() + timeout_s, warm_errors
+        ):
+            raise RuntimeError(f"the router routed nothing ({dict(warm_errors)}); see its log")
         requests = make_requests(n, "e2e")
         payloads = [(r.to_bytes(), r.sticky_key.encode()) for r in requests]
         want = {r.request_id for r in requests}
         start = time.perf_counter()
         sends = [await producer.send(REQUESTS.name, value, key=key) for value, key in payloads]
         await asyncio.gather(*sends)
-        seen = await count_routed(consumer, want, time.monotonic() + timeout_s)
+        seen = await count_routed(consumer, want, time.monotonic() + timeout_s, errors)
         elapsed = time.perf_counter() - start
+        if want:
+            errors["unanswered"] = len(want)
         return seen / elapsed, seen
     finally:
         stop.set()
         await beats
         await consumer.stop()
         await producer.stop()
+        await beats_producer.stop()
 
 
-def run_end_to_end(n: int, timeout_s: float) -> tuple[float, int]:
+def run_end_to_end(n: int, timeout_s: float, errors: Counter[str]) -> tuple[float, int]:
     with tempfile.TemporaryDirectory(prefix="bench-router-") as tmp:
         work = Path(tmp)
         port = free_port()
@@ -261,7 +282,7 @@ def run_end_to_end(n: int, timeout_s: float) -> tuple[float, int]:
         try:
             ensure_topics(bootstrap, platform_topics(p.name for p in POOLS))
             router = start_router(bootstrap, work)
-            return asyncio.run(bench_end_to_end(bootstrap, n, timeout_s))
+            return asyncio.run(bench_end_to_end(bootstrap, n, timeout_s, errors))
         except Exception:
             print((work / "router.log").read_text()[-4000:], file=sys.stderr)
             raise
@@ -296,7 +317,10 @@ def main() -> None:
     step, step_chosen = bench_ours(requests, whole_step=True)
     cost, cost_chosen = asyncio.run(bench_litellm("cost-based-routing", args.litellm_decisions))
     shuffle, shuffle_chosen = asyncio.run(bench_litellm("simple-shuffle", args.litellm_decisions))
-    routed, routed_n = run_end_to_end(args.routed, args.timeout) if args.routed else (0.0, 0)
+    errors: Counter[str] = Counter()
+    routed, routed_n = (
+        run_end_to_end(args.routed, args.timeout, errors) if args.routed else (0.0, 0)
+    )
 
     best = max(cost, shuffle)
     table = Table(title="Routing decisions/s, 3 pools, one process (same machine)")
@@ -319,14 +343,14 @@ def main() -> None:
             f"{routed_n}/{args.routed}",
             f"{routed:,.0f}",
             "",
-            "routed records / s",
+            "routed records / s" + (f"; not routed: {dict(errors)}" if errors else ""),
         )
     Console().print(table)
     print(
         f"RESULT speedup_vs_litellm={ours / best:.2f} ours_decisions_per_s={ours:.0f} "
         f"ours_route_per_s={step:.0f} step_speedup_vs_litellm={step / best:.2f} "
         f"litellm_cost_per_s={cost:.0f} litellm_shuffle_per_s={shuffle:.0f} "
-        f"routed_per_s={routed:.0f}"
+        f"routed_per_s={routed:.0f} not_routed={sum(errors.values())}"
     )
 
 

@@ -7,6 +7,9 @@ compacted, and reading the history just replays older states first.
 
 `caught_up` is set once the reader has reached each partition's fetch high watermark as it
 was when first seen (ListOffsets LATEST is wrong on Tansu, fetch high watermarks are right).
+`on_poll`, when given, is told after every poll once caught up how far the topic is read: the
+time of the oldest of the partitions' last fetch answers, when every record they held has
+been delivered (a reader judging how old the newest state is must know how current it is).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -33,9 +37,11 @@ class TopicTail:
         *,
         client_id: str = "llmops-tail",
         fetch_max_wait_ms: int = 20,
+        on_poll: Callable[[datetime], None] | None = None,
     ) -> None:
         self.topic = topic
         self._on_record = on_record
+        self._on_poll = on_poll
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap_servers,
             client_id=client_id,
@@ -75,6 +81,10 @@ class TopicTail:
                         self._deliver(tp, raw)
                 if not self.caught_up.is_set() and await self._reached_end(partitions):
                     self.caught_up.set()
+                if self._on_poll is not None and self.caught_up.is_set():
+                    read_at = await self._read_up_to(partitions)
+                    if read_at is not None:
+                        self._on_poll(read_at)
         finally:
             await self._consumer.stop()
 
@@ -103,3 +113,14 @@ class TopicTail:
             if await self._consumer.position(tp) < self._targets[tp]:
                 return False
         return True
+
+    async def _read_up_to(self, partitions: list[TopicPartition]) -> datetime | None:
+        """When the whole topic was last seen; None while a fetch answer is undelivered."""
+        stamps: list[int] = []
+        for tp in partitions:
+            stamp = self._consumer.last_poll_timestamp(tp)
+            high = self._consumer.highwater(tp)
+            if stamp is None or high is None or await self._consumer.position(tp) < high:
+                return None
+            stamps.append(stamp)
+        return datetime.fromtimestamp(min(stamps) / 1000, UTC) if stamps else None

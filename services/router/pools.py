@@ -22,6 +22,10 @@ through and closes when they finished with few enough errors (from the heartbeat
 counters), else opens again. A pool is `dead` while no instance beat within `dead_after_s`;
 a dead pool's queued requests are for the router's rescuer.
 
+The board's clock is the status feed's: once the reader reports how far it has read
+(`note_feed`), every rule is judged as of then, never later. A router whose own reader lags
+(a busy event loop, a slow broker) must not call pools dead for beats it has not read yet.
+
 Routing is on the hot path of every request, so `PoolBoard.route` does not rebuild the views
 per decision: each pool's view is cached until something can change it (a heartbeat, a
 decision that saturates it or sends it a probe, the next instant a clock rule fires: a beat
@@ -205,6 +209,7 @@ class PoolBoard:
         self.config = config
         self.started_at = started_at
         self.live_since: datetime | None = None
+        self.feed_read_at: datetime | None = None  # how far the status feed is read
         self._follow_unconfigured = follow_unconfigured
         self._pools: dict[str, _Pool] = {p.name: _Pool(p.name, p) for p in pools}
         # The routing cache (see the module docstring): per-pool views, the instants for
@@ -231,7 +236,17 @@ class PoolBoard:
     def live(self) -> bool:
         return self.live_since is not None
 
+    def note_feed(self, read_at: datetime) -> None:
+        """The status feed has been read up to `read_at` (a poll of every partition ended)."""
+        if self.feed_read_at is None or read_at > self.feed_read_at:
+            self.feed_read_at = read_at
+
+    def _clock(self, now: datetime) -> datetime:
+        read_at = self.feed_read_at
+        return now if read_at is None or now <= read_at else read_at
+
     def observe(self, status: PoolStatus, now: datetime) -> None:
+        now = self._clock(now)
         pool = self._pools.get(status.pool)
         if pool is None:
             if not self._follow_unconfigured:
@@ -255,6 +270,7 @@ class PoolBoard:
         self._invalidate(pool.name)
 
     def note_routed(self, decision: Decision, now: datetime) -> None:
+        now = self._clock(now)
         pool = self._pools.get(decision.pool)
         if pool is None:
             return
@@ -274,6 +290,7 @@ class PoolBoard:
         return list(self._pools)
 
     def view(self, name: str, now: datetime) -> PoolView:
+        now = self._clock(now)
         pool = self._pools[name]
         self._advance(pool, now)
         self._invalidate(name)  # the breaker may have moved: routing refreshes this pool
@@ -297,6 +314,7 @@ class PoolBoard:
         exclude: Iterable[str] = (),
     ) -> Decision:
         """`choose` over the current states, recorded (load estimate, probes)."""
+        now = self._clock(now)
         excluded = exclude if isinstance(exclude, frozenset) else frozenset(exclude)
         views = self._routing_views(now)
         memo_key = (model, adapter, excluded)

@@ -169,6 +169,7 @@ class ControlPlane:
                 self._router.on_status,
                 client_id="llmops-router-status",
                 fetch_max_wait_ms=self._settings.fetch_max_wait_ms,
+                on_poll=self._router.board.note_feed,
             )
             watcher = asyncio.create_task(self._mark_live(tail))
             try:

@@ -254,3 +254,23 @@ def test_a_beat_going_stale_is_seen_at_the_first_decision_after_it() -> None:
     after = board.route("m", None, "k", just + timedelta(microseconds=1))
     assert after.pool == "mid" and after.reason.startswith("failover")
     assert "cheap dead (no heartbeat for 1.0s)" in after.reason
+
+
+def test_the_board_judges_beats_as_of_how_far_the_feed_is_read() -> None:
+    """A router whose status reader lags keeps its pools: their beats may be unread yet."""
+    cheap, mid = POOLS[0], POOLS[1]
+    board = PoolBoard([cheap, mid], CONFIG, T0)
+    board.mark_live(T0)
+    for pool in (cheap, mid):
+        board.observe(fixed_beat(pool, in_flight=0), T0)
+    board.note_feed(T0 + timedelta(seconds=0.5))
+    late = T0 + timedelta(seconds=10)  # long past dead_after_s by the wall clock
+    decision = board.route("m", None, "k", late)
+    assert decision.pool == "cheap" and decision.reason.startswith("cheapest_healthy")
+    assert board.dead(late) == []
+    board.note_feed(T0 + timedelta(seconds=0.2))  # never moves back
+    assert board.feed_read_at == T0 + timedelta(seconds=0.5)
+    board.note_feed(late)  # the reader caught up: nothing came, so they are silent
+    assert sorted(board.dead(late)) == ["cheap", "mid"]
+    with pytest.raises(NoHealthyPool, match=r"cheap dead \(no heartbeat for 10.0s\)"):
+        board.route("m", None, "k", late)
