@@ -23,6 +23,7 @@ up: $(STAMP)                     ## set up, then run the platform on its embedde
 
 test: $(STAMP) $(VLLM_STAMP)     ## set up, then run lint, types and the whole test suite (both venvs)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy schemas llmops services streams
 	$(PY) -m pytest -q -p no:cacheprovider
 	$(VLLM_PYTEST)

@@ -57,10 +57,19 @@ def make_columns(n: int) -> list[list[object]]:
 
 
 def arrow_table(columns: list[list[object]]) -> pa.Table:
-    types = [pa.uint64(), pa.string(), pa.timestamp("ms", tz="UTC"), pa.string(),
-             pa.uint32(), pa.float64(), pa.uint8(), pa.string()]
-    return pa.table({name: pa.array(col, t) for name, col, t in
-                     zip(COLUMNS, columns, types, strict=True)})
+    types = [
+        pa.uint64(),
+        pa.string(),
+        pa.timestamp("ms", tz="UTC"),
+        pa.string(),
+        pa.uint32(),
+        pa.float64(),
+        pa.uint8(),
+        pa.string(),
+    ]
+    return pa.table(
+        {name: pa.array(col, t) for name, col, t in zip(COLUMNS, columns, types, strict=True)}
+    )
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -83,16 +92,18 @@ def bench_http(rows: int, selects: int, out: list[tuple[str, str]]) -> tuple[flo
         arrow_s = timed(lambda: client.insert_arrow("bench", table))
         out.append(("insert_arrow (HTTP, Arrow body)", f"{rows / arrow_s:,.0f} rows/s"))
         client.command("TRUNCATE TABLE bench")
-        native_s = timed(lambda: client.insert("bench", columns, column_names=COLUMNS,
-                                               column_oriented=True))
-        out.append(("client.insert column-oriented (Native, lz4)",
-                    f"{rows / native_s:,.0f} rows/s"))
+        native_s = timed(
+            lambda: client.insert("bench", columns, column_names=COLUMNS, column_oriented=True)
+        )
+        out.append(
+            ("client.insert column-oriented (Native, lz4)", f"{rows / native_s:,.0f} rows/s")
+        )
         client.command("TRUNCATE TABLE bench")
-        dict_rows = [dict(zip(COLUMNS, values, strict=True))
-                     for values in zip(*columns, strict=True)]
+        dict_rows = [
+            dict(zip(COLUMNS, values, strict=True)) for values in zip(*columns, strict=True)
+        ]
         rows_s = timed(lambda: store.insert_rows(client, "bench", dict_rows, COLUMNS))
-        out.append(("store.insert_rows from dicts (build + Arrow)",
-                    f"{rows / rows_s:,.0f} rows/s"))
+        out.append(("store.insert_rows from dicts (build + Arrow)", f"{rows / rows_s:,.0f} rows/s"))
         count = client.command("SELECT count() FROM bench")
         assert count == rows, count
 
@@ -110,11 +121,19 @@ def bench_http(rows: int, selects: int, out: list[tuple[str, str]]) -> tuple[flo
         out.append(("SELECT 1, no session (p50 / p99)", f"{p50:.2f} / {p99:.2f} ms"))
         session = store.connect(url, autogenerate_session_id=True)
         session_lat = [timed(lambda: session.command("SELECT 1")) for _ in range(selects)]
-        out.append(("SELECT 1, clickhouse-connect session (p50)",
-                    f"{statistics.median(session_lat) * 1000:.2f} ms"))
+        out.append(
+            (
+                "SELECT 1, clickhouse-connect session (p50)",
+                f"{statistics.median(session_lat) * 1000:.2f} ms",
+            )
+        )
         query_lat = [timed(lambda: client.query("SELECT 1")) for _ in range(selects)]
-        out.append(("client.query('SELECT 1') Native (p50)",
-                    f"{statistics.median(query_lat) * 1000:.2f} ms"))
+        out.append(
+            (
+                "client.query('SELECT 1') Native (p50)",
+                f"{statistics.median(query_lat) * 1000:.2f} ms",
+            )
+        )
         return rows / arrow_s, p50
     finally:
         stop_store(proc)

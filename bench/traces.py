@@ -78,11 +78,14 @@ def template_request(n: int) -> ExportTraceServiceRequest:
     provider, exporter = memory_tracer_provider("bench")
     tracer = provider.get_tracer("llmops.bench", "0.1")
     while len(exporter.get_finished_spans()) < n:
-        with tracer.start_as_current_span(
-            "process llm.requests", kind=SpanKind.CONSUMER, attributes=CONSUMER_ATTRIBUTES
-        ), tracer.start_as_current_span(
-            "chat gemma-3-270m", kind=SpanKind.CLIENT, attributes=GENAI_ATTRIBUTES
-        ) as span:
+        with (
+            tracer.start_as_current_span(
+                "process llm.requests", kind=SpanKind.CONSUMER, attributes=CONSUMER_ATTRIBUTES
+            ),
+            tracer.start_as_current_span(
+                "chat gemma-3-270m", kind=SpanKind.CLIENT, attributes=GENAI_ATTRIBUTES
+            ) as span,
+        ):
             span.add_event("first_token")
             span.set_attributes(genai_response_attributes(21, 64, ["length"], "gemma", "r"))
     spans = list(exporter.get_finished_spans())[:n]
@@ -160,7 +163,10 @@ def run_case(case: Case, store_port: int, spans: int, log_dir: Path) -> tuple[in
     sent = len(payloads) * case.spans_per_request
     port = free_port()
     receiver = start_traces(
-        "127.0.0.1", port, url, log_dir / "traces.log",
+        "127.0.0.1",
+        port,
+        url,
+        log_dir / "traces.log",
         extra_args=["--flush-ms", str(case.flush_ms)],
     )
     try:

@@ -17,15 +17,26 @@ from services.store.server import StoreConfig, serve
 def parse_args(argv: list[str] | None = None) -> StoreConfig:
     settings = Settings()
     parser = argparse.ArgumentParser(prog="python -m services.store", description=__doc__)
-    parser.add_argument("--data-dir", type=Path, default=settings.data_dir,
-                        help="the engine's data lives in DATA_DIR/clickhouse")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=settings.data_dir,
+        help="the engine's data lives in DATA_DIR/clickhouse",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="bind address (loopback by default)")
     parser.add_argument("--port", type=int, default=settings.store_port)
     parser.add_argument("--user", default="default", help="the user a password belongs to")
-    parser.add_argument("--password", default=settings.store_password,
-                        help="require this password (prefer LLMOPS_STORE_PASSWORD: argv is public)")
-    parser.add_argument("--workers", type=int, default=max(4, 2 * (os.cpu_count() or 1)),
-                        help="threads running engine calls")
+    parser.add_argument(
+        "--password",
+        default=settings.store_password,
+        help="require this password (prefer LLMOPS_STORE_PASSWORD: argv is public)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=max(4, 2 * (os.cpu_count() or 1)),
+        help="threads running engine calls",
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.port <= 65535:
         parser.error("--port must be in 1..65535")

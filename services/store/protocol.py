@@ -20,13 +20,32 @@ SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Parameters the HTTP layer consumes itself: never passed to the engine.
 TRANSPORT_PARAMS = frozenset(
     {
-        "query", "database", "default_format", "session_id", "session_timeout", "session_check",
-        "query_id", "user", "password", "quota_key", "compress", "decompress", "buffer_size",
-        "wait_end_of_query", "client_protocol_version", "role", "enable_http_compression",
-        "http_zlib_compression_level", "send_progress_in_http_headers",
-        "http_headers_progress_interval_ms", "cancel_http_readonly_queries_on_client_close",
-        "http_native_compression_disable_checksumming_on_decompress", "add_http_cors_header",
-        "http_response_buffer_size", "http_wait_end_of_query", "output_format_parallel_formatting",
+        "query",
+        "database",
+        "default_format",
+        "session_id",
+        "session_timeout",
+        "session_check",
+        "query_id",
+        "user",
+        "password",
+        "quota_key",
+        "compress",
+        "decompress",
+        "buffer_size",
+        "wait_end_of_query",
+        "client_protocol_version",
+        "role",
+        "enable_http_compression",
+        "http_zlib_compression_level",
+        "send_progress_in_http_headers",
+        "http_headers_progress_interval_ms",
+        "cancel_http_readonly_queries_on_client_close",
+        "http_native_compression_disable_checksumming_on_decompress",
+        "add_http_cors_header",
+        "http_response_buffer_size",
+        "http_wait_end_of_query",
+        "output_format_parallel_formatting",
     }
 )
 # output_format_parallel_formatting: accepted, but left to the engine's default on purpose.
@@ -85,7 +104,7 @@ def parse_params(pairs: Iterable[tuple[str, str]]) -> QueryParams:
     settings: dict[str, str] = {}
     for key, value in pairs:
         if key.startswith("param_") and len(key) > len("param_"):
-            params[key[len("param_"):]] = value
+            params[key[len("param_") :]] = value
         elif key in TRANSPORT_PARAMS:
             raw[key] = value
         else:

@@ -68,9 +68,7 @@ class Session:
             self.database = query.database
 
 
-def _open_prepared(
-    engine: Engine, query: QueryParams, readonly: bool
-) -> Handle:
+def _open_prepared(engine: Engine, query: QueryParams, readonly: bool) -> Handle:
     handle = engine.open(query.database, readonly)
     try:
         handle.apply_settings(query.settings)
@@ -80,9 +78,7 @@ def _open_prepared(
     return handle
 
 
-def _run_once(
-    engine: Engine, query: QueryParams, readonly: bool, sql: str, fmt: str
-) -> Outcome:
+def _run_once(engine: Engine, query: QueryParams, readonly: bool, sql: str, fmt: str) -> Outcome:
     """The common path in one thread hop: open, set, run, close."""
     handle = _open_prepared(engine, query, readonly)
     try:

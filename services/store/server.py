@@ -276,7 +276,9 @@ async def serve(config: StoreConfig, stop: asyncio.Event | None = None) -> None:
         await site.start()
         log.info(
             "store: ClickHouse HTTP interface on %s (engine %s, data %s%s)",
-            config.url, engine.version, config.engine_path,
+            config.url,
+            engine.version,
+            config.engine_path,
             ", password required" if config.password is not None else "",
         )
         await stop.wait()

@@ -36,12 +36,12 @@ BATCHER = web.AppKey("batcher", SpanBatcher)
 MAX_DECODED = web.AppKey("max_decoded_bytes", int)
 RETRY_AFTER_S = 1
 REQUESTS = Counter(
-    "trace_export_requests", "OTLP export requests answered, by HTTP status",
-    ["status"], namespace="llmops",
+    "trace_export_requests",
+    "OTLP export requests answered, by HTTP status",
+    ["status"],
+    namespace="llmops",
 )
-SPANS_STORED = Counter(
-    "trace_spans_stored", "Spans written to otel_traces", namespace="llmops"
-)
+SPANS_STORED = Counter("trace_spans_stored", "Spans written to otel_traces", namespace="llmops")
 # gRPC codes in google.rpc.Status bodies.
 _INVALID_ARGUMENT, _UNAVAILABLE = 3, 14
 

@@ -15,7 +15,13 @@ TRACE_QUERY = (
     "StatusCode FROM otel_traces FINAL WHERE TraceId = {trace_id:String} ORDER BY Timestamp"
 )
 TRACE_COLUMNS = (
-    "SpanId", "ParentSpanId", "SpanName", "ServiceName", "SpanKind", "Timestamp", "Duration",
+    "SpanId",
+    "ParentSpanId",
+    "SpanName",
+    "ServiceName",
+    "SpanKind",
+    "Timestamp",
+    "Duration",
     "StatusCode",
 )
 

@@ -86,8 +86,14 @@ def test_arrow_insert_and_query(client: Client) -> None:
 def test_dataframe_insert_and_query(client: Client) -> None:
     pd = pytest.importorskip("pandas")
     frame = pd.DataFrame(
-        {"id": [10, 11], "name": ["x", "y"], "ts": [T0, T0], "score": [1.0, 2.0],
-         "tags": [{"a": "1"}, {}], "maybe": [None, 5]}
+        {
+            "id": [10, 11],
+            "name": ["x", "y"],
+            "ts": [T0, T0],
+            "score": [1.0, 2.0],
+            "tags": [{"a": "1"}, {}],
+            "maybe": [None, 5],
+        }
     )
     client.insert_df("events", frame)
     back = client.query_df("SELECT id, name, score, tags FROM events ORDER BY id")
@@ -104,9 +110,7 @@ def test_server_side_and_client_side_parameters(client: Client) -> None:
         parameters={"lo": 3, "name": "n0", "s": tricky},
     )
     assert result.result_rows == [(3, tricky)]  # n0 is id % 3 == 0: ids 3, 6 and 9
-    count = client.command(
-        "SELECT count() FROM events WHERE name = %(n)s", parameters={"n": "n1"}
-    )
+    count = client.command("SELECT count() FROM events WHERE name = %(n)s", parameters={"n": "n1"})
     assert count == 3
 
 

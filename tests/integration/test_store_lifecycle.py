@@ -34,8 +34,11 @@ def test_password_is_required_when_configured(tmp_path: Path) -> None:
         client = store.ensure_database(f"http://default:s3cret@{base}/secured")
         assert client.command("SELECT 1") == 1
         client.close()
-        for wrong in (f"http://default:nope@{base}/secured", f"http://{base}/secured",
-                      f"http://intruder:s3cret@{base}/secured"):
+        for wrong in (
+            f"http://default:nope@{base}/secured",
+            f"http://{base}/secured",
+            f"http://intruder:s3cret@{base}/secured",
+        ):
             with pytest.raises(DatabaseError) as info:
                 store.connect(wrong)
             assert info.value.code == 516
@@ -72,7 +75,8 @@ def test_data_survives_a_restart(tmp_path: Path) -> None:
     try:
         client = store.connect(url)
         assert client.command("SELECT count(), sum(output_tokens) FROM responses") == [
-            "100", str(sum(range(100)))
+            "100",
+            str(sum(range(100))),
         ]
         assert store.apply_migrations(client) == []  # nothing new after a restart
         client.close()

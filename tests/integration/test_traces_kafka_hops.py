@@ -76,16 +76,26 @@ def test_one_trace_across_two_kafka_hops(bootstrap: str, receiver_db: tuple[str,
         # router: process it as the child of the app's span, publish onward
         record = consume_one(bootstrap, requests)
         with consumer_span(
-            router.get_tracer("router"), f"process {requests}", record.headers, requests,
-            record.partition, record.offset, key=record.key, consumer_group="router",
+            router.get_tracer("router"),
+            f"process {requests}",
+            record.headers,
+            requests,
+            record.partition,
+            record.offset,
+            key=record.key,
+            consumer_group="router",
         ):
             producer.send(routed, b"{}", headers=producer_headers()).get(30)
 
         # inference: process the routed record
         record = consume_one(bootstrap, routed)
         with consumer_span(
-            inference.get_tracer("inference"), f"process {routed}", record.headers, routed,
-            record.partition, record.offset,
+            inference.get_tracer("inference"),
+            f"process {routed}",
+            record.headers,
+            routed,
+            record.partition,
+            record.offset,
         ):
             pass
     finally:

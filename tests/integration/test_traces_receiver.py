@@ -104,15 +104,18 @@ def test_sdk_exporter_spans_land_in_clickhouse(
     (exporter,) = exporters_from_env()
     provider.add_span_processor(BatchSpanProcessor(exporter))
     tracer = provider.get_tracer("llmops.it", "0.1")
-    with tracer.start_as_current_span(
-        "process llm.requests",
-        kind=SpanKind.CONSUMER,
-        attributes={"messaging.destination.name": "llm.requests", "messaging.kafka.offset": 7},
-    ) as parent, tracer.start_as_current_span(
-        "chat gemma-3-270m",
-        kind=SpanKind.CLIENT,
-        attributes=genai_request_attributes("chat", "local", "gemma-3-270m", 32, 0.5, 0.9),
-    ) as child:
+    with (
+        tracer.start_as_current_span(
+            "process llm.requests",
+            kind=SpanKind.CONSUMER,
+            attributes={"messaging.destination.name": "llm.requests", "messaging.kafka.offset": 7},
+        ) as parent,
+        tracer.start_as_current_span(
+            "chat gemma-3-270m",
+            kind=SpanKind.CLIENT,
+            attributes=genai_request_attributes("chat", "local", "gemma-3-270m", 32, 0.5, 0.9),
+        ) as child,
+    ):
         child.add_event("first_token", {"gen_ai.response.time_to_first_chunk": 0.125})
         child.set_attributes(genai_response_attributes(5, 9, ["stop"], "gemma-3-270m", "r-1"))
         child.set_status(Status(StatusCode.ERROR, "deadline"))
@@ -159,7 +162,8 @@ def test_sdk_exporter_spans_land_in_clickhouse(
     assert tree.is_connected(), tree.render()
     assert [n.name for _, n in tree.walk()] == ["process llm.requests", "chat gemma-3-270m"]
     lookup = query(
-        db_url, "SELECT count() AS n FROM otel_traces_trace_id_ts WHERE TraceId = {t:String}",
+        db_url,
+        "SELECT count() AS n FROM otel_traces_trace_id_ts WHERE TraceId = {t:String}",
         t=trace_id,
     )
     assert lookup[0]["n"] >= 1
@@ -185,14 +189,28 @@ def test_json_export_and_response(receiver: str, db_url: str) -> None:
     trace_id = uuid.uuid4().hex
     start = time.time_ns()  # a recent span: the table's TTL drops ones older than 30 days
     document = {
-        "resourceSpans": [{
-            "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "js"}}]},
-            "scopeSpans": [{"scope": {"name": "browser"}, "spans": [{
-                "traceId": trace_id, "spanId": "00f067aa0ba902b7", "name": "click",
-                "kind": "SPAN_KIND_CLIENT", "startTimeUnixNano": str(start),
-                "endTimeUnixNano": str(start + 250_000_000),
-            }]}],
-        }]
+        "resourceSpans": [
+            {
+                "resource": {
+                    "attributes": [{"key": "service.name", "value": {"stringValue": "js"}}]
+                },
+                "scopeSpans": [
+                    {
+                        "scope": {"name": "browser"},
+                        "spans": [
+                            {
+                                "traceId": trace_id,
+                                "spanId": "00f067aa0ba902b7",
+                                "name": "click",
+                                "kind": "SPAN_KIND_CLIENT",
+                                "startTimeUnixNano": str(start),
+                                "endTimeUnixNano": str(start + 250_000_000),
+                            }
+                        ],
+                    }
+                ],
+            }
+        ]
     }
     body = gzip.compress(json.dumps(document).encode())
     status, body = post(receiver, body, "application/json", "gzip")
@@ -241,7 +259,10 @@ def test_stopping_writes_queued_spans_and_answers_their_requests(
     port = free_port()
     # Nothing would be written for a minute: only the shutdown drain can write these spans.
     proc = start_traces(
-        "127.0.0.1", port, db_url, tmp_path / "traces.log",
+        "127.0.0.1",
+        port,
+        db_url,
+        tmp_path / "traces.log",
         extra_args=["--flush-ms", "60000", "--batch-spans", "100000"],
     )
     receiver = f"http://127.0.0.1:{port}"
@@ -271,7 +292,10 @@ def health(receiver: str) -> dict[str, Any]:
 def test_receiver_metrics_count_requests_and_spans(db_url: str, tmp_path: Path) -> None:
     port, metrics_port = free_port(), free_port()
     proc = start_traces(
-        "127.0.0.1", port, db_url, tmp_path / "traces.log",
+        "127.0.0.1",
+        port,
+        db_url,
+        tmp_path / "traces.log",
         extra_args=["--metrics-port", str(metrics_port)],
     )
     try:

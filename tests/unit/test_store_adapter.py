@@ -51,7 +51,10 @@ def test_repository_migrations_are_numbered_and_split() -> None:
     migrations = load_migrations(MIGRATIONS_DIR)
     names = [m.name for m in migrations]
     assert names[:4] == [
-        "002_requests.sql", "003_responses.sql", "004_metric_windows.sql", "005_dead_letters.sql"
+        "002_requests.sql",
+        "003_responses.sql",
+        "004_metric_windows.sql",
+        "005_dead_letters.sql",
     ]
     assert [m.number for m in migrations] == sorted(m.number for m in migrations)
     for migration in migrations:
@@ -92,10 +95,28 @@ def test_database_in_url() -> None:
 def test_rows_to_arrow_types() -> None:
     ts = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
     rows = [
-        {"id": "a", "ts": ts, "n": 1, "f": 0.5, "ok": True, "attrs": {"k": "v"},
-         "counts": {"stop": 2}, "maybe": None, "unused": 0},
-        {"id": "b", "ts": ts, "n": 2, "f": 1.0, "ok": False, "attrs": {},
-         "counts": {}, "maybe": None, "unused": 0},
+        {
+            "id": "a",
+            "ts": ts,
+            "n": 1,
+            "f": 0.5,
+            "ok": True,
+            "attrs": {"k": "v"},
+            "counts": {"stop": 2},
+            "maybe": None,
+            "unused": 0,
+        },
+        {
+            "id": "b",
+            "ts": ts,
+            "n": 2,
+            "f": 1.0,
+            "ok": False,
+            "attrs": {},
+            "counts": {},
+            "maybe": None,
+            "unused": 0,
+        },
     ]
     table = rows_to_arrow(rows, ["id", "ts", "n", "f", "ok", "attrs", "counts", "maybe"])
     assert table.column_names == ["id", "ts", "n", "f", "ok", "attrs", "counts"]  # all-None out

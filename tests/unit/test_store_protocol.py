@@ -117,8 +117,19 @@ def test_error_body_has_clickhouse_shape() -> None:
 
 @pytest.mark.parametrize(
     ("code", "status"),
-    [(62, 400), (27, 400), (60, 404), (81, 404), (115, 404), (516, 403), (194, 401),
-     (48, 501), (159, 408), (1002, 500), (241, 500)],
+    [
+        (62, 400),
+        (27, 400),
+        (60, 404),
+        (81, 404),
+        (115, 404),
+        (516, 403),
+        (194, 401),
+        (48, 501),
+        (159, 408),
+        (1002, 500),
+        (241, 500),
+    ],
 )
 def test_http_status_follows_clickhouse(code: int, status: int) -> None:
     assert http_status(code) == status

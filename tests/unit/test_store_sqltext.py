@@ -22,12 +22,14 @@ def test_crlf_and_spaces_after_the_format_name() -> None:
     split = split_insert(head, final=True)
     assert isinstance(split, InsertHead)
     assert (split.statement, split.fmt, head[split.data_offset :]) == (
-        "insert into t", "TSV", b"1\tx\n"
+        "insert into t",
+        "TSV",
+        b"1\tx\n",
     )
 
 
 def test_data_on_the_same_line_as_the_format() -> None:
-    head = b"INSERT INTO t FORMAT JSONEachRow {\"a\": 1}"
+    head = b'INSERT INTO t FORMAT JSONEachRow {"a": 1}'
     split = split_insert(head, final=True)
     assert isinstance(split, InsertHead)
     assert head[split.data_offset :] == b'{"a": 1}'
@@ -53,7 +55,9 @@ def test_values_data_starts_after_the_keyword() -> None:
     split = split_insert(head, final=False)
     assert isinstance(split, InsertHead)
     assert (split.statement, split.fmt, head[split.data_offset :]) == (
-        "INSERT INTO t (a)", "Values", b" (1), (2)"
+        "INSERT INTO t (a)",
+        "Values",
+        b" (1), (2)",
     )
 
 
@@ -76,7 +80,7 @@ def test_statements_without_inline_data(head: bytes) -> None:
 def test_keywords_inside_literals_comments_and_parentheses_are_not_clauses() -> None:
     head = (
         b"-- FORMAT CSV\nINSERT /* VALUES */ INTO FUNCTION file('x FORMAT y', `FORMAT`)"
-        b" (\"VALUES\") FORMAT CSV\n1\n"
+        b' ("VALUES") FORMAT CSV\n1\n'
     )
     split = split_insert(head, final=True)
     assert isinstance(split, InsertHead)
