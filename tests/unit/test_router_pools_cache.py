@@ -197,11 +197,8 @@ def test_decisions_at_one_instant_match_the_reference_to_the_letter(seed: int) -
 
 def test_a_saturating_pool_spills_within_the_instant() -> None:
     """The cached view of an up pool turns saturated on the decision that fills it."""
-    cheap, mid = POOLS[0], POOLS[1]
-    board = PoolBoard([cheap, mid], CONFIG, T0)
-    board.mark_live(T0)
-    for pool in (cheap, mid):
-        board.observe(fixed_beat(pool, in_flight=0), T0)
+    cheap = POOLS[0]
+    board = cheap_and_mid_beating()
     limit = int(cheap.capacity * CONFIG.headroom_factor)
     pools = [board.route("m", None, "k", T0).pool for _ in range(limit + 2)]
     assert pools[:limit] == ["cheap"] * limit
@@ -214,17 +211,23 @@ def test_a_saturating_pool_spills_within_the_instant() -> None:
 
 def test_the_load_estimate_drains_at_the_reported_rate() -> None:
     """Routed requests count as load until the pool's finishing rate says they are done."""
-    cheap, mid = POOLS[0], POOLS[1]
-    board = PoolBoard([cheap, mid], CONFIG, T0)
-    board.mark_live(T0)
-    for pool in (cheap, mid):
-        board.observe(fixed_beat(pool, in_flight=2, requests_per_s=10.0), T0)
+    cheap = POOLS[0]
+    board = cheap_and_mid_beating(in_flight=2, requests_per_s=10.0)
     limit = int(cheap.capacity * CONFIG.headroom_factor)  # 6: room for 4 more at T0
     assert [board.route("m", None, "k", T0).pool for _ in range(5)] == ["cheap"] * 4 + ["mid"]
     half_s = T0 + timedelta(seconds=0.5)  # 5 finished meanwhile: cheap has room again
     assert board.view("cheap", half_s).load == 2 + 4 - 5
     assert board.route("m", None, "k", half_s).pool == "cheap"
     assert board.view("cheap", half_s).state == "up" and limit == 6
+
+
+def cheap_and_mid_beating(in_flight: int = 0, requests_per_s: float = 0.0) -> PoolBoard:
+    """A live board of the cheap and mid pools, both beating at T0."""
+    board = PoolBoard(POOLS[:2], CONFIG, T0)
+    board.mark_live(T0)
+    for pool in POOLS[:2]:
+        board.observe(fixed_beat(pool, in_flight, requests_per_s), T0)
+    return board
 
 
 def fixed_beat(
@@ -258,11 +261,7 @@ def test_a_beat_going_stale_is_seen_at_the_first_decision_after_it() -> None:
 
 def test_the_board_judges_beats_as_of_how_far_the_feed_is_read() -> None:
     """A router whose status reader lags keeps its pools: their beats may be unread yet."""
-    cheap, mid = POOLS[0], POOLS[1]
-    board = PoolBoard([cheap, mid], CONFIG, T0)
-    board.mark_live(T0)
-    for pool in (cheap, mid):
-        board.observe(fixed_beat(pool, in_flight=0), T0)
+    board = cheap_and_mid_beating()
     board.note_feed(T0 + timedelta(seconds=0.5))
     late = T0 + timedelta(seconds=10)  # long past dead_after_s by the wall clock
     decision = board.route("m", None, "k", late)
