@@ -37,7 +37,11 @@ def start_broker(host: str, port: int, log_path: Path | None = None) -> subproce
             "LLMOPS_BROKER_PORT to a free port"
         )
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen(broker_command(host, port), stdout=log, stderr=subprocess.STDOUT)
+    # Its own session, like every child of `llmops up`: a terminal's Ctrl-C reaches only the
+    # supervisor, which stops the services first, while they can still drain into the broker.
+    proc = subprocess.Popen(
+        broker_command(host, port), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         wait_until(lambda: port_open(host, port) or proc.poll() is not None, 15, "the broker")
     except TimeoutError:

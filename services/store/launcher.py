@@ -57,8 +57,12 @@ def start_store(
         env["LLMOPS_STORE_PASSWORD"] = password
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     try:
-        proc = subprocess.Popen(
-            store_command(data_dir, host, port), stdout=log, stderr=subprocess.STDOUT, env=env
+        proc = subprocess.Popen(  # own session: Ctrl-C is for the supervisor (see broker.py)
+            store_command(data_dir, host, port),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
         )
     finally:
         if log_path:

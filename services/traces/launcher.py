@@ -47,8 +47,12 @@ def start_traces(
     ]
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     try:
-        proc = subprocess.Popen(
-            command, env=traces_env(clickhouse_url), stdout=log, stderr=subprocess.STDOUT
+        proc = subprocess.Popen(  # own session: Ctrl-C is for the supervisor (llmops/broker.py)
+            command,
+            env=traces_env(clickhouse_url),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     finally:
         if log_path:
