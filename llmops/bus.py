@@ -38,6 +38,8 @@ SESSION_TIMEOUT_MS = 6000
 HEARTBEAT_INTERVAL_MS = 1000
 # On shutdown, in-flight work gets this long to finish before its offsets are left uncommitted.
 DRAIN_TIMEOUT_S = 30.0
+# At capacity, how long the loop waits for a slot before it pauses its partitions and polls.
+FULL_WAIT_S = 0.5
 # Oversized input up to this many times the limit is still parsed to find its reply address.
 SNIFF_LIMIT_FACTOR = 16
 
@@ -261,7 +263,9 @@ class ConsumerLoop:
                 if self._fatal is not None:
                     raise self._fatal
                 await self._wait_for_room()
-                batches = await self.consumer.getmany(timeout_ms=100)
+                # Never more than there is room for: the rest stays in the client's buffer.
+                room = max(self.config.max_in_flight - self._tracker.in_flight(), 1)
+                batches = await self.consumer.getmany(timeout_ms=100, max_records=room)
                 for tp, records in batches.items():
                     for raw in records:
                         while self._tracker.in_flight() >= self.config.max_in_flight:
@@ -283,23 +287,24 @@ class ConsumerLoop:
             raise self._fatal
 
     async def _wait_for_room(self) -> None:
-        # Backpressure: stop fetching while the handler's work is at capacity; the group
-        # keeps its partitions (heartbeats continue) and nothing is fetched ahead.
-        if self._tracker.in_flight() < self.config.max_in_flight:
-            if self._paused:
-                self.consumer.resume(*self.consumer.assignment())
-                self._paused = False
-            return
-        if not self._paused:
+        """Backpressure: while the handler's work is at capacity, nothing more is taken.
+
+        A slot usually frees within moments, so the partitions keep fetching meanwhile: what
+        arrives waits in the client's buffer (not taken, not committed) and the freed slot
+        gets it at once. Pausing at once would drop the fetch in flight and cost a broker
+        round trip per freed slot. Still full after a while, the partitions are paused, so the
+        loop can keep polling (max_poll_interval; heartbeats run on their own) without
+        taking records, and sees stop().
+        """
+        if self._tracker.in_flight() >= self.config.max_in_flight:
+            self._room.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._room.wait(), timeout=FULL_WAIT_S)
+        full = self._tracker.in_flight() >= self.config.max_in_flight
+        if full and not self._paused:
             self.consumer.pause(*self.consumer.assignment())
             self._paused = True
-        self._room.clear()
-        # Bounded, so the loop still polls (max_poll_interval) and sees stop() while full.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._room.wait(), timeout=0.5)
-        if self._paused and self._tracker.in_flight() < self.config.max_in_flight:
-            # Resume now: the caller fetches next, and a fetch on paused partitions would
-            # idle for its whole timeout (100 ms) after every record that frees a slot.
+        elif not full and self._paused:
             self.consumer.resume(*self.consumer.assignment())
             self._paused = False
 

@@ -1,7 +1,7 @@
 """The inference consumer: one pool's topic -> engine (continuously batched) -> replies.
 
-Each routed request becomes a task: the consumer keeps fetching while the engine works, up to
-the pool's capacity (then it pauses its partitions), and a record's offset is committed only
+Each routed request becomes a task: the consumer keeps fetching while the engine works, taking
+at most the pool's capacity (llmops/bus.py: backpressure), and a record's offset is committed only
 after its final result is acknowledged on the reply topic and on llm.responses.
 """
 
