@@ -289,13 +289,10 @@ class LoadClient:
 
 
 def bench_pool(kind: str, args: argparse.Namespace, capacity: int) -> PoolConfig:
-    model = {"fake": "fake", "vllm": "tiny-random"}.get(kind, args.model)
-    if kind == "vllm" and args.model != "tiny-random":
-        model = args.model
     return PoolConfig(
         name=f"bench-{kind}",
         engine=kind,
-        model=model,
+        model="fake" if kind == "fake" else args.model,
         capacity=capacity,
         fake_ttft_ms=args.fake_ttft_ms,
         fake_tpot_ms=args.fake_tpot_ms,
@@ -444,7 +441,7 @@ async def main(args: argparse.Namespace) -> None:
     finally:
         stop_process(broker_proc)
     for kind, rows in measured.items():
-        model = "fake" if kind == "fake" else bench_pool(kind, args, 1).model
+        model = bench_pool(kind, args, 1).model
         detail = (
             f"ttft {args.fake_ttft_ms:g} ms, tpot {args.fake_tpot_ms:g} ms"
             if kind == "fake"

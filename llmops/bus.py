@@ -266,15 +266,8 @@ class ConsumerLoop:
                 # Never more than there is room for: the rest stays in the client's buffer.
                 room = max(self.config.max_in_flight - self._tracker.in_flight(), 1)
                 batches = await self.consumer.getmany(timeout_ms=100, max_records=room)
-                for tp, records in batches.items():
-                    for raw in records:
-                        while self._tracker.in_flight() >= self.config.max_in_flight:
-                            if self._stopping.is_set():
-                                break
-                            await self._wait_for_room()
-                        else:
-                            await self._dispatch(tp, raw)
-                            continue
+                for tp, raw in ((tp, raw) for tp, records in batches.items() for raw in records):
+                    if not await self._take(tp, raw):
                         break
             await self._drain()
         finally:
@@ -307,6 +300,15 @@ class ConsumerLoop:
         elif not full and self._paused:
             self.consumer.resume(*self.consumer.assignment())
             self._paused = False
+
+    async def _take(self, tp: TopicPartition, raw: Any) -> bool:
+        """Dispatch a fetched record once there is room for it; False if stopping first."""
+        while self._tracker.in_flight() >= self.config.max_in_flight:
+            if self._stopping.is_set():
+                return False
+            await self._wait_for_room()
+        await self._dispatch(tp, raw)
+        return True
 
     async def _dispatch(self, tp: TopicPartition, raw: Any) -> None:
         record = Record(

@@ -123,4 +123,4 @@ class TopicTail:
             if stamp is None or high is None or await self._consumer.position(tp) < high:
                 return None
             stamps.append(stamp)
-        return datetime.fromtimestamp(min(stamps) / 1000, UTC) if stamps else None
+        return datetime.fromtimestamp(min(stamps) / 1000, UTC)  # `partitions` is never empty
