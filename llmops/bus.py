@@ -26,6 +26,7 @@ from llmops.deadletter import (
 )
 from llmops.offsets import OffsetTracker
 from llmops.propagation import Headers, inject_context
+from llmops.ratelog import RejectionLog
 from schemas import Event
 from schemas.topics import CONTENT_TYPE_HEADER, DLQ, EVENT_TYPE_HEADER, JSON_CONTENT_TYPE
 
@@ -69,7 +70,7 @@ class Record:
             )
         try:
             return contract.model_validate_json(payload)
-        except (ValidationError, ValueError) as exc:
+        except (ValidationError, ValueError, RecursionError) as exc:
             rejected = classify_decode_error(payload, exc)
             rejected.request_id, rejected.reply_to = sniff_reply_fields(payload)
             raise rejected from exc
@@ -245,6 +246,7 @@ class ConsumerLoop:
         )
         self.records_done = 0
         self.dead_letters = 0
+        self._rejections = RejectionLog(log, config.service)
 
     @property
     def in_flight(self) -> int:
@@ -325,16 +327,26 @@ class ConsumerLoop:
             pending = await self._handler(record)
         except Rejected as rejected:
             pending = self._reject(record, rejected)
-        except Exception as exc:  # a handler bug must not stop the consumer: dead-letter it
-            log.exception(
-                "handler failed on %s[%d]@%d", record.topic, record.partition, record.offset
-            )
+        except RecursionError:  # input nested deeper than the handler's parsing can go
             pending = self._reject(
-                record, Rejected("processing_error", f"{type(exc).__name__}: {exc}")
+                record, Rejected("schema_invalid", "nested too deeply to process")
             )
+        except Exception as exc:  # a handler bug must not stop the consumer: dead-letter it
+            failed = Rejected("processing_error", f"{type(exc).__name__}: {exc}")
+            pending = self._reject(record, failed, exc)
         self._track(record, pending)
 
-    def _reject(self, record: Record, rejected: Rejected) -> Awaitable[Any]:
+    def _reject(
+        self, record: Record, rejected: Rejected, error: Exception | None = None
+    ) -> Awaitable[Any]:
+        # Bounded: one line per kind per interval (a handler bug's traceback included once).
+        self._rejections.rejected(
+            rejected.kind if error is None else f"{rejected.kind}:{type(error).__name__}",
+            rejected.reason,
+            f"{record.topic}[{record.partition}]@{record.offset}",
+            error=error,
+            level=logging.WARNING if error is None else logging.ERROR,
+        )
         return asyncio.ensure_future(self._send_rejection(record, rejected))
 
     async def _send_rejection(self, record: Record, rejected: Rejected) -> None:

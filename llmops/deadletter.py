@@ -49,6 +49,9 @@ def classify_decode_error(payload: bytes, error: Exception) -> Rejected:
         if any(e["type"] == "json_invalid" for e in error.errors()):
             return Rejected("not_json", f"not valid JSON: {error.errors()[0]['msg']}")
         return Rejected("schema_invalid", describe_validation_error(error))
+    if isinstance(error, RecursionError):
+        # Nested deeper than a parser or validator can recurse: bad input, not a bug.
+        return Rejected("not_json", f"nested too deeply to decode ({len(payload)} bytes)")
     return Rejected("processing_error", f"{type(error).__name__}: {error}")
 
 
@@ -56,7 +59,7 @@ def sniff_reply_fields(payload: bytes) -> tuple[str | None, str | None]:
     """Best effort (request_id, reply_to) from an invalid payload, so the app still hears back."""
     try:
         doc = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return None, None
     if not isinstance(doc, dict):
         return None, None

@@ -23,6 +23,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from llmops.bus import Record
+from llmops.ratelog import RejectionLog
 
 log = logging.getLogger(__name__)
 POLL_MS = 200
@@ -53,6 +54,7 @@ class TopicTail:
         self.records = 0
         self._stopping = asyncio.Event()
         self._targets: dict[TopicPartition, int] = {}
+        self._rejections = RejectionLog(log, client_id)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -100,8 +102,11 @@ class TopicTail:
         )
         try:
             self._on_record(record)
-        except Exception:  # one record must not end the reader
-            log.exception("record %s[%d]@%d not taken", tp.topic, tp.partition, record.offset)
+        except Exception as exc:  # one record must not end the reader (nor flood the log)
+            where = f"{tp.topic}[{tp.partition}]@{record.offset}"
+            self._rejections.rejected(
+                type(exc).__name__, str(exc), where, error=exc, level=logging.ERROR
+            )
 
     async def _reached_end(self, partitions: list[TopicPartition]) -> bool:
         for tp in partitions:

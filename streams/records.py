@@ -21,6 +21,7 @@ from llmops import metrics, telemetry
 from llmops.bus import Record
 from llmops.deadletter import Rejected, build_dead_letter
 from llmops.propagation import Headers
+from llmops.ratelog import RejectionLog
 from schemas import Event
 from schemas.topics import CONTENT_TYPE_HEADER, EVENT_TYPE_HEADER, JSON_CONTENT_TYPE
 
@@ -104,6 +105,7 @@ class Converter:
         # None: rejected records are logged and skipped (the input is the dead-letter topic
         # itself, and a dead letter about a dead letter would come straight back).
         self.dlq_topic = dlq_topic
+        self._rejections = RejectionLog(log, service)
 
     def convert(self, records: Sequence[Record], contract: type[E], handle: Handler[E]) -> Batch:
         batch = Batch()
@@ -124,25 +126,35 @@ class Converter:
                     handle(record.decode(contract, self.max_bytes), record, span, batch)
                 except Rejected as rejected:
                     self._reject(record, rejected, span, batch)
-                except Exception as error:  # a bug on one record must not stop the worker
-                    log.exception("processing %s@%d failed", record.topic, record.offset)
-                    failed = Rejected("processing_error", f"{type(error).__name__}: {error}")
+                except RecursionError:  # nested deeper than the handler's parsing can go
+                    failed = Rejected("schema_invalid", "nested too deeply to process")
                     self._reject(record, failed, span, batch)
+                except Exception as error:  # a bug on one record must not stop the worker
+                    failed = Rejected("processing_error", f"{type(error).__name__}: {error}")
+                    self._reject(record, failed, span, batch, error)
         return batch
 
-    def _reject(self, record: Record, rejected: Rejected, span: Span, batch: Batch) -> None:
+    def _reject(
+        self,
+        record: Record,
+        rejected: Rejected,
+        span: Span,
+        batch: Batch,
+        error: Exception | None = None,
+    ) -> None:
         span.set_status(Status(StatusCode.ERROR, rejected.reason[:256]))
         span.set_attribute("error.type", rejected.kind)
         batch.rejected += 1
+        # Bounded: one line per kind per interval (a bug's traceback included once).
+        self._rejections.rejected(
+            rejected.kind if error is None else f"{rejected.kind}:{type(error).__name__}",
+            rejected.reason,
+            f"{record.topic}[{record.partition}]@{record.offset}"
+            + ("" if self.dlq_topic else " (skipped, not dead-lettered)"),
+            error=error,
+            level=logging.WARNING if error is None else logging.ERROR,
+        )
         if self.dlq_topic is None:
-            log.warning(
-                "skipping %s@%d/%d (%s): %s",
-                record.topic,
-                record.partition,
-                record.offset,
-                rejected.kind,
-                rejected.reason[:512],
-            )
             return
         metrics.count_dead_letter(self.service, rejected.kind)
         letter = build_dead_letter(

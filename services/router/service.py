@@ -18,6 +18,7 @@ from opentelemetry import trace
 from llmops.bus import BusConfig, ConsumerConfig, ConsumerLoop, Producer, Record
 from llmops.config import Settings
 from llmops.deadletter import Rejected, build_dead_letter
+from llmops.ratelog import RejectionLog
 from llmops.replies import error_result, publish_result, rejection_replier
 from llmops.tail import TopicTail
 from llmops.telemetry import consumer_span
@@ -25,7 +26,7 @@ from schemas import PoolStatus, PromptRequest, utc_now
 from schemas.topics import DLQ, POOL_STATUS, REQUESTS, inference_topic
 from services.router.policy import NoHealthyPool, RoutingError, route
 from services.router.pools import PoolBoard
-from services.router.prompts import PromptError, PromptSet
+from services.router.prompts import MissingVariable, PromptError, PromptSet
 from services.router.rescue import RescueManager
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ class Router:
         self.no_healthy_pool = 0
         self.bad_statuses = 0
         self._letters: set[asyncio.Future[None]] = set()
+        self._status_rejections = RejectionLog(log, "router-status")  # bounded rate
 
     def on_status(self, record: Record) -> None:
         """A heartbeat from llm.pools.status into the board; a bad one is dead-lettered."""
@@ -62,7 +64,11 @@ class Router:
             status = record.decode(PoolStatus, self._settings.max_message_bytes)
         except Rejected as rejected:
             self.bad_statuses += 1
-            log.warning("bad pool status at %s@%d: %s", record.topic, record.offset, rejected)
+            self._status_rejections.rejected(
+                rejected.kind,
+                rejected.reason,
+                f"{record.topic}[{record.partition}]@{record.offset}",
+            )
             # Only live ones: the history was dead-lettered when it was live (no replays
             # of old letters at every restart).
             if self.board.live:
@@ -115,6 +121,10 @@ class Router:
                 )
             try:
                 routed = route(request, self._prompts, self._settings.pools, now, self.board)
+            except MissingVariable as exc:
+                raise Rejected(
+                    "missing_variable", str(exc), request.request_id, request.reply_to
+                ) from exc
             except PromptError as exc:
                 raise Rejected(
                     "unknown_prompt", str(exc), request.request_id, request.reply_to
