@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
-from llmops.bus import Producer, Record
+from pydantic import ValidationError
+
+from llmops.bus import Producer, Record, event_headers
 from llmops.deadletter import Rejected
-from schemas import ErrorInfo, ErrorKind, FinishReason, InferenceResult, PromptRequest
+from schemas import (
+    ErrorInfo,
+    ErrorKind,
+    FinishReason,
+    InferenceResult,
+    PromptRequest,
+    ResponseChunk,
+)
 from schemas.topics import RESPONSES
 
 log = logging.getLogger(__name__)
@@ -17,10 +27,16 @@ log = logging.getLogger(__name__)
 REPLY_TIMEOUT_S = 5.0
 # Fields the metrics need from llm.responses and the app already has: not sent back to it.
 FOR_METRICS_ONLY = {"prompt_text", "context"}
+# Every reply goes to this partition of the reply topic, so a client reads one partition
+# whatever the topic's size (a topic auto-created by a late reply may have several).
+REPLY_PARTITION = 0
+# A refused payload larger than this is not parsed again for its app and tenant.
+ORIGIN_SNIFF_LIMIT = 1_048_576
 
 _REJECTION_KIND: dict[str, ErrorKind] = {
     "unroutable": "unroutable",
     "unknown_prompt": "invalid_request",
+    "missing_variable": "missing_variable",
 }
 
 
@@ -58,14 +74,27 @@ async def publish_result(
     return acks
 
 
+async def send_reply(
+    producer: Producer,
+    reply_to: str,
+    event: ResponseChunk | InferenceResult,
+    exclude: set[str] | None = None,
+) -> asyncio.Future[Any]:
+    """A chunk or final result to the app: partition 0, keyed by request id (see README)."""
+    value = (
+        event.to_bytes()
+        if exclude is None
+        else event.model_dump_json(exclude_none=True, exclude=exclude).encode()
+    )
+    return await producer.send(
+        reply_to, value, event.request_id, event_headers(event), partition=REPLY_PARTITION
+    )
+
+
 async def _reply(producer: Producer, result: InferenceResult, reply_to: str) -> None:
     try:
         async with asyncio.timeout(REPLY_TIMEOUT_S):
-            await (
-                await producer.send_event(
-                    reply_to, result, key=result.request_id, exclude=FOR_METRICS_ONLY
-                )
-            )
+            await (await send_reply(producer, reply_to, result, exclude=FOR_METRICS_ONLY))
     except Exception as exc:
         log.warning("reply for %s to %s dropped: %r", result.request_id, reply_to, exc)
 
@@ -86,11 +115,26 @@ def rejection_replier(producer: Producer) -> Any:
     async def reply(record: Record, rejected: Rejected) -> Sequence[Awaitable[Any]]:
         if rejected.request_id is None:
             return []
-        result = error_result(
-            rejected.request_id,
-            _REJECTION_KIND.get(rejected.kind, "invalid_request"),
-            f"{rejected.kind}: {rejected.reason}",
-        )
+        kind = _REJECTION_KIND.get(rejected.kind, "invalid_request")
+        message = f"{rejected.kind}: {rejected.reason}"
+        try:
+            result = error_result(rejected.request_id, kind, message, **sniff_origin(record.value))
+        except ValidationError:  # an app or tenant name the contract refuses: leave it out
+            result = error_result(rejected.request_id, kind, message)
         return await publish_result(producer, result, rejected.reply_to)
 
     return reply
+
+
+def sniff_origin(payload: bytes | None) -> dict[str, str]:
+    """Best effort tenant and app of a refused request, so its error result is counted
+    against them like every other result."""
+    if not payload or len(payload) > ORIGIN_SNIFF_LIMIT:
+        return {}
+    try:
+        doc = json.loads(payload)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return {}
+    if not isinstance(doc, dict):
+        return {}
+    return {k: doc[k] for k in ("tenant", "app") if isinstance(doc.get(k), str)}

@@ -127,6 +127,7 @@ DeadLetterKind = Literal[
     "oversized",
     "unroutable",
     "unknown_prompt",
+    "missing_variable",
     "processing_error",
 ]
 

@@ -16,6 +16,7 @@ ErrorKind = Literal[
     "engine_error",
     "overloaded",
     "no_healthy_pool",
+    "missing_variable",
 ]
 
 

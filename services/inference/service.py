@@ -16,7 +16,13 @@ from opentelemetry import trace
 
 from llmops.bus import BusConfig, ConsumerConfig, ConsumerLoop, Producer, Record
 from llmops.config import PoolConfig, Settings
-from llmops.replies import error_result, publish_result, rejection_replier, settle_best_effort
+from llmops.replies import (
+    error_result,
+    publish_result,
+    rejection_replier,
+    send_reply,
+    settle_best_effort,
+)
 from llmops.telemetry import consumer_span
 from schemas import (
     ErrorInfo,
@@ -160,9 +166,7 @@ class InferenceWorker:
                                 request_id=request.request_id, seq=seq, text=chunk.text
                             )
                             chunk_acks.append(
-                                await self._producer.send_event(
-                                    request.reply_to, piece, key=request.request_id
-                                )
+                                await send_reply(self._producer, request.reply_to, piece)
                             )
                             seq += 1
                     usage = Usage(

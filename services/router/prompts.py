@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import StrictUndefined, TemplateError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
 from schemas import ChatMessage, Experiment, PromptRef, PromptVersion
@@ -24,6 +24,10 @@ DEFAULT_LABEL = "production"
 
 class PromptError(LookupError):
     """The request names a prompt, version, label or variable that does not resolve."""
+
+
+class MissingVariable(PromptError):
+    """The prompt resolved but its template uses a variable the request did not give."""
 
 
 @dataclass
@@ -66,6 +70,8 @@ def render(version: PromptVersion, variables: Mapping[str, str]) -> list[ChatMes
             ChatMessage(role=m.role, content=_JINJA.from_string(m.content).render(**variables))
             for m in version.messages
         ]
+    except UndefinedError as exc:
+        raise MissingVariable(f"prompt {version.name!r} v{version.version}: {exc}") from exc
     except TemplateError as exc:
         raise PromptError(f"prompt {version.name!r} v{version.version}: {exc}") from exc
 
