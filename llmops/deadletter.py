@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from pydantic import ValidationError
 
 from schemas import DeadLetter, DeadLetterKind
+from schemas.base import MAX_ID_LEN
 
 # A dead letter carries at most this much of the original payload (base64 grows it by 4/3).
 MAX_KEPT_PAYLOAD = 256 * 1024
@@ -24,9 +25,9 @@ class Rejected(Exception):
         request_id: str | None = None,
         reply_to: str | None = None,
     ) -> None:
-        super().__init__(reason)
+        super().__init__(_text(reason))
         self.kind: DeadLetterKind = kind
-        self.reason = reason
+        self.reason = _text(reason)  # reasons quote input, which may hold lone surrogates
         self.request_id = request_id
         self.reply_to = reply_to
 
@@ -55,6 +56,25 @@ def classify_decode_error(payload: bytes, error: Exception) -> Rejected:
     return Rejected("processing_error", f"{type(error).__name__}: {error}")
 
 
+def _is_identifier(value: object) -> bool:
+    """Fits the contracts' Identifier: else the dead letter or error reply carrying it would
+    fail validation (JSON can spell lone surrogates, which are no valid text)."""
+    return isinstance(value, str) and 0 < len(value) <= MAX_ID_LEN and _is_text(value)
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _text(value: str) -> str:
+    """`value` as valid text: lone surrogates (from JSON escapes) shown as escapes."""
+    return value if _is_text(value) else value.encode("utf-8", "backslashreplace").decode()
+
+
 def sniff_reply_fields(payload: bytes) -> tuple[str | None, str | None]:
     """Best effort (request_id, reply_to) from an invalid payload, so the app still hears back."""
     try:
@@ -65,7 +85,7 @@ def sniff_reply_fields(payload: bytes) -> tuple[str | None, str | None]:
         return None, None
     request_id, reply_to = doc.get("request_id"), doc.get("reply_to")
     return (
-        request_id if isinstance(request_id, str) and 0 < len(request_id) <= 128 else None,
+        request_id if _is_identifier(request_id) else None,
         reply_to if isinstance(reply_to, str) and 0 < len(reply_to) <= 249 else None,
     )
 
@@ -84,7 +104,7 @@ def build_dead_letter(
     raw = payload or b""
     return DeadLetter(
         kind=rejected.kind,
-        reason=rejected.reason[:8192],
+        reason=_text(rejected.reason[:8192]),
         service=service,
         source_topic=topic,
         source_partition=partition,
@@ -95,6 +115,6 @@ def build_dead_letter(
         headers={
             k: (v or b"").decode("utf-8", errors="replace")[:1024] for k, v in (headers or ())
         },
-        request_id=rejected.request_id,
+        request_id=rejected.request_id if _is_identifier(rejected.request_id) else None,
         reply_to=rejected.reply_to,
     )

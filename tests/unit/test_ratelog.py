@@ -7,9 +7,9 @@ import logging
 import pytest
 
 from llmops.bus import Record
-from llmops.deadletter import Rejected, sniff_reply_fields
+from llmops.deadletter import Rejected, build_dead_letter, sniff_reply_fields
 from llmops.ratelog import RateLimiter, RejectionLog
-from schemas import PoolStatus, PromptRequest
+from schemas import DeadLetter, PoolStatus, PromptRequest
 
 
 def test_limiter_admits_one_per_key_per_interval_and_counts_the_rest() -> None:
@@ -79,3 +79,26 @@ def test_deep_nesting_is_rejected_as_not_json_not_raised(
             record.decode(contract, 10_000_000)
         assert caught.value.kind == "not_json"
     assert sniff_reply_fields(payload) == (None, None)
+
+
+def test_a_lone_surrogate_request_id_or_reason_still_makes_a_valid_dead_letter() -> None:
+    """JSON may spell lone surrogates (no valid text): a dead letter or error reply carrying
+    one failed validation, which stopped the consumer at the same record at every restart."""
+    payload = b'{"request_id": "\\ud891x", "attributes": {"\\ud800": 1}}'
+    record = Record("llm.requests", 0, 7, None, payload, [], 0)
+    with pytest.raises(Rejected) as caught:
+        record.decode(PromptRequest, 10_000)
+    rejected = caught.value
+    assert rejected.request_id is None
+    letter = build_dead_letter(
+        rejected=Rejected("schema_invalid", "bad \ud800 key", "\udc00"),
+        service="router",
+        topic="llm.requests",
+        partition=0,
+        offset=7,
+        key=None,
+        payload=payload,
+        headers=[],
+    )
+    assert letter.reason == "bad \\ud800 key" and letter.request_id is None
+    assert DeadLetter.model_validate_json(letter.to_bytes()) == letter
