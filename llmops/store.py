@@ -22,6 +22,9 @@ import pyarrow as pa
 from clickhouse_connect.driver.binding import quote_identifier
 from clickhouse_connect.driver.client import Client
 
+from llmops.config import Settings, get_settings
+from llmops.store_credentials import SERVICE_USER, load_credentials
+
 # The repository's infra/clickhouse, found from this file (works from an editable install).
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "infra" / "clickhouse"
 MIGRATIONS_TABLE = "schema_migrations"
@@ -56,16 +59,41 @@ def with_database(url: str, database: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, parts.fragment))
 
 
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def login_for(url: str, settings: Settings | None = None) -> tuple[str, str] | None:
+    """Who connects to `url` when it carries no user: CLICKHOUSE_USER/PASSWORD if set, else,
+    for the embedded store (loopback, its port), the service account of data_dir. None: the
+    URL's own user:password (or clickhouse-connect's defaults) apply."""
+    parts = urlsplit(url)
+    if parts.username is not None:
+        return None
+    settings = settings or get_settings()
+    if settings.clickhouse_user is not None or settings.clickhouse_password is not None:
+        return settings.clickhouse_user or SERVICE_USER, settings.clickhouse_password or ""
+    if parts.hostname not in _LOOPBACK or parts.port != settings.store_port:
+        return None
+    found = load_credentials(settings.data_dir)
+    if found is None:
+        return None
+    return found.service_user, settings.store_password or found.service_password
+
+
 def connect(url: str, **kwargs: Any) -> Client:
     """A client for `url` (http(s)://[user:password@]host:port/dbname[?setting=value]).
 
-    Compression is on; no HTTP session is pinned, so one client may serve several threads
-    (a ClickHouse session admits one query at a time). kwargs go to clickhouse-connect.
+    A URL without user:password logs in as `login_for` says. Compression is on; no HTTP
+    session is pinned, so one client may serve several threads (a ClickHouse session admits
+    one query at a time). kwargs go to clickhouse-connect.
     """
     scheme = urlsplit(url).scheme
     if scheme not in ("http", "https"):
         raise ValueError(f"ClickHouse URL must be http:// or https://, got {url!r}")
     options: dict[str, Any] = {"compress": True, "autogenerate_session_id": False}
+    login = login_for(url)
+    if login is not None:
+        options["username"], options["password"] = login
     options.update(kwargs)
     client: Client = clickhouse_connect.get_client(dsn=url, **options)
     return client

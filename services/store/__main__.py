@@ -1,6 +1,8 @@
 """`python -m services.store --data-dir PATH --host 127.0.0.1 --port N [--password X]`.
 
-Defaults come from Settings (LLMOPS_DATA_DIR, LLMOPS_STORE_PORT, LLMOPS_STORE_PASSWORD)."""
+Defaults come from Settings (LLMOPS_DATA_DIR, LLMOPS_STORE_PORT, LLMOPS_STORE_PASSWORD); limits
+from LLMOPS_STORE_MAX_BODY_BYTES, _MAX_RESULT_BYTES, _ALLOWED_ORIGINS, _ANALYST_MAX_*.
+Accounts: DATA_DIR/store-credentials.json, generated on the first start."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import os
 from pathlib import Path
 
 from llmops.config import Settings
+from services.store.access import AnalystLimits
 from services.store.server import StoreConfig, serve
 
 
@@ -25,11 +28,11 @@ def parse_args(argv: list[str] | None = None) -> StoreConfig:
     )
     parser.add_argument("--host", default="127.0.0.1", help="bind address (loopback by default)")
     parser.add_argument("--port", type=int, default=settings.store_port)
-    parser.add_argument("--user", default="default", help="the user a password belongs to")
     parser.add_argument(
         "--password",
         default=settings.store_password,
-        help="require this password (prefer LLMOPS_STORE_PASSWORD: argv is public)",
+        help="the service user's password instead of the generated one "
+        "(prefer LLMOPS_STORE_PASSWORD: argv is public)",
     )
     parser.add_argument(
         "--workers",
@@ -46,9 +49,15 @@ def parse_args(argv: list[str] | None = None) -> StoreConfig:
         data_dir=args.data_dir,
         host=args.host,
         port=args.port,
-        user=args.user,
         password=args.password or None,
         workers=args.workers,
+        max_body_bytes=settings.store_max_body_bytes,
+        max_result_bytes=settings.store_max_result_bytes,
+        allowed_origins=frozenset(settings.store_allowed_origins),
+        analyst_limits=AnalystLimits(
+            max_execution_time=settings.store_analyst_max_execution_s,
+            max_memory_usage=settings.store_analyst_max_memory_bytes,
+        ),
     )
 
 

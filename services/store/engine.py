@@ -17,6 +17,7 @@ from typing import Any
 
 import chdb
 
+from services.store.external import ExternalTable
 from services.store.protocol import error_code, error_message, quote_setting
 
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9_]+$")
@@ -113,6 +114,26 @@ class Handle:
         except Exception as exc:
             raise _engine_error(exc) from exc
 
+    def load_external(self, table: ExternalTable) -> None:
+        """A request's external data as a temporary table of this handle."""
+        self.execute(table.create_statement())
+        inserter = self.begin_insert(f"INSERT INTO {_quote_name(table.name)}", table.fmt)
+        try:
+            inserter.append(table.data)
+            inserter.finish()
+        except BaseException:
+            inserter.cancel()
+            raise
+
+    def drop_external(self, tables: list[ExternalTable]) -> None:
+        for table in tables:
+            self.execute(f"DROP TEMPORARY TABLE IF EXISTS {_quote_name(table.name)}")
+
+    def lock_readonly(self) -> None:
+        """From now on the engine refuses writes, DDL, table functions and setting changes
+        on this handle (readonly=1): what an analyst's query runs under."""
+        self.execute("SET readonly = 1")
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True
@@ -153,15 +174,30 @@ class Inserter:
 class Engine:
     """Owns the data path for this process: one root handle keeps the engine open."""
 
-    def __init__(self, data_path: Path) -> None:
+    def __init__(self, data_path: Path, user_files: Path | None = None) -> None:
+        """user_files: where relative file paths would resolve (an empty directory, so even
+        a table function that slipped past the HTTP front finds nothing)."""
         data_path.mkdir(parents=True, exist_ok=True)
         self.path = str(data_path.resolve())
-        self._root = Handle(self.path)
+        options = ""
+        if user_files is not None:
+            user_files.mkdir(parents=True, exist_ok=True)
+            options = f"?user_files_path={user_files.resolve()}"
+        self._root = Handle(self.path + options)
         version, timezone = (
             self._root.execute("SELECT version(), timezone()").bytes().decode().strip().split("\t")
         )
         self.version: str = version
         self.timezone: str = timezone
+
+    def catalog(self) -> list[str]:
+        """Names of every table function, table engine and database engine the engine has."""
+        result = self._root.execute(
+            "SELECT name FROM system.table_functions UNION ALL "
+            "SELECT name FROM system.table_engines UNION ALL "
+            "SELECT name FROM system.database_engines"
+        )
+        return str(result.bytes().decode()).split()
 
     def open(self, database: str | None = None, readonly: bool = False) -> Handle:
         """A fresh handle, already in `database` (which must exist) and read-only if asked."""

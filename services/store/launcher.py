@@ -7,6 +7,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 
 from llmops.procs import port_open, stop_process, wait_until
@@ -42,26 +43,29 @@ def start_store(
     port: int,
     password: str | None = None,
     log_path: Path | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start `python -m services.store` on `data_dir` and wait until it serves.
 
-    The password travels in the environment, not argv, so `ps` does not show it."""
+    The password travels in the environment, not argv, so `ps` does not show it. `env`:
+    more variables for the store (LLMOPS_STORE_* limits). The accounts are in
+    `llmops.store_credentials.load_credentials(data_dir)` once this returns."""
     if port_open(host, port):
         raise RuntimeError(
             f"port {host}:{port} is already taken; stop what runs there or set "
             "LLMOPS_STORE_PORT to a free port"
         )
-    env = dict(os.environ)
-    env.pop("LLMOPS_STORE_PASSWORD", None)
+    child_env = {**os.environ, **(env or {})}
+    child_env.pop("LLMOPS_STORE_PASSWORD", None)
     if password is not None:
-        env["LLMOPS_STORE_PASSWORD"] = password
+        child_env["LLMOPS_STORE_PASSWORD"] = password
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     try:
         proc = subprocess.Popen(  # own session: Ctrl-C is for the supervisor (see broker.py)
             store_command(data_dir, host, port),
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=env,
+            env=child_env,
             start_new_session=True,
         )
     finally:

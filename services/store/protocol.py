@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -157,20 +156,6 @@ def credentials(headers: Mapping[str, str], query: QueryParams) -> Credentials:
         name, _, secret = decoded.partition(":")
         return Credentials(name or "default", secret)
     return Credentials(query.user or "default", query.password or "")
-
-
-def authenticate(given: Credentials, user: str, password: str | None) -> None:
-    """No configured password: anyone is let in. Otherwise the one user with its password."""
-    if password is None:
-        return
-    same_user = hmac.compare_digest(given.user.encode(), user.encode())
-    same_password = hmac.compare_digest(given.password.encode(), password.encode())
-    if not (same_user and same_password):
-        raise ProtocolError(
-            AUTHENTICATION_FAILED,
-            f"{given.user}: Authentication failed: password is incorrect, "
-            "or there is no user with such name.",
-        )
 
 
 def error_code(message: str) -> int:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from services.store.engine import Engine, Handle, Outcome
+from services.store.external import ExternalTable
 from services.store.protocol import SESSION_IS_LOCKED, ProtocolError, QueryParams
 from services.store.sqltext import InsertHead, first_keyword
 
@@ -68,23 +69,51 @@ class Session:
             self.database = query.database
 
 
-def _open_prepared(engine: Engine, query: QueryParams, readonly: bool) -> Handle:
-    handle = engine.open(query.database, readonly)
+@dataclass(frozen=True)
+class Access:
+    """How a query runs: read-only for GET, external tables, and the analyst's lock (the
+    handle turns readonly=1 once URL settings and external tables are in place)."""
+
+    readonly: bool = False
+    analyst: bool = False
+    external: tuple[ExternalTable, ...] = ()
+
+
+def _open_prepared(engine: Engine, query: QueryParams, access: Access = Access()) -> Handle:
+    # readonly=2 would forbid the analyst's later switch to readonly=1
+    handle = engine.open(query.database, access.readonly and not access.analyst)
     try:
         handle.apply_settings(query.settings)
+        for table in access.external:
+            handle.load_external(table)
+        if access.analyst:
+            handle.lock_readonly()
     except BaseException:
         handle.close()
         raise
     return handle
 
 
-def _run_once(engine: Engine, query: QueryParams, readonly: bool, sql: str, fmt: str) -> Outcome:
+def _run_once(engine: Engine, query: QueryParams, access: Access, sql: str, fmt: str) -> Outcome:
     """The common path in one thread hop: open, set, run, close."""
-    handle = _open_prepared(engine, query, readonly)
+    handle = _open_prepared(engine, query, access)
     try:
         return handle.query(sql, fmt, query.params)
     finally:
         handle.close()
+
+
+def _run_in_session(
+    handle: Handle, access: Access, sql: str, fmt: str, query: QueryParams
+) -> Outcome:
+    """External tables live for one query, in a session too."""
+    tables = list(access.external)
+    try:
+        for table in tables:
+            handle.load_external(table)
+        return handle.query(sql, fmt, query.params)
+    finally:
+        handle.drop_external(tables)
 
 
 class Runner:
@@ -100,13 +129,16 @@ class Runner:
     def session_count(self) -> int:
         return len(self._sessions)
 
-    async def query(self, query: QueryParams, sql: str, fmt: str, readonly: bool) -> Outcome:
-        if query.session_id is None:
-            return await self.call(_run_once, self.engine, query, readonly, sql, fmt)
+    async def query(
+        self, query: QueryParams, sql: str, fmt: str, access: Access = Access()
+    ) -> Outcome:
+        """An analyst's query never uses a session: its handle is locked read-only."""
+        if query.session_id is None or access.analyst:
+            return await self.call(_run_once, self.engine, query, access, sql, fmt)
         async with self._session(query) as session:
             if first_keyword(sql) == "USE":
                 session.database = None
-            return await self.call(session.handle.query, sql, fmt, query.params)
+            return await self.call(_run_in_session, session.handle, access, sql, fmt, query)
 
     async def insert(
         self, query: QueryParams, head: InsertHead, first: bytes, rest: AsyncIterator[bytes]
@@ -135,7 +167,7 @@ class Runner:
             async with self._session(query) as session:
                 yield session.handle
             return
-        handle = await self.call(_open_prepared, self.engine, query, False)
+        handle = await self.call(_open_prepared, self.engine, query)
         try:
             yield handle
         finally:

@@ -9,13 +9,15 @@ import logging
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from llmops.store_credentials import credentials_path, load_or_create_credentials
+from services.store.access import READONLY, Account, Accounts, AnalystLimits, Role
 from services.store.codecs import (
     BodyDecoder,
     CorruptBody,
@@ -25,14 +27,14 @@ from services.store.codecs import (
     response_encoding,
 )
 from services.store.engine import Engine, EngineError, Outcome
+from services.store.external import ExternalTable, boundary_of, parse_multipart, split_form
+from services.store.guard import ACCESS_DENIED, SqlGuard, denied_setting
 from services.store.metrics import StoreMetrics
 from services.store.protocol import (
     BAD_ARGUMENTS,
     DEFAULT_FORMAT,
-    NOT_IMPLEMENTED,
     ProtocolError,
     QueryParams,
-    authenticate,
     content_type,
     credentials,
     error_body,
@@ -40,12 +42,13 @@ from services.store.protocol import (
     parse_params,
     summary_header,
 )
-from services.store.runner import Runner
+from services.store.runner import Access, Runner
 from services.store.sqltext import NEED_MORE, InsertHead, output_format, split_insert
 
 log = logging.getLogger("llmops.store")
 
 MAX_QUERY_BYTES = 64 << 20  # a query (not insert data) held in memory at once
+TOO_MANY_ROWS_OR_BYTES = 396
 MAX_HEAD_BYTES = 1 << 20  # where an INSERT's data starts must be known within this
 SYNTAX_ERROR = 62
 CANNOT_DECOMPRESS = 271
@@ -58,25 +61,69 @@ class StoreConfig:
     data_dir: Path
     host: str = "127.0.0.1"
     port: int = 18123
-    user: str = "default"
-    password: str | None = None
+    password: str | None = None  # the service user's, instead of the generated one
     workers: int = 8
+    max_body_bytes: int = 64 << 20  # decoded request body
+    max_result_bytes: int = 256 << 20
+    allowed_origins: frozenset[str] = frozenset()  # browser origins allowed; none by default
+    analyst_limits: AnalystLimits = field(default_factory=AnalystLimits)
 
     @property
     def engine_path(self) -> Path:
         return self.data_dir / "clickhouse"
 
     @property
+    def user_files(self) -> Path:
+        return self.data_dir / "user_files"  # kept empty: relative file paths resolve here
+
+    @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    def accounts(self) -> Accounts:
+        """The service and analyst accounts of data_dir (generated on the first start)."""
+        found = load_or_create_credentials(self.data_dir)
+        return Accounts(
+            (
+                Account(found.service_user, self.password or found.service_password, Role.SERVICE),
+                Account(found.analyst_user, found.analyst_password, Role.ANALYST),
+            ),
+            self.analyst_limits,
+        )
 
-async def _decoded(request: web.Request, decoder: BodyDecoder) -> AsyncIterator[bytes]:
+
+class BodyTooLarge(ProtocolError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(BAD_ARGUMENTS, f"Request body is larger than {limit} bytes")
+
+
+async def _decoded(request: web.Request, decoder: BodyDecoder, limit: int) -> AsyncIterator[bytes]:
+    """The request body, decompressed, refused once it decodes to more than `limit` bytes
+    (counted after decoding: a small compressed body may expand to anything)."""
+    size = 0
     async for chunk in request.content.iter_any():
         plain = decoder.feed(chunk)
+        size += len(plain)
+        if size > limit:
+            raise BodyTooLarge(limit)
         if plain:
             yield plain
     decoder.finish()
+
+
+async def _whole(body: AsyncIterator[bytes]) -> bytes:
+    return b"".join([chunk async for chunk in body])
+
+
+def _origin_refused(headers: Mapping[str, str], allowed: frozenset[str]) -> str | None:
+    """Why a browser's cross-origin request is refused (None: not one, or allowed). A page
+    elsewhere sends Origin on POST; Sec-Fetch-Site marks even a GET from <img> or a link."""
+    origin = headers.get("Origin")
+    if origin is not None:
+        return None if origin in allowed else f"origin {origin!r} is not allowed"
+    if headers.get("Sec-Fetch-Site", "none") not in ("none", "same-origin"):
+        return "cross-site browser requests are not allowed"
+    return None
 
 
 async def _read_head(
@@ -113,10 +160,19 @@ async def _read_rest(head: bytes, body: AsyncIterator[bytes]) -> str:
 
 
 class StoreServer:
-    def __init__(self, config: StoreConfig, runner: Runner, metrics: StoreMetrics) -> None:
+    def __init__(
+        self,
+        config: StoreConfig,
+        runner: Runner,
+        metrics: StoreMetrics,
+        accounts: Accounts,
+        guard: SqlGuard,
+    ) -> None:
         self.config = config
         self.runner = runner
         self.metrics = metrics
+        self.accounts = accounts
+        self.guard = guard
         self._common = {
             "X-ClickHouse-Server-Display-Name": "llmops-store",
             "X-ClickHouse-Timezone": runner.engine.timezone,
@@ -151,29 +207,42 @@ class StoreServer:
         body: AsyncIterator[bytes] | None = None
         self.metrics.in_flight.inc()
         try:
-            query = parse_params(request.query.items())
-            authenticate(
-                credentials(request.headers, query), self.config.user, self.config.password
+            refused = _origin_refused(request.headers, self.config.allowed_origins)
+            if refused is not None or request.method == "OPTIONS":
+                raise ProtocolError(ACCESS_DENIED, refused or "CORS preflight is not allowed")
+            url = request.query
+            login = QueryParams(user=url.get("user"), password=url.get("password"))
+            account = self.accounts.check(credentials(request.headers, login))
+            body = _decoded(
+                request,
+                body_decoder(request.headers.get("Content-Encoding")),
+                self.config.max_body_bytes,
             )
+            external: list[ExternalTable] = []
+            if request.content_type.startswith("multipart/"):
+                parts = parse_multipart(
+                    await _whole(body), boundary_of(request.headers.get("Content-Type", ""))
+                )
+                pairs, external = split_form(url.items(), parts)
+                query = self._checked_params(parse_params(pairs), account)
+                return await self._query(request, query, query_id, query.query, account, external)
+            query = self._checked_params(parse_params(url.items()), account)
             if request.method == "GET" and not query.query:
                 return web.Response(text=OK)
-            if request.content_type.startswith("multipart/"):
-                raise ProtocolError(NOT_IMPLEMENTED, "External data (multipart) is not supported")
-            body = _decoded(request, body_decoder(request.headers.get("Content-Encoding")))
             prefix = (query.query + "\n").encode() if query.query else b""
             head, insert, _ = await _read_head(prefix, body, inserts=request.method != "GET")
             if insert is not None:
                 kind = "insert"
+                self.guard.check(insert.statement, query.params)
+                if account.role is Role.ANALYST:
+                    raise ProtocolError(READONLY, "Cannot execute query in readonly mode")
                 data = head[insert.data_offset :]
                 outcome = await self.runner.insert(query, insert, data, body)
                 return self._ok(query_id, outcome, None)
             sql = await _read_rest(head, body)
-            if not sql.strip():
-                raise ProtocolError(SYNTAX_ERROR, "Empty query. (SYNTAX_ERROR)")
-            readonly = request.method == "GET" and query.session_id is None
-            outcome = await self.runner.query(query, sql, query.default_format, readonly)
-            fmt = output_format(sql, query.default_format)
-            return await self._result(request, query, query_id, outcome, fmt)
+            return await self._query(request, query, query_id, sql, account, external)
+        except BodyTooLarge as exc:
+            return await self._error(request, query_id, exc.code, str(exc), kind, drain=False)
         except (ProtocolError, EngineError) as exc:
             return await self._error(request, query_id, exc.code, str(exc), kind)
         except UnsupportedEncoding as exc:
@@ -185,6 +254,46 @@ class StoreServer:
                 await body.aclose()  # type: ignore[attr-defined]
             self.metrics.in_flight.dec()
             self.metrics.latency.labels(kind).observe(time.perf_counter() - started)
+
+    def _checked_params(self, query: QueryParams, account: Account) -> QueryParams:
+        """URL settings that name files are refused; an analyst's are capped, and an
+        analyst never holds a session (its handle is locked read-only per query)."""
+        for name in query.settings:
+            if denied_setting(name):
+                raise ProtocolError(ACCESS_DENIED, f"Not enough privileges: setting {name}")
+        if account.role is not Role.ANALYST:
+            return query
+        settings = self.accounts.limits.settings(query.settings)
+        return replace(query, settings=settings, session_id=None)
+
+    async def _query(
+        self,
+        request: web.Request,
+        query: QueryParams,
+        query_id: str,
+        sql: str,
+        account: Account,
+        external: list[ExternalTable],
+    ) -> web.Response:
+        if not sql.strip():
+            raise ProtocolError(SYNTAX_ERROR, "Empty query. (SYNTAX_ERROR)")
+        self.guard.check(sql, query.params, analyst=account.role is Role.ANALYST)
+        for table in external:
+            self.guard.check(table.create_statement())
+        access = Access(
+            readonly=request.method == "GET" and query.session_id is None,
+            analyst=account.role is Role.ANALYST,
+            external=tuple(external),
+        )
+        outcome = await self.runner.query(query, sql, query.default_format, access)
+        if len(outcome.body) > self.config.max_result_bytes:
+            raise ProtocolError(
+                TOO_MANY_ROWS_OR_BYTES,
+                f"Limit for result exceeded: {len(outcome.body)} bytes, "
+                f"maximum {self.config.max_result_bytes}. (TOO_MANY_ROWS_OR_BYTES)",
+            )
+        fmt = output_format(sql, query.default_format)
+        return await self._result(request, query, query_id, outcome, fmt)
 
     def _ok(
         self,
@@ -225,17 +334,27 @@ class StoreServer:
         return self._ok(query_id, outcome, fmt, (encoding, compressed))
 
     async def _error(
-        self, request: web.Request, query_id: str, code: int, message: str, kind: str
+        self,
+        request: web.Request,
+        query_id: str,
+        code: int,
+        message: str,
+        kind: str,
+        drain: bool = True,
     ) -> web.Response:
-        # Read what the client is still sending, so it gets this answer and not a reset.
-        with contextlib.suppress(Exception):
-            async for _ in request.content.iter_any():
-                pass
+        # Read what the client is still sending, so it gets this answer and not a reset;
+        # but not a body already too large: that connection is closed instead.
+        if drain:
+            with contextlib.suppress(Exception):
+                async for _ in request.content.iter_any():
+                    pass
         self.metrics.queries.labels(kind, "error").inc()
         self.metrics.errors.labels(str(code)).inc()
         headers = dict(self._common)
         headers["X-ClickHouse-Query-Id"] = query_id
         headers["X-ClickHouse-Exception-Code"] = str(code)
+        if not drain:
+            headers["Connection"] = "close"
         return web.Response(
             status=http_status(code),
             body=error_body(code, message, self.runner.engine.version),
@@ -263,9 +382,11 @@ async def serve(config: StoreConfig, stop: asyncio.Event | None = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    engine = await loop.run_in_executor(None, Engine, config.engine_path)
+    accounts = config.accounts()
+    engine = await loop.run_in_executor(None, Engine, config.engine_path, config.user_files)
+    guard = SqlGuard.from_catalog(await loop.run_in_executor(None, engine.catalog))
     runner = Runner(engine, config.workers)
-    server = StoreServer(config, runner, StoreMetrics(CollectorRegistry()))
+    server = StoreServer(config, runner, StoreMetrics(CollectorRegistry()), accounts, guard)
     # auto_decompress off: bodies are decoded here, ClickHouse-style (lz4 too, across frames)
     app_runner = web.AppRunner(
         server.app(), access_log=None, handle_signals=False, auto_decompress=False
@@ -275,11 +396,13 @@ async def serve(config: StoreConfig, stop: asyncio.Event | None = None) -> None:
         site = web.TCPSite(app_runner, config.host, config.port, reuse_address=True)
         await site.start()
         log.info(
-            "store: ClickHouse HTTP interface on %s (engine %s, data %s%s)",
+            "store: ClickHouse HTTP interface on %s (engine %s, data %s; users %s; "
+            "credentials in %s)",
             config.url,
             engine.version,
             config.engine_path,
-            ", password required" if config.password is not None else "",
+            ", ".join(f"{a.user} ({a.role.value})" for a in accounts.accounts),
+            credentials_path(config.data_dir),
         )
         await stop.wait()
         log.info("store: shutting down")

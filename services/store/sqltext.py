@@ -9,8 +9,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
 
-_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_QUOTES = "'\"`"
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")  # `$` inside a name, as ClickHouse reads it
+# ClickHouse's quotes, the typographic ones included (its lexer takes them, for pasted SQL)
+_CLOSING = {"'": "'", '"': '"', "`": "`", "\u2018": "\u2019", "\u201c": "\u201d"}
+_HEREDOC = re.compile(r"\$([A-Za-z0-9_]*)\$")
 
 
 class Incomplete(Enum):
@@ -32,7 +34,7 @@ class Token:
 
 def _skip_quoted(text: str, pos: int) -> int | None:
     """End (exclusive) of the quoted token opening at `pos`; None if it is not closed."""
-    quote = text[pos]
+    quote = _CLOSING[text[pos]]
     i = pos + 1
     while i < len(text):
         char = text[i]
@@ -45,15 +47,26 @@ def _skip_quoted(text: str, pos: int) -> int | None:
     return None
 
 
-def tokens(text: str) -> Iterator[Token | Incomplete]:
-    """Words, quoted literals and single punctuation characters; whitespace and comments
-    skipped. Yields NEED_MORE (and stops) when the text ends inside a comment or literal."""
+def tokens(text: str, hash_comments: bool = True) -> Iterator[Token | Incomplete]:
+    """Words, quoted literals (heredocs `$tag$...$tag$` too) and single punctuation characters;
+    whitespace and comments skipped. Yields NEED_MORE (and stops) when the text ends inside a
+    comment or literal. hash_comments False: `#` is punctuation, so a reader that must not
+    miss code errs towards reading a comment as code (ClickHouse takes `# ` but not `#x`)."""
     i, n = 0, len(text)
     while i < n:
         char = text[i]
+        heredoc = _HEREDOC.match(text, i) if char == "$" else None
         if char.isspace():
             i += 1
-        elif text.startswith("--", i) or char == "#":
+        elif heredoc is not None:
+            close = text.find(heredoc.group(), heredoc.end())
+            if close < 0:
+                yield NEED_MORE
+                return
+            after = close + len(heredoc.group())
+            yield Token("quoted", text[i:after], i, after)
+            i = after
+        elif text.startswith("--", i) or (char == "#" and hash_comments):
             newline = text.find("\n", i)
             if newline < 0:
                 yield NEED_MORE
@@ -65,14 +78,14 @@ def tokens(text: str) -> Iterator[Token | Incomplete]:
                 yield NEED_MORE
                 return
             i = close + 2
-        elif char in _QUOTES:
+        elif char in _CLOSING:
             end = _skip_quoted(text, i)
             if end is None:
                 yield NEED_MORE
                 return
             yield Token("quoted", text[i:end], i, end)
             i = end
-        elif char.isalpha() or char == "_":
+        elif char.isascii() and (char.isalpha() or char == "_"):
             match = _WORD.match(text, i)
             assert match is not None  # the first character is a word character
             yield Token("word", match.group(), i, match.end())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import urllib.error
@@ -23,6 +24,17 @@ class Reply:
     body: bytes
 
 
+def without_login(url: str) -> tuple[str, dict[str, str]]:
+    """`url` without its user:password, and those as a Basic Authorization header."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None:
+        return url, {}
+    login = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    header = {"Authorization": "Basic " + base64.b64encode(login.encode()).decode()}
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc)), header
+
+
 def call(
     base: str,
     params: dict[str, str] | None = None,
@@ -31,7 +43,8 @@ def call(
     path: str = "/",
 ) -> Reply:
     url = base + path + ("?" + urllib.parse.urlencode(params) if params else "")
-    request = urllib.request.Request(url, data=body, headers=headers or {})
+    url, auth = without_login(url)
+    request = urllib.request.Request(url, data=body, headers={**auth, **(headers or {})})
     try:
         with urllib.request.urlopen(request, timeout=30) as resp:
             return Reply(resp.status, dict(resp.headers), resp.read())

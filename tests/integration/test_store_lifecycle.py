@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError
 
 from llmops import store
 from llmops.procs import free_port
+from llmops.store_credentials import load_credentials
 from services.store.launcher import start_store, stop_store
 
 pytestmark = pytest.mark.integration
@@ -54,16 +56,24 @@ def test_password_is_required_when_configured(tmp_path: Path) -> None:
         assert stop_store(proc) == 0
 
 
+def _service_url(data_dir: Path, port: int, database: str) -> str:
+    found = load_credentials(data_dir)
+    assert found is not None
+    return f"http://{found.service_user}:{found.service_password}@127.0.0.1:{port}/{database}"
+
+
 def test_data_survives_a_restart(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     port = free_port()
-    url = f"http://127.0.0.1:{port}/kept"
     proc = start_store(data_dir, "127.0.0.1", port, log_path=tmp_path / "store.log")
+    url = _service_url(data_dir, port, "kept")
+    first_credentials = load_credentials(data_dir)
     try:
         client = store.ensure_database(url)
         assert store.apply_migrations(client)
-        rows = [{"request_id": f"r{i}", "ts": None, "output_tokens": i} for i in range(100)]
-        store.insert_rows(client, "responses", rows, ["request_id", "output_tokens"])
+        now = datetime.now(UTC)  # a recent ts: older rows fall to the text retention TTL
+        rows = [{"request_id": f"r{i}", "ts": now, "output_tokens": i} for i in range(100)]
+        store.insert_rows(client, "responses", rows, ["request_id", "ts", "output_tokens"])
         client.close()
     finally:
         assert stop_store(proc) == 0  # SIGTERM: a clean shutdown
@@ -72,6 +82,7 @@ def test_data_survives_a_restart(tmp_path: Path) -> None:
     assert f"http://127.0.0.1:{port}" in log  # the start line names the URL
 
     proc = start_store(data_dir, "127.0.0.1", port, log_path=tmp_path / "store.log")
+    assert load_credentials(data_dir) == first_credentials  # generated once, kept
     try:
         client = store.connect(url)
         assert client.command("SELECT count(), sum(output_tokens) FROM responses") == [

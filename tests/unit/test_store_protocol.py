@@ -7,13 +7,13 @@ import json
 
 import pytest
 
+from services.store.access import Account, Accounts, AnalystLimits, Role
 from services.store.protocol import (
     AUTHENTICATION_FAILED,
     UNKNOWN_EXCEPTION,
     Credentials,
     ProtocolError,
     QueryParams,
-    authenticate,
     content_type,
     credentials,
     error_body,
@@ -93,13 +93,35 @@ def test_malformed_basic_auth_is_an_authentication_failure() -> None:
     assert info.value.code == AUTHENTICATION_FAILED
 
 
-def test_authentication() -> None:
-    authenticate(Credentials("anyone", ""), "default", None)  # no password configured
-    authenticate(Credentials("default", "pw"), "default", "pw")
-    for wrong in (Credentials("default", "nope"), Credentials("other", "pw")):
+def test_accounts_check_user_and_password() -> None:
+    service = Account("default", "pw", Role.SERVICE)
+    analyst = Account("analyst", "ro", Role.ANALYST)
+    accounts = Accounts((service, analyst))
+    assert accounts.check(Credentials("default", "pw")) == service
+    assert accounts.check(Credentials("analyst", "ro")) == analyst
+    for wrong in (
+        Credentials("default", "nope"),
+        Credentials("other", "pw"),
+        Credentials("analyst", "pw"),  # another account's password
+        Credentials("default", ""),
+    ):
         with pytest.raises(ProtocolError) as info:
-            authenticate(wrong, "default", "pw")
+            accounts.check(wrong)
         assert info.value.code == AUTHENTICATION_FAILED
+
+
+def test_analyst_limits_cap_settings() -> None:
+    limits = AnalystLimits(max_execution_time=10, max_memory_usage=1000)
+    assert limits.settings({}) == {"max_execution_time": "10", "max_memory_usage": "1000"}
+    lower = limits.settings({"max_execution_time": "5", "max_block_size": "9"})
+    assert lower == {"max_execution_time": "5", "max_memory_usage": "1000", "max_block_size": "9"}
+    above = ({"max_execution_time": "11"}, {"max_memory_usage": "0"}, {"max_memory_usage": "x"})
+    for asked in above:  # 0 is "unlimited" to ClickHouse
+        with pytest.raises(ProtocolError) as info:
+            limits.settings(asked)
+        assert info.value.code == 452
+    with pytest.raises(ProtocolError):
+        limits.settings({"readonly": "0"})
 
 
 def test_error_code_and_message_from_engine_text() -> None:
