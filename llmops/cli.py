@@ -4,25 +4,80 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import sys
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
+from llmops.clierrors import Mistake, describe, require_kafka
 from llmops.config import get_settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+
+class _OneLineErrors(TyperGroup):
+    """Every command's expected failures as one line on stderr and exit code 1 (2 for a usage
+    mistake); the traceback only with `llmops --debug ...`."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer's vendored click Context (not public)
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, TyperException):  # typer's own ways out
+            raise
+        except Exception as exc:
+            if ctx.params.get("debug"):
+                raise
+            line = describe(exc)
+            if line is None:
+                line = f"unexpected {type(exc).__name__}: {exc} (`llmops --debug ...` shows where)"
+            errors.print(f"[red]error[/]: {escape(line)}", soft_wrap=True)
+            raise typer.Exit(2 if isinstance(exc, Mistake) else 1) from None
+
+
+app = typer.Typer(
+    cls=_OneLineErrors,
+    no_args_is_help=True,
+    add_completion=False,
+    help=__doc__,
+    pretty_exceptions_enable=False,
+)
 # Piped output gets a width that fits the summary tables instead of 80 columns.
 console = Console() if sys.stdout.isatty() else Console(width=160)
+errors = Console(stderr=True)
+# Client libraries that log a connection failure before raising it: the error line says it.
+QUIET_LOGGERS = ("clickhouse_connect", "kafka", "aiokafka")
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="show the traceback and library logs of a failure")
+    ] = False,
+) -> None:
+    """`llmops`: run the platform, send traffic, query metrics, inspect topics."""
+    if not debug:
+        loggers = [logging.getLogger(name) for name in QUIET_LOGGERS]
+        levels = [logger.level for logger in loggers]
+        for logger in loggers:
+            logger.setLevel(logging.CRITICAL)
+
+        def restore() -> None:  # for callers that run commands in process (tests)
+            for logger, level in zip(loggers, levels, strict=True):
+                logger.setLevel(level)
+
+        ctx.call_on_close(restore)
 
 
 @app.command()
@@ -51,7 +106,13 @@ def up(
             f"otlp={addresses.otlp_endpoint or '-'}  logs={stack.log_dir}"
         )
         if demo:
-            exit_code = _demo(addresses.kafka, addresses.clickhouse_url, demo_requests, started)
+            exit_code = _demo(
+                addresses.kafka,
+                addresses.clickhouse_url,
+                demo_requests,
+                started,
+                traces_endpoint=addresses.otlp_endpoint,
+            )
             if exit_after_demo:
                 return
         console.print("running; Ctrl-C stops every process")
@@ -80,23 +141,22 @@ def _stop_on_signals() -> None:
     signal.signal(signal.SIGTERM, _interrupt)
 
 
-def _demo(bootstrap: str, clickhouse_url: str, requests: int, started: float | None = None) -> int:
-    from llmops.demo.traffic import render_report, run_demo
-    from llmops.telemetry import setup_telemetry, shutdown_telemetry
+def _demo(
+    bootstrap: str,
+    clickhouse_url: str,
+    requests: int,
+    started: float | None = None,
+    traces_endpoint: str | None = None,
+) -> int:
+    from llmops.clitracing import app_tracing
+    from llmops.demo.traffic import render_report, run_demo, timeline
 
-    setup_telemetry("llmops-demo")  # the app side of each trace (OTEL_* decide the export)
-    demo_started = time.monotonic()
-    try:
+    # The app side of each trace: its root spans, to OTEL_* or the embedded receiver.
+    with app_tracing("llmops-demo", traces_endpoint):
         report = asyncio.run(run_demo(bootstrap, clickhouse_url, console, requests=requests))
-    finally:
-        shutdown_telemetry()
     render_report(report, console)
     if started is not None:
-        first_ms = min((o.latency_ms for o in report.outcomes if o.result), default=0.0)
-        console.print(
-            f"first reply {demo_started - started + first_ms / 1000:.1f}s after start; "
-            f"demo done {time.monotonic() - started:.1f}s after start"
-        )
+        console.print(timeline(report, started, time.monotonic()))
     if not report.ok:
         console.print("[red]demo failed[/]: unanswered requests or missing rows; see the logs")
         return 1
@@ -108,8 +168,18 @@ def demo(
     requests: Annotated[int, typer.Option(help="requests to send")] = 24,
 ) -> None:
     """Send demo traffic to a running platform and check every reply and row."""
+    from llmops.clitracing import embedded_receiver
+
     settings = get_settings()
-    raise typer.Exit(_demo(settings.kafka_bootstrap_servers, settings.clickhouse_url, requests))
+    require_kafka(settings.kafka_bootstrap_servers)
+    raise typer.Exit(
+        _demo(
+            settings.kafka_bootstrap_servers,
+            settings.clickhouse_url,
+            requests,
+            traces_endpoint=embedded_receiver(settings),
+        )
+    )
 
 
 @app.command()
@@ -120,35 +190,63 @@ def send(
     max_tokens: Annotated[int, typer.Option()] = 64,
     stream: Annotated[bool, typer.Option(help="print tokens as they arrive")] = False,
     timeout: Annotated[float, typer.Option(help="seconds to wait for the reply")] = 120.0,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print the final result as one JSON line")
+    ] = False,
 ) -> None:
-    """Send one request through the SDK and print the reply."""
+    """Send one request through the SDK and print the reply (first line: its request id,
+    for `llmops trace`)."""
+    from llmops.clitracing import app_tracing, embedded_receiver
     from llmops.sdk import LLMOpsClient
 
     if (text is None) == (prompt is None):
-        raise typer.BadParameter("give a message TEXT or --prompt NAME (one of them)")
-    variables = dict(v.split("=", 1) for v in var or [])
+        raise Mistake("give a message TEXT or --prompt NAME (one of them)")
+    variables = _variables(var or [])
     messages = [{"role": "user", "content": text}] if text else None
     settings = get_settings()
+    require_kafka(settings.kafka_bootstrap_servers)
 
     async def go() -> None:
         async with LLMOpsClient(
             settings.kafka_bootstrap_servers, app="cli", timeout_s=timeout
         ) as client:
-            kwargs = {"prompt": prompt, "variables": variables, "max_tokens": max_tokens}
-            if stream:
-                async for piece in client.stream(messages, **kwargs):
-                    console.print(piece, end="")
+            request = client.build_request(
+                messages,
+                prompt=prompt,
+                variables=variables,
+                max_tokens=max_tokens,
+                stream=stream and not as_json,
+            )
+            if not as_json:
+                console.print(f"[dim]request {request.request_id}[/]")
+            if request.stream:
+                async for piece in client.stream_request(request):
+                    console.print(piece, end="", markup=False)
                 console.print()
-            else:
-                result = await client.generate(messages, **kwargs)
-                console.print(result.text)
-                console.print(
-                    f"[dim]{result.finish_reason} · {result.usage.input_tokens}+"
-                    f"{result.usage.output_tokens} tokens · {result.timings.total_ms:.0f} ms · "
-                    f"pool {result.pool} · variant {result.variant}[/]"
-                )
+                return
+            result = await client.run(request)
+            if as_json:
+                print(result.model_dump_json(exclude_none=True))
+                return
+            console.print(result.text, markup=False)
+            console.print(
+                f"[dim]{result.finish_reason} · {result.usage.input_tokens}+"
+                f"{result.usage.output_tokens} tokens · {result.timings.total_ms:.0f} ms · "
+                f"pool {result.pool} · variant {result.variant}[/]"
+            )
 
-    asyncio.run(go())
+    with app_tracing("llmops-cli", embedded_receiver(settings)):
+        asyncio.run(go())
+
+
+def _variables(pairs: list[str]) -> dict[str, str]:
+    variables = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise Mistake(f"--var {pair!r}: give it as NAME=VALUE")
+        variables[name] = value
+    return variables
 
 
 @app.command()
@@ -252,6 +350,7 @@ def topics(
     from llmops.topics import ensure_topics, list_topics, platform_topics
 
     settings = get_settings()
+    require_kafka(settings.kafka_bootstrap_servers)
     if create:
         created = ensure_topics(
             settings.kafka_bootstrap_servers, platform_topics(p.name for p in settings.pools)

@@ -5,8 +5,13 @@
         async for piece in client.stream(prompt="support-answer", variables={...}):
             print(piece, end="")
 
-Each client owns a private reply topic; replies are matched by request id, so duplicates from
-at-least-once delivery are dropped here and the app sees exactly one final result.
+Each client owns a private reply topic (partition 0; the README's reply protocol); replies are
+matched by request id, so duplicates from at-least-once delivery are dropped here and the app
+sees exactly one final result.
+
+Tracing: each request is one CLIENT span `chat [<model>]` from the send to the final reply
+(the latency the app saw), the root of the request's trace; its child PRODUCER span
+`send llm.requests` covers the publish and travels in the record's `traceparent`.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,9 +28,17 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, StatusCode, TracerProvider
 
 from llmops.bus import BusConfig, Producer
+from llmops.fetchwait import AdaptiveWait, FetchWaitTuner
 from llmops.propagation import header_value
+from llmops.telemetry import (
+    genai_request_attributes,
+    genai_response_attributes,
+    genai_span_name,
+    producer_span,
+)
 from llmops.topics import delete_topics, ensure_topics
 from schemas import (
     ChatMessage,
@@ -38,7 +52,9 @@ from schemas import (
 from schemas.topics import EVENT_TYPE_HEADER, REQUESTS, reply_topic
 
 log = logging.getLogger(__name__)
-tracer = trace.get_tracer("llmops.sdk")
+TRACER_NAME = "llmops.sdk"
+# gen_ai.provider.name of our spans: the platform is the provider the app talks to.
+PROVIDER = "llmops"
 
 MessageLike = ChatMessage | Mapping[str, str]
 
@@ -65,6 +81,8 @@ class _Pending:
     stream: asyncio.Queue[ResponseChunk | InferenceResult] | None = None
     next_seq: int = 0
     held: dict[int, ResponseChunk] = field(default_factory=dict)
+    span: Span | None = None  # the request's root span, ended with the final result
+    sent_at: float = field(default_factory=time.monotonic)
 
 
 class LLMOpsClient:
@@ -77,6 +95,7 @@ class LLMOpsClient:
         client_id: str | None = None,
         timeout_s: float = 120.0,
         fetch_max_wait_ms: int | None = None,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         from llmops.config import get_settings
 
@@ -85,6 +104,7 @@ class LLMOpsClient:
         if fetch_max_wait_ms is None:
             fetch_max_wait_ms = get_settings().fetch_max_wait_ms
         self._fetch_max_wait_ms = fetch_max_wait_ms
+        self._fetch_idle = (get_settings().fetch_idle_wait_ms, get_settings().fetch_quiet_after_s)
         self.bootstrap_servers = bootstrap_servers
         self.app = app
         self.tenant = tenant
@@ -96,6 +116,7 @@ class LLMOpsClient:
         self._reader: asyncio.Task[None] | None = None
         self._pending: dict[str, _Pending] = {}
         self.duplicates = 0
+        self._tracer = trace.get_tracer(TRACER_NAME, tracer_provider=tracer_provider)
 
     async def __aenter__(self) -> LLMOpsClient:
         await self.start()
@@ -129,7 +150,9 @@ class LLMOpsClient:
         await self._consumer.seek_to_beginning(partition)
         self._reader = asyncio.create_task(self._read_replies())
 
-    async def close(self, delete_reply_topic: bool = True) -> None:
+    async def close(self, delete_reply_topic: bool = False) -> None:
+        """Stop reading and sending. The reply topic is kept by default: deleting it while a
+        late or replayed reply is on its way lets the broker auto-create it again."""
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -140,6 +163,7 @@ class LLMOpsClient:
         for pending in self._pending.values():
             if not pending.result.done():
                 pending.result.cancel()
+                _end_span(pending, "cancelled", "client closed before the reply")
         if delete_reply_topic:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(delete_topics, self.bootstrap_servers, [self.reply_topic])
@@ -190,27 +214,68 @@ class LLMOpsClient:
         if request.reply_to != self.reply_topic:
             request = request.model_copy(update={"reply_to": self.reply_topic})
         pending = self.expect(request.request_id, stream)
-        with tracer.start_as_current_span(
-            f"send {REQUESTS.name}",
-            kind=trace.SpanKind.PRODUCER,
-            attributes={
-                "messaging.system": "kafka",
-                "messaging.operation.type": "send",
-                "messaging.destination.name": REQUESTS.name,
-                "llmops.request_id": request.request_id,
-            },
-        ):
-            ack = await self._producer.send_event(REQUESTS.name, request, key=request.sticky_key)
-        await ack
+        pending.span = self._request_span(request)
+        try:
+            with (
+                trace.use_span(pending.span, end_on_exit=False),
+                producer_span(
+                    self._tracer,
+                    REQUESTS.name,
+                    key=request.sticky_key,
+                    attributes={"llmops.request_id": request.request_id},
+                ),
+            ):
+                ack = await self._producer.send_event(
+                    REQUESTS.name, request, key=request.sticky_key
+                )
+            await ack
+        except BaseException as exc:
+            self._pending.pop(request.request_id, None)
+            _end_span(pending, type(exc).__name__, f"not sent: {exc}")
+            raise
         return pending
+
+    def _request_span(self, request: PromptRequest) -> Span:
+        """The request's root: a GenAI CLIENT span, open until the final reply arrives."""
+        sampling = request.sampling
+        attributes = genai_request_attributes(
+            "chat",
+            PROVIDER,
+            request.model or "",
+            sampling.max_tokens,
+            sampling.temperature,
+            sampling.top_p,
+            top_k=sampling.top_k,
+            seed=sampling.seed,
+            stop_sequences=sampling.stop,
+            stream=request.stream,
+        )
+        attributes.update(
+            {
+                "llmops.request_id": request.request_id,
+                "llmops.app": request.app,
+                "llmops.tenant": request.tenant,
+            }
+        )
+        if request.prompt is not None:
+            attributes["llmops.prompt.name"] = request.prompt.name
+        return self._tracer.start_span(
+            genai_span_name("chat", request.model or ""),
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+        )
 
     async def generate(
         self, messages: Sequence[MessageLike] | None = None, **kwargs: Any
     ) -> InferenceResult:
         """Send one request and wait for its final result; raises LLMOpsError on an error reply."""
-        timeout_s = kwargs.get("timeout_s") or self.timeout_s
         request = self.build_request(messages, **kwargs)
-        result = await self.wait(request.request_id, await self.submit(request), timeout_s)
+        return await self.run(request, kwargs.get("timeout_s"))
+
+    async def run(self, request: PromptRequest, timeout_s: float | None = None) -> InferenceResult:
+        """`generate` for a request built beforehand (its id known before the send)."""
+        pending = await self.submit(request)
+        result = await self.wait(request.request_id, pending, timeout_s or self.timeout_s)
         if result.error is not None:
             raise LLMOpsError(result)
         return result
@@ -219,6 +284,7 @@ class LLMOpsClient:
         try:
             return await asyncio.wait_for(asyncio.shield(pending.result), timeout_s)
         except TimeoutError as exc:
+            _end_span(pending, "timeout", f"no reply within {timeout_s:.0f}s")
             raise ReplyTimeout(
                 f"no reply to request {request_id} within {timeout_s:.0f}s on {self.reply_topic}; "
                 "check the platform is running (`llmops topics`) and its pools are up"
@@ -230,8 +296,17 @@ class LLMOpsClient:
         self, messages: Sequence[MessageLike] | None = None, **kwargs: Any
     ) -> AsyncIterator[str]:
         """Yield text pieces in order as they are generated; ends with the final result."""
-        timeout_s = kwargs.get("timeout_s") or self.timeout_s
         request = self.build_request(messages, stream=True, **kwargs)
+        async for piece in self.stream_request(request, kwargs.get("timeout_s")):
+            yield piece
+
+    async def stream_request(
+        self, request: PromptRequest, timeout_s: float | None = None
+    ) -> AsyncIterator[str]:
+        """`stream` for a request built beforehand."""
+        timeout_s = timeout_s or self.timeout_s
+        if not request.stream:
+            request = request.model_copy(update={"stream": True})
         pending = await self.submit(request, stream=True)
         assert pending.stream is not None
         loop = asyncio.get_running_loop()
@@ -241,6 +316,7 @@ class LLMOpsClient:
                 try:
                     item = await asyncio.wait_for(pending.stream.get(), deadline - loop.time())
                 except TimeoutError as exc:
+                    _end_span(pending, "timeout", f"stream stalled past {timeout_s:.0f}s")
                     raise ReplyTimeout(
                         f"stream of request {request.request_id} stalled past {timeout_s:.0f}s"
                     ) from exc
@@ -256,8 +332,13 @@ class LLMOpsClient:
 
     async def _read_replies(self) -> None:
         assert self._consumer is not None
+        # Waiting replies count as traffic: the reader is quick while any is owed, and
+        # slows to settings' idle wait only when nothing is (llmops/fetchwait.py).
+        policy = AdaptiveWait(self._fetch_max_wait_ms, *self._fetch_idle)
+        tuner = FetchWaitTuner(self._consumer, policy, time.monotonic)
         while True:
             batches = await self._consumer.getmany(timeout_ms=200)
+            tuner.after_poll(sum(map(len, batches.values())) + len(self._pending))
             for records in batches.values():
                 for record in records:
                     try:
@@ -280,6 +361,7 @@ class LLMOpsClient:
             self.duplicates += 1
             return
         pending.result.set_result(result)
+        _end_span_with_result(pending, result)
         if pending.stream is not None:
             pending.stream.put_nowait(result)
 
@@ -289,7 +371,44 @@ class LLMOpsClient:
             self.duplicates += 1
             return
         pending.held[chunk.seq] = chunk
+        if pending.next_seq == 0 and 0 in pending.held and pending.span is not None:
+            pending.span.set_attributes(
+                genai_response_attributes(time_to_first_chunk_s=time.monotonic() - pending.sent_at)
+            )
         while pending.next_seq in pending.held:
             assert pending.stream is not None
             pending.stream.put_nowait(pending.held.pop(pending.next_seq))
             pending.next_seq += 1
+
+
+def _end_span_with_result(pending: _Pending, result: InferenceResult) -> None:
+    span, pending.span = pending.span, None
+    if span is None:
+        return
+    span.set_attributes(
+        genai_response_attributes(
+            result.usage.input_tokens,
+            result.usage.output_tokens,
+            [result.finish_reason],
+            response_model=result.model or None,
+            response_id=result.request_id,
+        )
+    )
+    if result.pool is not None:
+        span.set_attribute("llmops.pool", result.pool)
+    if result.variant is not None:
+        span.set_attribute("llmops.variant", result.variant)
+    if result.error is not None:
+        span.set_attribute("error.type", result.error.kind)
+        span.set_status(StatusCode.ERROR, result.error.message)
+    span.end()
+
+
+def _end_span(pending: _Pending, error_type: str, message: str) -> None:
+    """End a request's root span that got no final reply (timeout, close, failed send)."""
+    span, pending.span = pending.span, None
+    if span is None:
+        return
+    span.set_attribute("error.type", error_type)
+    span.set_status(StatusCode.ERROR, message)
+    span.end()

@@ -92,17 +92,21 @@ def exporter_names() -> list[str]:
     return [] if "none" in names else names
 
 
-def _otlp_exporter() -> SpanExporter:
+def _otlp_exporter(fallback_endpoint: str | None = None) -> SpanExporter:
     protocol = _env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
     if protocol not in (None, "http/protobuf"):
         log.warning("OTLP protocol %r is not installed here; using http/protobuf", protocol)
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
     # The exporter itself reads endpoint, headers, timeout, compression and TLS from OTEL_*.
+    if fallback_endpoint is not None and not otlp_endpoint_configured():
+        # A base URL, like OTEL_EXPORTER_OTLP_ENDPOINT: the signal's path is appended.
+        return OTLPSpanExporter(endpoint=fallback_endpoint.rstrip("/") + "/v1/traces")
     return OTLPSpanExporter()
 
 
-def exporters_from_env() -> list[SpanExporter]:
+def exporters_from_env(fallback_endpoint: str | None = None) -> list[SpanExporter]:
+    """`fallback_endpoint`: the OTLP base URL to use when no OTEL_* endpoint is set."""
     explicit = "OTEL_TRACES_EXPORTER" in os.environ
     exporters: list[SpanExporter] = []
     for name in exporter_names():
@@ -112,15 +116,18 @@ def exporters_from_env() -> list[SpanExporter]:
             # The spec's default exporter is otlp to localhost:4318; we export only when an
             # endpoint is set (or otlp was asked for by name), so an idle laptop logs no
             # connection errors.
-            if otlp_endpoint_configured() or explicit:
-                exporters.append(_otlp_exporter())
+            if otlp_endpoint_configured() or explicit or fallback_endpoint:
+                exporters.append(_otlp_exporter(fallback_endpoint))
         else:
             log.warning("unknown OTEL_TRACES_EXPORTER entry %r ignored", name)
     return exporters
 
 
-def setup_telemetry(service_name: str) -> TracerProvider:
+def setup_telemetry(service_name: str, fallback_endpoint: str | None = None) -> TracerProvider:
     """Install the global tracer provider for this process (once; later calls return it).
+
+    `fallback_endpoint` (an OTLP/HTTP base URL) is where spans go when no OTEL_* endpoint
+    is set: the CLI passes the embedded trace receiver's address.
 
     The global provider cannot be replaced once set, so this is once per process, even after
     `shutdown_telemetry()`."""
@@ -129,7 +136,7 @@ def setup_telemetry(service_name: str) -> TracerProvider:
         if _provider is not None:
             return _provider
         provider = TracerProvider(resource=build_resource(service_name))
-        for exporter in exporters_from_env():
+        for exporter in exporters_from_env(fallback_endpoint):
             provider.add_span_processor(BatchSpanProcessor(exporter))
         trace.set_tracer_provider(provider)
         _provider = provider

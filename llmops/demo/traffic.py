@@ -7,6 +7,7 @@ import random
 import time
 from dataclasses import dataclass
 
+from rich import box
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -70,6 +71,9 @@ class DemoReport:
     groups: list[GroupStats]
     rows_in_clickhouse: int
     wall_s: float
+    # time.monotonic() when the first reply arrived (None: none did). Not derivable from the
+    # latencies: each is timed from its own send, and requests wait for a free slot first.
+    first_reply_at: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -128,6 +132,7 @@ async def run_demo(
     rows_timeout_s: float = 60.0,
 ) -> DemoReport:
     started = time.perf_counter()
+    first_reply_at: float | None = None
     async with LLMOpsClient(bootstrap, app="demo", timeout_s=timeout_s) as client:
         batch = demo_requests(client, requests, max_tokens)
         gate = asyncio.Semaphore(concurrency)
@@ -135,39 +140,56 @@ async def run_demo(
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task(f"demo: {requests} requests", total=requests)
             for done in asyncio.as_completed([_one(client, r, timeout_s, gate) for r in batch]):
-                outcomes.append(await done)
+                outcome = await done
+                if first_reply_at is None and outcome.result is not None:
+                    first_reply_at = time.monotonic()
+                outcomes.append(outcome)
                 progress.advance(task)
     wall = time.perf_counter() - started
     answered = [o.request_id for o in outcomes if o.result is not None]
     with console.status("waiting for the rows to reach ClickHouse ..."):
         rows = await wait_for_rows(clickhouse_url, answered, rows_timeout_s) if answered else 0
     return DemoReport(
-        outcomes, summarize("all", outcomes), summarize_by_group(outcomes), rows, wall
+        outcomes,
+        summarize("all", outcomes),
+        summarize_by_group(outcomes),
+        rows,
+        wall,
+        first_reply_at,
     )
 
 
+def timeline(report: DemoReport, started: float, now: float) -> str:
+    """When the first reply came and the demo ended, in seconds after `started` (monotonic)."""
+    first = (
+        "no reply"
+        if report.first_reply_at is None
+        else f"first reply {report.first_reply_at - started:.1f}s after start"
+    )
+    return f"{first}; demo done {now - started:.1f}s after start"
+
+
+# Numbers stay whole (never cut to "…"); the group wraps instead, so 80 columns suffice.
+_STATS_COLUMNS = ("req", "ok", "err", "p50", "p95", "p99", "in", "out")
+
+
 def render_report(report: DemoReport, console: Console) -> None:
-    table = Table(title=f"demo traffic ({report.wall_s:.1f}s wall)")
-    table.add_column("prompt", no_wrap=True)
-    table.add_column("variant", no_wrap=True)
-    table.add_column("pool", no_wrap=True)
-    for column in (
-        "requests",
-        "replies",
-        "errors",
-        "p50 ms",
-        "p95 ms",
-        "p99 ms",
-        "tok in",
-        "tok out",
-    ):
-        table.add_column(column, justify="right")
+    table = Table(
+        title=f"demo traffic ({report.wall_s:.1f}s wall)",
+        caption="requests, replies, errors; latency ms p50/p95/p99; tokens in/out",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        padding=(0, 1),
+        collapse_padding=True,
+    )
+    table.add_column("prompt / variant / pool", overflow="fold", ratio=1, min_width=12)
+    for column in _STATS_COLUMNS:
+        table.add_column(column, justify="right", no_wrap=True)
     for stats in [*report.groups, report.total]:
         prompt, variant, pool = ([*stats.group.split(" / "), "", ""])[:3]
+        group = prompt if not variant else f"{prompt}\n  {variant} · {pool}"
         table.add_row(
-            prompt,
-            variant,
-            pool,
+            group,
             str(stats.requests),
             str(stats.replies),
             str(stats.errors),
