@@ -24,9 +24,11 @@ from llmops.deadletter import (
     classify_decode_error,
     sniff_reply_fields,
 )
+from llmops.kafka_security import KafkaSecurity, process_security
 from llmops.offsets import OffsetTracker
 from llmops.propagation import Headers, inject_context
 from llmops.ratelog import RejectionLog
+from llmops.signing import SigningKeys, process_keys
 from schemas import Event
 from schemas.topics import CONTENT_TYPE_HEADER, DLQ, EVENT_TYPE_HEADER, JSON_CONTENT_TYPE
 
@@ -54,6 +56,12 @@ class Record:
     value: bytes | None
     headers: Headers
     timestamp_ms: int
+
+    def verify(self, keys: SigningKeys | None, expect: type[Event]) -> None:
+        """Raise SignatureError (a Rejected) unless the record is signed under `keys` as an
+        `expect` event; None means signing is off: nothing to check."""
+        if keys is not None:
+            keys.verify(self.topic, self.headers, self.key, self.value, expect.__name__)
 
     def decode(self, contract: type[E], max_bytes: int) -> E:
         """The record's value as `contract`, or Rejected with the reason and any reply address."""
@@ -88,6 +96,10 @@ class BusConfig:
     # busy partition (a reply topic has one) per round trip.
     max_batch_size: int = 256 * 1024
     enable_idempotence: bool = False  # aiokafka's InitProducerId fails on Tansu
+    # SASL/TLS of every client built from this config; default: this process's settings.
+    security: KafkaSecurity = field(default_factory=process_security)
+    # What `send(..., sign=True)` signs with; default: this process's signing key, if any.
+    signer: SigningKeys | None = field(default_factory=process_keys)
 
 
 def event_headers(event: Event, extra: Iterable[tuple[str, bytes]] = ()) -> Headers:
@@ -117,6 +129,7 @@ class Producer:
             max_request_size=config.max_request_size,
             max_batch_size=config.max_batch_size,
             enable_idempotence=config.enable_idempotence,
+            **config.security.client_kwargs(),
         )
         self._tracked_topics: set[str] = set()
 
@@ -141,11 +154,16 @@ class Producer:
         key: str | bytes | None = None,
         headers: Headers | None = None,
         partition: int | None = None,
+        sign: bool = False,
     ) -> asyncio.Future[RecordMetadata]:
+        """`sign`: add the signature header (llmops/signing.py) when this producer has a key."""
         if topic not in self._tracked_topics:
             await self._track_topic(topic)
+        raw_key, headers = _as_key(key), list(headers or [])
+        if sign and self._config.signer is not None:
+            headers.append(self._config.signer.header(topic, headers, raw_key, value))
         future: asyncio.Future[RecordMetadata] = await self._producer.send(
-            topic, value=value, key=_as_key(key), headers=headers or [], partition=partition
+            topic, value=value, key=raw_key, headers=headers, partition=partition
         )
         return future
 
@@ -156,14 +174,16 @@ class Producer:
         key: str | bytes | None = None,
         extra_headers: Iterable[tuple[str, bytes]] = (),
         exclude: set[str] | None = None,
+        sign: bool = False,
     ) -> asyncio.Future[RecordMetadata]:
-        """JSON value, content-type and event-type headers, and the current trace context."""
+        """JSON value, content-type and event-type headers, and the current trace context;
+        `sign` for control-plane events and results (see `send`)."""
         value = (
             event.to_bytes()
             if exclude is None
             else event.model_dump_json(exclude_none=True, exclude=exclude).encode()
         )
-        return await self.send(topic, value, key, event_headers(event, extra_headers))
+        return await self.send(topic, value, key, event_headers(event, extra_headers), sign=sign)
 
     async def flush(self) -> None:
         await self._producer.flush()
@@ -242,6 +262,7 @@ class ConsumerLoop:
             heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
             fetch_max_wait_ms=config.fetch_max_wait_ms,
             max_poll_records=config.max_poll_records,
+            **bus.security.client_kwargs(),
             **config.extra,
         )
         self.records_done = 0

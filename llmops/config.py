@@ -7,7 +7,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -19,6 +26,8 @@ from llmops.routing_config import RoutingConfig
 
 EngineKind = Literal["transformers", "fake", "vllm"]
 CONFIG_FILE_ENV = "LLMOPS_CONFIG"
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 
 class VllmOptions(BaseModel):
@@ -94,6 +103,35 @@ class Settings(BaseSettings):
         default="127.0.0.1:19092",
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "LLMOPS_KAFKA_BOOTSTRAP_SERVERS"),
     )
+    # How every Kafka client we create authenticates (llmops/kafka_security.py): standard
+    # names, as Kafka's own clients call them. SASL needs a mechanism, a user and a password.
+    kafka_security_protocol: KafkaSecurityProtocol = Field(
+        default="PLAINTEXT",
+        validation_alias=AliasChoices("KAFKA_SECURITY_PROTOCOL", "LLMOPS_KAFKA_SECURITY_PROTOCOL"),
+    )
+    kafka_sasl_mechanism: KafkaSaslMechanism | None = Field(
+        default=None,
+        validation_alias=AliasChoices("KAFKA_SASL_MECHANISM", "LLMOPS_KAFKA_SASL_MECHANISM"),
+    )
+    kafka_sasl_username: str | None = Field(
+        default=None,
+        max_length=256,
+        validation_alias=AliasChoices("KAFKA_SASL_USERNAME", "LLMOPS_KAFKA_SASL_USERNAME"),
+    )
+    kafka_sasl_password: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("KAFKA_SASL_PASSWORD", "LLMOPS_KAFKA_SASL_PASSWORD"),
+    )
+    kafka_ssl_cafile: Path | None = Field(
+        default=None, validation_alias=AliasChoices("KAFKA_SSL_CAFILE", "LLMOPS_KAFKA_SSL_CAFILE")
+    )
+    kafka_ssl_certfile: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("KAFKA_SSL_CERTFILE", "LLMOPS_KAFKA_SSL_CERTFILE"),
+    )
+    kafka_ssl_keyfile: Path | None = Field(
+        default=None, validation_alias=AliasChoices("KAFKA_SSL_KEYFILE", "LLMOPS_KAFKA_SSL_KEYFILE")
+    )
     clickhouse_url: str = Field(
         default="http://127.0.0.1:18123/llmops",
         validation_alias=AliasChoices("CLICKHOUSE_URL", "LLMOPS_CLICKHOUSE_URL"),
@@ -127,6 +165,15 @@ class Settings(BaseSettings):
     # Tansu answers a fetch only when its wait runs out (Kafka answers as soon as data
     # arrives), so each hop costs about half this wait there. Raise it on Apache Kafka.
     fetch_max_wait_ms: int = Field(default=5, ge=0, le=10_000)
+
+    # Signed heartbeats and results (llmops/signing.py): HMAC-SHA256 under this deployment
+    # key; readers dead-letter records without a valid signature. `llmops up` generates a
+    # key into the data dir; a service without one refuses to start unless signing is "off".
+    signing: Literal["required", "off"] = "required"
+    signing_key: SecretStr | None = None
+    signing_key_id: str = Field(default="k1", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    # Earlier keys (id -> key) still accepted while every producer moves to the current one.
+    signing_previous_keys: dict[str, SecretStr] = Field(default_factory=dict, max_length=16)
 
     # Pools and routing: each pool instance beats on llm.pools.status this often, with
     # rates and latency percentiles over its last `health_window_s`.

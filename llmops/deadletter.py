@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from schemas import DeadLetter, DeadLetterKind
 from schemas.base import MAX_ID_LEN
+from schemas.requests import is_reply_topic
 
 # A dead letter carries at most this much of the original payload (base64 grows it by 4/3).
 MAX_KEPT_PAYLOAD = 256 * 1024
@@ -86,7 +87,8 @@ def sniff_reply_fields(payload: bytes) -> tuple[str | None, str | None]:
     request_id, reply_to = doc.get("request_id"), doc.get("reply_to")
     return (
         request_id if _is_identifier(request_id) else None,
-        reply_to if isinstance(reply_to, str) and 0 < len(reply_to) <= 249 else None,
+        # Only a reply topic: an invalid request must not steer our output anywhere else.
+        reply_to if isinstance(reply_to, str) and is_reply_topic(reply_to) else None,
     )
 
 

@@ -20,6 +20,7 @@ from schemas import (
     PromptRequest,
     ResponseChunk,
 )
+from schemas.requests import is_reply_topic
 from schemas.topics import RESPONSES
 
 log = logging.getLogger(__name__)
@@ -67,10 +68,12 @@ async def publish_result(
     """To llm.responses (the durable record: must be acknowledged) and to the app's reply
     topic when it has one (best effort: an app that went away must not stall the consumer)."""
     acks: list[asyncio.Future[Any]] = [
-        await producer.send_event(RESPONSES.name, result, key=result.request_id)
+        await producer.send_event(RESPONSES.name, result, key=result.request_id, sign=True)
     ]
-    if reply_to:
+    if reply_to and is_reply_topic(reply_to):
         acks.append(asyncio.ensure_future(_reply(producer, result, reply_to)))
+    elif reply_to:  # the contract refuses it: only a bug could bring one here
+        log.error("reply for %s not sent to %r: not a reply topic", result.request_id, reply_to)
     return acks
 
 
@@ -80,14 +83,22 @@ async def send_reply(
     event: ResponseChunk | InferenceResult,
     exclude: set[str] | None = None,
 ) -> asyncio.Future[Any]:
-    """A chunk or final result to the app: partition 0, keyed by request id (see README)."""
+    """A chunk or final result to the app: partition 0, keyed by request id (see README),
+    signed. Never to a topic outside the reply prefix (an internal llm.* topic, Kafka's own)."""
+    if not is_reply_topic(reply_to):
+        raise ValueError(f"{reply_to!r} is not a reply topic")
     value = (
         event.to_bytes()
         if exclude is None
         else event.model_dump_json(exclude_none=True, exclude=exclude).encode()
     )
     return await producer.send(
-        reply_to, value, event.request_id, event_headers(event), partition=REPLY_PARTITION
+        reply_to,
+        value,
+        event.request_id,
+        event_headers(event),
+        partition=REPLY_PARTITION,
+        sign=True,
     )
 
 

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 import uvloop
 
 from llmops.bus import ConsumerLoop
+from llmops.config import Settings
 from llmops.metrics import start_metrics_server
 from llmops.telemetry import setup_telemetry, shutdown_telemetry
 
@@ -49,6 +50,19 @@ def run_service(
             loop_runner.run(runner())
     finally:
         shutdown_telemetry()
+
+
+def require_trust_settings(settings: Settings) -> None:
+    """Refuse to start, in one line, without a signing key (unless signing is off) or with
+    Kafka security settings that contradict each other: a service must never run open."""
+    from llmops.kafka_security import KafkaSecurity, KafkaSecurityError
+    from llmops.signing import SigningConfigError, keys_from_settings
+
+    try:
+        keys_from_settings(settings)
+        KafkaSecurity.from_settings(settings)
+    except (SigningConfigError, KafkaSecurityError) as exc:
+        raise SystemExit(f"cannot start: {exc}") from None
 
 
 async def consume_until(stop: asyncio.Event, consumer: ConsumerLoop) -> None:

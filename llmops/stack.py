@@ -14,6 +14,7 @@ from rich.console import Console
 
 from llmops.broker import start_broker
 from llmops.config import Settings
+from llmops.secretfile import embedded_signing_key
 from llmops.store import apply_migrations, ensure_database
 from llmops.supervisor import Child, Supervisor, python_child
 from llmops.topics import ensure_topics, platform_topics
@@ -164,7 +165,27 @@ class LocalStack:
             env[f"LLMOPS_{name.upper()}"] = str(getattr(s, name))
         if s.prompts_file is not None:
             env["LLMOPS_PROMPTS_FILE"] = str(s.prompts_file.resolve())
+        env.update(self.signing_env())
         return env
+
+    def signing_env(self) -> dict[str, str]:
+        """The children's signing key: the configured one, else (embedded) the data dir's,
+        made at the first start. Without either, each service refuses to start, saying why."""
+        s = self.settings
+        if s.signing == "off":
+            return {"LLMOPS_SIGNING": "off"}
+        if s.signing_key is not None:
+            key = s.signing_key.get_secret_value()
+        elif self.embedded:
+            key = embedded_signing_key(self.data_dir)
+        else:
+            return {}
+        previous = {k: v.get_secret_value() for k, v in s.signing_previous_keys.items()}
+        return {
+            "LLMOPS_SIGNING_KEY": key,
+            "LLMOPS_SIGNING_KEY_ID": s.signing_key_id,
+            "LLMOPS_SIGNING_PREVIOUS_KEYS": json.dumps(previous),
+        }
 
     def _start_services(self) -> None:
         env = self.service_env()

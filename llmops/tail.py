@@ -23,6 +23,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from llmops.bus import Record
+from llmops.kafka_security import KafkaSecurity, process_security
 from llmops.ratelog import RejectionLog
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class TopicTail:
         client_id: str = "llmops-tail",
         fetch_max_wait_ms: int = 20,
         on_poll: Callable[[datetime], None] | None = None,
+        security: KafkaSecurity | None = None,
     ) -> None:
         self.topic = topic
         self._on_record = on_record
@@ -49,6 +51,7 @@ class TopicTail:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=fetch_max_wait_ms,
+            **(security or process_security()).client_kwargs(),
         )
         self.caught_up = asyncio.Event()
         self.records = 0

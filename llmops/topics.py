@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from llmops.kafka_security import process_security
 from schemas.topics import CORE_TOPICS, TopicSpec, inference_topic
 
 log = logging.getLogger(__name__)
@@ -15,6 +16,14 @@ log = logging.getLogger(__name__)
 
 def platform_topics(pool_names: Iterable[str]) -> list[TopicSpec]:
     return [*CORE_TOPICS, *(inference_topic(name) for name in pool_names)]
+
+
+def _admin(bootstrap_servers: str) -> KafkaAdminClient:
+    return KafkaAdminClient(
+        bootstrap_servers=bootstrap_servers,
+        client_id="llmops-admin",
+        **process_security().client_kwargs(),
+    )
 
 
 def _configs(spec: TopicSpec) -> dict[str, str]:
@@ -32,7 +41,7 @@ def ensure_topics(
         from llmops.config import get_settings
 
         replication_factor = get_settings().topic_replication_factor
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="llmops-admin")
+    admin = _admin(bootstrap_servers)
     try:
         existing = set(admin.list_topics())
         missing = [s for s in specs if s.name not in existing]
@@ -58,7 +67,7 @@ def ensure_topics(
 
 def list_topics(bootstrap_servers: str) -> dict[str, int]:
     """Topic name -> partition count."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="llmops-admin")
+    admin = _admin(bootstrap_servers)
     try:
         described = admin.describe_topics()
         return {t["name"]: len(t["partitions"]) for t in described}
@@ -67,7 +76,7 @@ def list_topics(bootstrap_servers: str) -> dict[str, int]:
 
 
 def delete_topics(bootstrap_servers: str, names: Iterable[str]) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="llmops-admin")
+    admin = _admin(bootstrap_servers)
     try:
         admin.delete_topics(list(names))
     finally:

@@ -129,6 +129,9 @@ DeadLetterKind = Literal[
     "unknown_prompt",
     "missing_variable",
     "processing_error",
+    "unstorable",  # valid, but the store cannot hold a value of it (found by the sink)
+    "unsigned",  # a heartbeat or result without the deployment's signature
+    "bad_signature",  # signed, but not validly under any accepted key
 ]
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -24,6 +25,23 @@ Role = Literal["system", "user", "assistant"]
 MAX_MESSAGES = 256
 MAX_OUTPUT_TOKENS = 8192
 MAX_STOP_SEQUENCES = 8
+
+
+# Replies go only to topics under this prefix: never to an internal llm.* topic or Kafka's own.
+REPLIES_PREFIX = "llm.replies."
+# The prefix, then a legal Kafka topic name (not "." or "..": the clause after "|"), in all at
+# most 249 characters, Kafka's limit.
+REPLY_TOPIC_PATTERN = (
+    f"^{re.escape(REPLIES_PREFIX)}(?:[A-Za-z0-9._-]*[A-Za-z0-9_-][A-Za-z0-9._-]*|\\.{{3,}})$"
+)
+MAX_TOPIC_LEN = 249
+_REPLY_TOPIC = re.compile(REPLY_TOPIC_PATTERN)
+ReplyTopic = Annotated[str, Field(max_length=MAX_TOPIC_LEN, pattern=REPLY_TOPIC_PATTERN)]
+
+
+def is_reply_topic(name: str) -> bool:
+    """Whether `name` may receive replies (what ReplyTopic accepts)."""
+    return len(name) <= MAX_TOPIC_LEN and _REPLY_TOPIC.fullmatch(name) is not None
 
 
 class ChatMessage(Contract):
@@ -63,7 +81,7 @@ class PromptRequest(Event):
     adapter: Name | None = None
     sampling: SamplingParams = Field(default_factory=SamplingParams)
     stream: bool = False
-    reply_to: Name | None = None
+    reply_to: ReplyTopic | None = None
     deadline: UtcDatetime | None = None
     attributes: Attributes = Field(default_factory=dict)
     context: str | None = Field(default=None, max_length=MAX_TEXT_LEN)

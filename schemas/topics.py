@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from schemas.base import Event
@@ -14,7 +15,7 @@ from schemas.operations import (
     PoolStatus,
     PromptVersion,
 )
-from schemas.requests import PromptRequest, RoutedRequest
+from schemas.requests import MAX_TOPIC_LEN, REPLIES_PREFIX, PromptRequest, RoutedRequest
 from schemas.responses import InferenceResult, ResponseChunk
 
 # Header names on every record we produce.
@@ -89,7 +90,6 @@ DLQ = TopicSpec(
 )
 
 INFERENCE_PREFIX = "llm.inference."
-REPLIES_PREFIX = "llm.replies."
 INFERENCE_PARTITIONS = 12
 
 
@@ -110,9 +110,15 @@ def inference_group(pool: str) -> str:
 
 
 def reply_topic(client_id: str) -> TopicSpec:
-    """A client's private reply topic: chunks and final results for its requests."""
+    """A client's private reply topic: chunks and final results for its requests.
+
+    Characters a topic name cannot hold (an app name may have ':' or '/') become '_', and the
+    name is cut to Kafka's limit, so every client's topic is one the contract accepts."""
+    suffix = re.sub(r"[^A-Za-z0-9._-]", "_", client_id)
+    if suffix in ("", ".", ".."):
+        suffix += "_"  # "." and ".." are not topic names
     return TopicSpec(
-        REPLIES_PREFIX + client_id,
+        (REPLIES_PREFIX + suffix)[:MAX_TOPIC_LEN],
         1,
         "request id",
         "replies for one SDK client",

@@ -16,6 +16,7 @@ import faust
 
 from llmops.config import Settings
 from llmops.metrics import start_metrics_server
+from llmops.runtime import require_trust_settings
 from llmops.telemetry import setup_telemetry, shutdown_telemetry
 from llmops.topics import ensure_topics
 from streams.app import DEFAULT_APP_ID, SERVICE, WorkerOptions, build_worker, topics_needed
@@ -72,6 +73,7 @@ def migrate(url: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     settings = Settings()
+    require_trust_settings(settings)
     options = WorkerOptions(app_id=args.app_id)
     logging.basicConfig(level=args.log_level.upper())
     setup_telemetry(SERVICE)

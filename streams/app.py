@@ -61,7 +61,9 @@ from opentelemetry.trace import Span
 from llmops import metrics, telemetry
 from llmops.bus import Record
 from llmops.config import Settings
+from llmops.kafka_security import KafkaSecurity
 from llmops.propagation import extract_context
+from llmops.signing import keys_from_settings
 from schemas import DeadLetter, InferenceResult, MetricWindow, PromptRequest
 from schemas.topics import DLQ, METRICS, REQUESTS, RESPONSES, TopicSpec
 from streams import backfill, rows
@@ -132,6 +134,7 @@ def faust_settings(settings: Settings, options: WorkerOptions) -> dict[str, Any]
         }
     return {
         "broker": [f"kafka://{h.strip()}" for h in settings.kafka_bootstrap_servers.split(",")],
+        "broker_credentials": KafkaSecurity.from_settings(settings).faust_credentials(),
         "store": "memory://",  # no tables: window state is rebuilt from unacked records
         "datadir": str(data_dir),
         "key_serializer": "raw",
@@ -181,6 +184,8 @@ class MetricsWorker:
             url, rows.DEAD_LETTERS_TABLE, rows.DEAD_LETTER_COLUMNS
         )
         self.reader = Reader(url)
+        # Results are stored only when signed by our services: a forged one is a dead letter.
+        self.signing = keys_from_settings(settings)
         self.converter = Converter(
             self.tracer, SERVICE, options.app_id, settings.max_message_bytes, DLQ.name
         )
@@ -236,6 +241,7 @@ class MetricsWorker:
     def on_response(
         self, result: InferenceResult, record: Record, span: Span, batch: Batch
     ) -> None:
+        record.verify(self.signing, InferenceResult)  # raises a Rejected: dead-lettered
         features = extract_features(result)
         span.set_attributes(
             telemetry.genai_response_attributes(

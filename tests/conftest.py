@@ -8,6 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.signing_kit import TEST_KEY_ID, TEST_SIGNING_KEY
+
 # The real-model smoke test is collected only on request (see its docstring): not a skip.
 collect_ignore = (
     [] if os.environ.get("LLMOPS_TEST_GEMMA") == "1" else ["integration/test_gemma_smoke.py"]
@@ -16,6 +18,10 @@ collect_ignore = (
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One deployment key for the whole run (before anything reads settings): every service, in
+# process or a subprocess, signs heartbeats and results and verifies them, as in production.
+os.environ.update(LLMOPS_SIGNING_KEY=TEST_SIGNING_KEY, LLMOPS_SIGNING_KEY_ID=TEST_KEY_ID)
+os.environ.pop("LLMOPS_SIGNING", None)
 
 from llmops.broker import start_broker  # noqa: E402
 from llmops.procs import free_port  # noqa: E402

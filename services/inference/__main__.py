@@ -8,7 +8,7 @@ import logging
 
 from llmops.bus import BusConfig, Producer
 from llmops.config import get_settings
-from llmops.runtime import consume_until, run_service
+from llmops.runtime import consume_until, require_trust_settings, run_service
 from llmops.topics import ensure_topics, platform_topics
 from services.inference.engines.factory import create_engine
 from services.inference.heartbeat import Heartbeat
@@ -28,6 +28,7 @@ def main() -> None:
     args = parse_args()
     settings = get_settings()
     pool = settings.pool(args.pool)
+    require_trust_settings(settings)
 
     async def serve(stop: asyncio.Event) -> None:
         await asyncio.to_thread(

@@ -97,7 +97,10 @@ class Heartbeat:
 
     async def beat(self) -> None:
         status = await self.status()
-        ack = await self._producer.send_event(POOL_STATUS.name, status, key=self._pool.name)
+        # Signed: routers take only beats under the deployment key (a forged one is dropped).
+        ack = await self._producer.send_event(
+            POOL_STATUS.name, status, key=self._pool.name, sign=True
+        )
         async with asyncio.timeout(
             max(self._settings.heartbeat_interval_s * ACK_INTERVALS, MIN_ACK_WAIT_S)
         ):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from llmops.bus import BusConfig, Producer
 from llmops.config import get_settings
-from llmops.runtime import consume_until, run_service
+from llmops.runtime import consume_until, require_trust_settings, run_service
 from llmops.topics import ensure_topics, platform_topics
 from services.router.prompts import load_prompt_set
 from services.router.service import build_router
@@ -48,4 +48,5 @@ def metrics_port() -> int:
 
 
 if __name__ == "__main__":
+    require_trust_settings(get_settings())
     run_service("router", main, metrics_port())

@@ -20,6 +20,7 @@ from llmops.config import Settings
 from llmops.deadletter import Rejected, build_dead_letter
 from llmops.ratelog import RejectionLog
 from llmops.replies import error_result, publish_result, rejection_replier
+from llmops.signing import keys_from_settings
 from llmops.tail import TopicTail
 from llmops.telemetry import consumer_span
 from schemas import PoolStatus, PromptRequest, utc_now
@@ -57,10 +58,13 @@ class Router:
         self.bad_statuses = 0
         self._letters: set[asyncio.Future[None]] = set()
         self._status_rejections = RejectionLog(log, "router-status")  # bounded rate
+        # Only signed beats steer routing: anyone who can write the topic could forge one.
+        self._signing = keys_from_settings(settings)
 
     def on_status(self, record: Record) -> None:
         """A heartbeat from llm.pools.status into the board; a bad one is dead-lettered."""
         try:
+            record.verify(self._signing, PoolStatus)
             status = record.decode(PoolStatus, self._settings.max_message_bytes)
         except Rejected as rejected:
             self.bad_statuses += 1

@@ -33,6 +33,7 @@ from services.inference.service import build_worker
 from services.router.prompts import prompt_set_from_data
 from services.router.service import Router, RouterLoop, build_router
 from tests.integration.platform import PROMPTS
+from tests.signing_kit import TEST_SIGNING_KEY
 
 pytestmark = pytest.mark.integration
 POST_DEAD_REQUESTS = 20
@@ -108,6 +109,7 @@ def start_pool_process(pool: PoolConfig, bootstrap: str, log: Path) -> subproces
             "LLMOPS_DATA_DIR": str(log.parent),
             "LLMOPS_METRICS_BASE_PORT": "0",
             "LLMOPS_POOLS": json.dumps([pool.model_dump()]),
+            "LLMOPS_SIGNING_KEY": TEST_SIGNING_KEY,  # its beats must pass the router's check
         }
     )
     with open(log, "ab") as out:

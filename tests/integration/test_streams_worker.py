@@ -38,6 +38,7 @@ from schemas import (
 )
 from schemas.topics import RESPONSES
 from streams.app import WorkerOptions, topics_needed
+from tests.signing_kit import signed_headers
 
 pytestmark = pytest.mark.integration
 
@@ -197,7 +198,10 @@ def send_all(
     producer: KafkaProducer, topic: str, records: Sequence[tuple[bytes | None, bytes]]
 ) -> None:
     for key, value in records:
-        producer.send(topic, key=key, value=value, headers=[("traceparent", TRACEPARENT)])
+        headers = [("traceparent", TRACEPARENT)]
+        if topic == RESPONSES.name:  # results count only when signed by our services
+            headers = signed_headers(topic, key, value, "InferenceResult", headers)
+        producer.send(topic, key=key, value=value, headers=headers)
     producer.flush()
 
 
@@ -211,7 +215,9 @@ def send_sentinels(producer: KafkaProducer, run_id: str, tag: str) -> list[str]:
             finish_reason="stop",
             prompt_name=f"{run_id}{tag}",
         )
-        producer.send(RESPONSES.name, value=result.to_bytes(), partition=partition)
+        value = result.to_bytes()
+        headers = signed_headers(RESPONSES.name, None, value, "InferenceResult")
+        producer.send(RESPONSES.name, value=value, partition=partition, headers=headers)
         ids.append(result.request_id)
     producer.flush()
     return ids

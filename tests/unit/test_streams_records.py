@@ -27,6 +27,7 @@ from schemas import (
 from streams.app import MetricsWorker, WorkerOptions, build_worker
 from streams.features import ResponseFeatures
 from streams.records import Batch, Converter
+from tests.signing_kit import signed_headers
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 PARENT_ID = "b7ad6b7169203331"
@@ -58,7 +59,10 @@ def record(topic: str, value: bytes, offset: int = 42, key: bytes | None = b"k")
         offset=offset,
         key=key,
         value=value,
-        headers=[("traceparent", TRACEPARENT), ("content-type", b"application/json")],
+        # Results are signed by our services (the worker verifies them); the rest are not.
+        headers=signed_headers(topic, key, value, "InferenceResult", [("traceparent", TRACEPARENT)])
+        if topic == "llm.responses"
+        else [("traceparent", TRACEPARENT), ("content-type", b"application/json")],
         timestamp_ms=1_700_000_000_000,
     )
 
@@ -180,11 +184,13 @@ def test_schema_invalid_is_named_with_the_fields(
     traced: tuple[MetricsWorker, InMemorySpanExporter],
 ) -> None:
     worker, _ = traced
-    payload = json.dumps({"request_id": "req-3", "reply_to": "app1", "messages": []}).encode()
+    payload = json.dumps(
+        {"request_id": "req-3", "reply_to": "llm.replies.app1", "messages": []}
+    ).encode()
     letter = dead_letter_of(worker.convert_requests([record("llm.requests", payload)]))
     assert letter.kind == "schema_invalid"
     assert "messages" in letter.reason
-    assert (letter.request_id, letter.reply_to) == ("req-3", "app1")
+    assert (letter.request_id, letter.reply_to) == ("req-3", "llm.replies.app1")
 
 
 def test_oversized_input_is_refused_before_decoding(
