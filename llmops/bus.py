@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import RecordMetadata
+from aiokafka.errors import KafkaConnectionError
 from pydantic import ValidationError
 
 from llmops.deadletter import (
@@ -45,6 +46,8 @@ DRAIN_TIMEOUT_S = 30.0
 FULL_WAIT_S = 0.5
 # Oversized input up to this many times the limit is still parsed to find its reply address.
 SNIFF_LIMIT_FACTOR = 16
+# A stopping producer waits this long for acknowledgements before dropping what is left.
+STOP_FLUSH_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +142,20 @@ class Producer:
     async def stop(self) -> None:
         await self._producer.stop()
 
+        """Deliver what is pending, for at most STOP_FLUSH_S: with the broker gone, aiokafka
+        would hold each batch for its whole request timeout (40 s) and the process with it."""
+        try:
+            async with asyncio.timeout(STOP_FLUSH_S):
+                await self._producer.flush()
+        except TimeoutError:
+            log.warning(
+                "%s: broker unreachable; %gs passed, unacknowledged records dropped at stop",
+                self._config.client_id,
+                STOP_FLUSH_S,
+            )
+            # Stop the sender first: failing batches it still retries would confuse it.
+            await self._producer._sender.close()
+            self._producer._message_accumulator.fail_all(KafkaConnectionError("producer stopped"))
     async def _track_topic(self, topic: str) -> None:
         # aiokafka only adds a topic to its metadata watch list when the topic is missing
         # from the metadata it has; topics known from the first (all-topics) fetch are

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,13 +15,20 @@ from rich.console import Console
 
 from llmops.broker import start_broker
 from llmops.config import Settings
+from llmops.procs import stop_process
 from llmops.secretfile import embedded_signing_key
 from llmops.store import apply_migrations, ensure_database
 from llmops.supervisor import Child, Supervisor, python_child
 from llmops.topics import ensure_topics, platform_topics
+from schemas.topics import TopicSpec
 
 log = logging.getLogger(__name__)
 LOOPBACK = "127.0.0.1"
+# Said when the embedded broker dies: its storage is memory, so this is gone for good.
+BROKER_MEMORY_LOSS = (
+    "everything it held in memory: every topic with the requests and replies in flight, "
+    "every consumer group and committed offset"
+)
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,7 @@ class LocalStack:
         self.console = console
         self.embedded = embedded
         self.supervisor = Supervisor()
+        self._broker_starts = 0
         self.data_dir = settings.data_dir.resolve()
         self.log_dir = self.data_dir / "logs"
         self.addresses = StackAddresses(
@@ -77,9 +86,10 @@ class LocalStack:
             self.supervisor.add(
                 Child(
                     "broker",
-                    lambda: start_broker(LOOPBACK, s.broker_port, self.log_dir / "broker.log"),
-                    restart=False,  # memory storage: a restarted broker has lost every topic
+                    self._start_broker,
                     tier=-1,
+                    loses=BROKER_MEMORY_LOSS,
+                    restart_note="topics created again",
                 )
             )
         with self.console.status(
@@ -123,6 +133,31 @@ class LocalStack:
         pools = [p.name for p in self.settings.pools]
         with self.console.status("creating topics and applying ClickHouse migrations ..."):
             created = ensure_topics(self.addresses.kafka, platform_topics(pools))
+    def _start_broker(self) -> subprocess.Popen[bytes]:
+        """Start the broker; on a restart also make every topic again before the services
+        (held by the supervisor meanwhile) come back, so none is auto-created at the wrong
+        size. The first start's topics are made in `_prepare`."""
+        s = self.settings
+        proc = start_broker(LOOPBACK, s.broker_port, self.log_dir / "broker.log")
+        if self._broker_starts:
+            try:
+                ensure_topics(self.addresses.kafka, self._all_topics())
+            except Exception:
+                stop_process(proc, 5)
+                raise
+        self._broker_starts += 1
+        return proc
+
+    def _all_topics(self) -> list[TopicSpec]:
+        """Every topic of the platform, the metrics worker's own repartition topic included."""
+        from streams.__main__ import APP_ID_ENV
+        from streams.app import DEFAULT_APP_ID, WorkerOptions, topics_needed
+
+        options = WorkerOptions(app_id=os.environ.get(APP_ID_ENV, DEFAULT_APP_ID))
+        specs = {t.name: t for t in platform_topics(p.name for p in self.settings.pools)}
+        specs.update((t.name, t) for t in topics_needed(options))
+        return list(specs.values())
+
             client = ensure_database(self.addresses.clickhouse_url)
             applied = apply_migrations(client)
             client.close()
@@ -197,6 +232,8 @@ class LocalStack:
         self.supervisor.add(
             python_child(
                 "router",
+        # Each Kafka client of ours waits for the embedded broker (restarted, they restart).
+        needs = "broker" if self.embedded else None
                 ["services.router"],
                 {**env, "LLMOPS_METRICS_BASE_PORT": str(base)},
                 self.log_dir,
@@ -207,6 +244,7 @@ class LocalStack:
         engine_env = {**env, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
         for i, pool in enumerate(self.settings.pools):
             self.supervisor.add(
+                needs=needs,
                 python_child(
                     f"inference-{pool.name}",
                     ["services.inference", "--pool", pool.name, "--metrics-port", port(10 + i)],
@@ -215,10 +253,13 @@ class LocalStack:
                 )
             )
         self.supervisor.add(
-            python_child("streams", ["streams", "--metrics-port", port(2)], env, self.log_dir)
+            python_child(
+                "streams", ["streams", "--metrics-port", port(2)], env, self.log_dir, needs=needs
+            )
         )
 
     # --- run ------------------------------------------------------------------------------
+                    needs=needs,
 
     def watch(self) -> None:
         for event in self.supervisor.check():

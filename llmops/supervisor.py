@@ -138,7 +138,10 @@ class Supervisor:
         dependents = [c for c in self.children if c.needs == lost.name and c.proc is not None]
         if not dependents:
             return [f"{lost.name} lost {lost.loses}"]
-        self._terminate([(c.proc, NEED_GONE_GRACE_S) for c in dependents if c.proc is not None])
+        # Killed if still there after the short grace: what they could drain is lost anyway.
+        self._terminate(
+            [(c.proc, NEED_GONE_GRACE_S) for c in dependents if c.proc is not None], quiet=True
+        )
         for child in dependents:
             child.held = True
             child.next_start_at = 0.0
@@ -172,7 +175,7 @@ class Supervisor:
             )
 
     @staticmethod
-    def _terminate(procs: list[tuple[subprocess.Popen[bytes], float]]) -> None:
+    def _terminate(procs: list[tuple[subprocess.Popen[bytes], float]], quiet: bool = False) -> None:
         """SIGTERM them all at once; kill each one still there after its grace."""
         for proc, _ in procs:
             proc.send_signal(signal.SIGTERM)
@@ -181,7 +184,12 @@ class Supervisor:
             try:
                 proc.wait(max(0.0, started + grace_s - time.monotonic()))
             except subprocess.TimeoutExpired:
-                log.warning("pid %d did not stop in %.0fs; killing it", proc.pid, grace_s)
+                log.log(
+                    logging.INFO if quiet else logging.WARNING,
+                    "pid %d did not stop in %.0fs; killing it",
+                    proc.pid,
+                    grace_s,
+                )
                 proc.kill()
                 proc.wait()
 

@@ -1,0 +1,104 @@
+"""kill -9 of the embedded broker under `llmops up`: the supervisor restarts it on the same
+port, makes the topics again (at their catalogue sizes), restarts the services that held
+positions in the lost one, and requests are served again; Ctrl-C then stops every child
+without killing any. The real CLI, supervisor, broker, store and router; a fake-engine pool."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from llmops.procs import free_port, wait_until
+from llmops.sdk import LLMOpsClient
+from llmops.topics import list_topics, platform_topics
+
+pytestmark = pytest.mark.e2e
+LLMOPS = str(Path(sys.executable).with_name("llmops"))
+POOL = "fake"
+
+
+def _pid_listening_as_broker(port: int) -> int:
+    """The Tansu process serving `port` (found by its command line)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"broker" in argv and f"tcp://127.0.0.1:{port}".encode() in argv:
+            return int(entry.name)
+    raise LookupError(f"no broker process on port {port}")
+
+
+async def _served(bootstrap: str) -> bool:
+    try:
+        async with LLMOpsClient(bootstrap, app="restart-test", timeout_s=10) as client:
+            result = await client.generate([{"role": "user", "content": "hi"}], max_tokens=3)
+    except Exception:  # the broker or the pool not back yet: the caller tries again
+        return False
+    return bool(result.text)
+
+
+def test_kill_9_of_the_broker_is_survived(tmp_path: Path) -> None:
+    broker_port = free_port()
+    bootstrap = f"127.0.0.1:{broker_port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LLMOPS_"))}
+    env.update(
+        {
+            "LLMOPS_DATA_DIR": str(tmp_path / ".llmops"),
+            "LLMOPS_BROKER_PORT": str(broker_port),
+            "LLMOPS_STORE_PORT": str(free_port()),
+            "LLMOPS_TRACES_PORT": str(free_port()),
+            "LLMOPS_METRICS_BASE_PORT": "0",
+            "LLMOPS_POOLS": json.dumps([{"name": POOL, "engine": "fake", "model": "fake"}]),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    log = tmp_path / "up.log"
+    with open(log, "wb") as out:
+        up = subprocess.Popen(
+            [LLMOPS, "up"], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        wait_until(
+            lambda: b"platform up" in log.read_bytes() or up.poll() is not None,
+            120,
+            "`llmops up` to report the platform up",
+        )
+        assert up.poll() is None, log.read_text()
+        assert asyncio.run(_served(bootstrap)), log.read_text()
+
+        old_broker = _pid_listening_as_broker(broker_port)
+        os.kill(old_broker, signal.SIGKILL)
+        killed_at = time.monotonic()
+        while not asyncio.run(_served(bootstrap)):
+            assert up.poll() is None, log.read_text()
+            assert time.monotonic() - killed_at < 120, log.read_text()[-3000:]
+        print(f"served again {time.monotonic() - killed_at:.1f}s after kill -9 of the broker")
+
+        assert _pid_listening_as_broker(broker_port) != old_broker  # same port, new process
+        text = log.read_text()
+        assert "broker exited with code -9" in text
+        assert "broker lost everything it held in memory" in text
+        assert "topics created again" in text
+        sizes = list_topics(bootstrap)
+        for spec in platform_topics([POOL]):
+            assert sizes.get(spec.name) == spec.partitions, (spec.name, sizes)
+    finally:
+        before_stop = len(log.read_bytes())
+        if up.poll() is None:
+            os.killpg(up.pid, signal.SIGINT)  # a terminal's Ctrl-C: the whole process group
+            up.wait(120)
+    stop_text = log.read_bytes()[before_stop:].decode()
+    assert up.returncode == 0, stop_text
+    assert "stopped every child process" in stop_text
+    assert "did not stop" not in stop_text, stop_text  # every child stopped by itself
