@@ -23,6 +23,7 @@ from pydantic_settings import (
 )
 
 from llmops.routing_config import RoutingConfig
+from schemas.base import MAX_COST_USD
 
 EngineKind = Literal["transformers", "fake", "vllm"]
 CONFIG_FILE_ENV = "LLMOPS_CONFIG"
@@ -62,8 +63,9 @@ class PoolConfig(BaseModel):
     provider: str = "local"
     region: str = "local"
     gpu: str = "cpu"
-    cost_per_gpu_hour: float = Field(default=0.0, ge=0.0)
-    cost_per_1k_tokens: float = Field(default=0.0, ge=0.0)
+    # Prices: finite and within what a heartbeat and a result carry (schemas.base).
+    cost_per_gpu_hour: float = Field(default=0.0, ge=0.0, le=MAX_COST_USD, allow_inf_nan=False)
+    cost_per_1k_tokens: float = Field(default=0.0, ge=0.0, le=MAX_COST_USD, allow_inf_nan=False)
     capacity: int = Field(default=8, ge=1, le=1024)
     adapters: list[str] = Field(default_factory=list)
     priority: int = 0

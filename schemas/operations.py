@@ -6,7 +6,29 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from schemas.base import Contract, Event, Identifier, Name, UtcDatetime
+from schemas.base import (
+    MAX_INT32,
+    MAX_OFFSET,
+    MAX_PARTITION,
+    MAX_PAYLOAD_BYTES,
+    MAX_STATISTIC,
+    MAX_TEXT_LEN,
+    MAX_TOTAL_COST_USD,
+    MAX_VERSION,
+    MAX_WEIGHT,
+    Contract,
+    CostUsd,
+    Count,
+    Event,
+    Fraction,
+    Identifier,
+    Millis,
+    Name,
+    RatePerS,
+    StoredDatetime,
+    Version,
+    utc_now,
+)
 from schemas.requests import ChatMessage
 
 PoolPhase = Literal["starting", "serving", "stopping"]
@@ -28,18 +50,18 @@ class PoolStatus(Event):
     gpu: Name = "cpu"
     models: list[Name] = Field(default_factory=list)
     adapters: list[Name] = Field(default_factory=list)
-    capacity: int = Field(ge=0)
-    in_flight: int = Field(ge=0)
-    queue_depth: int = Field(default=0, ge=0)
-    tokens_per_s: float = Field(default=0.0, ge=0.0)
-    requests_per_s: float = Field(default=0.0, ge=0.0)
-    requests_total: int = Field(default=0, ge=0)
-    errors_total: int = Field(default=0, ge=0)
-    error_rate: float = Field(default=0.0, ge=0.0, le=1.0)
-    latency_p50_ms: float = Field(default=0.0, ge=0.0)
-    latency_p99_ms: float = Field(default=0.0, ge=0.0)
-    cost_per_1k_tokens: float = Field(default=0.0, ge=0.0)
-    cost_per_gpu_hour: float = Field(default=0.0, ge=0.0)
+    capacity: int = Field(ge=0, le=MAX_INT32)
+    in_flight: Count
+    queue_depth: Count = 0
+    tokens_per_s: RatePerS = 0.0
+    requests_per_s: RatePerS = 0.0
+    requests_total: Count = 0
+    errors_total: Count = 0
+    error_rate: Fraction = 0.0
+    latency_p50_ms: Millis = 0.0
+    latency_p99_ms: Millis = 0.0
+    cost_per_1k_tokens: CostUsd = 0.0
+    cost_per_gpu_hour: CostUsd = 0.0
     healthy: bool = True
 
 
@@ -47,7 +69,7 @@ class PromptVersion(Event):
     """One immutable version of a named prompt (llm.prompts, compacted, key name:version)."""
 
     name: Name
-    version: int = Field(ge=1)
+    version: Version
     messages: list[ChatMessage] = Field(min_length=1)
     labels: list[Name] = Field(default_factory=list)
     model: Name | None = None
@@ -56,8 +78,8 @@ class PromptVersion(Event):
 
 class Variant(Contract):
     name: Name
-    prompt_version: int | None = Field(default=None, ge=1)
-    weight: float = Field(ge=0.0)
+    prompt_version: Version | None = None
+    weight: float = Field(ge=0.0, le=MAX_WEIGHT, allow_inf_nan=False)
 
 
 class Experiment(Event):
@@ -80,37 +102,39 @@ class Experiment(Event):
 class MetricWindow(Event):
     """Aggregates of one tumbling window for one (prompt, version, variant, pool, model)."""
 
-    window_start: UtcDatetime
-    window_end: UtcDatetime
+    # The window's bounds and its ts (= its end) derive from event times: the column's range.
+    ts: StoredDatetime = Field(default_factory=utc_now)
+    window_start: StoredDatetime
+    window_end: StoredDatetime
     prompt_name: str = ""
-    prompt_version: int = 0
+    prompt_version: int = Field(default=0, ge=0, le=MAX_VERSION)  # 0: no prompt
     variant: str = ""
     pool: str = ""
     model: str = ""
-    requests: int = Field(ge=0)
-    errors: int = Field(ge=0)
-    input_tokens: int = Field(ge=0)
-    output_tokens: int = Field(ge=0)
-    cost_usd: float = Field(ge=0.0)
-    latency_p50_ms: float = Field(ge=0.0)
-    latency_p95_ms: float = Field(ge=0.0)
-    latency_p99_ms: float = Field(ge=0.0)
-    ttft_p50_ms: float = Field(ge=0.0)
-    ttft_p95_ms: float = Field(ge=0.0)
-    output_chars_mean: float = Field(ge=0.0)
-    finish_reasons: dict[str, int] = Field(default_factory=dict)
+    requests: Count
+    errors: Count
+    input_tokens: Count
+    output_tokens: Count
+    cost_usd: float = Field(ge=0.0, le=MAX_TOTAL_COST_USD, allow_inf_nan=False)
+    latency_p50_ms: Millis
+    latency_p95_ms: Millis
+    latency_p99_ms: Millis
+    ttft_p50_ms: Millis
+    ttft_p95_ms: Millis
+    output_chars_mean: float = Field(ge=0.0, le=MAX_TEXT_LEN, allow_inf_nan=False)
+    finish_reasons: dict[str, Count] = Field(default_factory=dict)
 
 
 class DriftReport(Event):
     feature: Name
     segment: str = ""
     statistic: Name
-    value: float
-    p_value: float | None = None
-    threshold: float
+    value: float = Field(ge=-MAX_STATISTIC, le=MAX_STATISTIC, allow_inf_nan=False)
+    p_value: Fraction | None = None
+    threshold: float = Field(ge=-MAX_STATISTIC, le=MAX_STATISTIC, allow_inf_nan=False)
     drifted: bool
-    reference_size: int = Field(ge=0)
-    current_size: int = Field(ge=0)
+    reference_size: Count
+    current_size: Count
 
 
 class Alert(Event):
@@ -142,11 +166,11 @@ class DeadLetter(Event):
     reason: str = Field(max_length=8192)
     service: Name
     source_topic: str
-    source_partition: int = Field(ge=0)
-    source_offset: int = Field(ge=0)
+    source_partition: int = Field(ge=0, le=MAX_PARTITION)
+    source_offset: int = Field(ge=0, le=MAX_OFFSET)
     key_b64: str | None = None
     payload_b64: str = Field(description="original bytes, base64 (truncated past the size limit)")
-    payload_size: int = Field(ge=0)
+    payload_size: int = Field(ge=0, le=MAX_PAYLOAD_BYTES)
     headers: dict[str, str] = Field(default_factory=dict)
     request_id: Identifier | None = None
     reply_to: str | None = None

@@ -10,13 +10,17 @@ from pydantic import Field, model_validator
 
 from schemas.base import (
     MAX_ATTRIBUTE_LEN,
+    MAX_INT32,
+    MAX_INT64,
     MAX_TEXT_LEN,
+    MIN_INT64,
     Attributes,
     Contract,
     Event,
     Identifier,
     Name,
     UtcDatetime,
+    Version,
     new_id,
 )
 
@@ -25,6 +29,8 @@ Role = Literal["system", "user", "assistant"]
 MAX_MESSAGES = 256
 MAX_OUTPUT_TOKENS = 8192
 MAX_STOP_SEQUENCES = 8
+MAX_STOP_LEN = 256  # characters of one stop string
+MAX_TEMPERATURE = 2.0
 
 
 # Replies go only to topics under this prefix: never to an internal llm.* topic or Kafka's own.
@@ -54,17 +60,20 @@ class PromptRef(Contract):
 
     name: Name
     label: Name | None = None
-    version: int | None = Field(default=None, ge=1)
+    version: Version | None = None
     variables: dict[str, str] = Field(default_factory=dict, max_length=128)
 
 
 class SamplingParams(Contract):
     max_tokens: int = Field(default=128, ge=1, le=MAX_OUTPUT_TOKENS)
-    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    top_k: int | None = Field(default=None, ge=1)
-    seed: int | None = None
-    stop: list[str] = Field(default_factory=list, max_length=MAX_STOP_SEQUENCES)
+    temperature: float = Field(default=0.0, ge=0.0, le=MAX_TEMPERATURE, allow_inf_nan=False)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0, allow_inf_nan=False)
+    # Engines keep top_k in int32 tensors (a k past the vocabulary keeps every token).
+    top_k: int | None = Field(default=None, ge=1, le=MAX_INT32)
+    seed: int | None = Field(default=None, ge=MIN_INT64, le=MAX_INT64)  # torch takes int64
+    stop: list[Annotated[str, Field(max_length=MAX_STOP_LEN)]] = Field(
+        default_factory=list, max_length=MAX_STOP_SEQUENCES
+    )
 
 
 class PromptRequest(Event):
@@ -109,7 +118,7 @@ class RoutedRequest(Event):
 
     request: PromptRequest
     prompt_name: Name | None = None
-    prompt_version: int | None = None
+    prompt_version: Version | None = None
     experiment: Name | None = None
     variant: Name = "default"
     messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)

@@ -6,7 +6,19 @@ from typing import Literal
 
 from pydantic import Field
 
-from schemas.base import MAX_TEXT_LEN, Attributes, Contract, Event, Identifier, Name
+from schemas.base import (
+    MAX_TEXT_LEN,
+    MAX_TOKENS,
+    Attributes,
+    Contract,
+    CostUsd,
+    Event,
+    Identifier,
+    Millis,
+    Name,
+    TokenCount,
+    Version,
+)
 
 FinishReason = Literal["stop", "length", "abort", "timeout", "error"]
 ErrorKind = Literal[
@@ -21,8 +33,8 @@ ErrorKind = Literal[
 
 
 class Usage(Contract):
-    input_tokens: int = Field(default=0, ge=0)
-    output_tokens: int = Field(default=0, ge=0)
+    input_tokens: TokenCount = 0
+    output_tokens: TokenCount = 0
 
     @property
     def total_tokens(self) -> int:
@@ -32,10 +44,10 @@ class Usage(Contract):
 class Timings(Contract):
     """Milliseconds. queue: consumed -> engine start; ttft: engine start -> first token."""
 
-    queue_ms: float = Field(default=0.0, ge=0.0)
-    ttft_ms: float = Field(default=0.0, ge=0.0)
-    tpot_ms: float = Field(default=0.0, ge=0.0)
-    total_ms: float = Field(default=0.0, ge=0.0)
+    queue_ms: Millis = 0.0
+    ttft_ms: Millis = 0.0
+    tpot_ms: Millis = 0.0
+    total_ms: Millis = 0.0
 
 
 class ErrorInfo(Contract):
@@ -47,7 +59,7 @@ class ResponseChunk(Event):
     """One streamed piece of output; `seq` starts at 0 and has no gaps."""
 
     request_id: Identifier
-    seq: int = Field(ge=0)
+    seq: int = Field(ge=0, le=MAX_TOKENS)  # a chunk carries at least one token
     text: str = Field(max_length=MAX_TEXT_LEN)
 
 
@@ -61,17 +73,17 @@ class InferenceResult(Event):
     finish_reason: FinishReason
     usage: Usage = Field(default_factory=Usage)
     timings: Timings = Field(default_factory=Timings)
-    chunks: int = Field(default=0, ge=0)
+    chunks: int = Field(default=0, ge=0, le=MAX_TOKENS)
     pool: Name | None = None
     model: Name | None = None
     engine: Name | None = None
     prompt_name: Name | None = None
-    prompt_version: int | None = None
+    prompt_version: Version | None = None
     experiment: Name | None = None
     variant: Name | None = None
     route_reason: str | None = Field(default=None, max_length=512)
     attributes: Attributes = Field(default_factory=dict)
-    cost_usd: float = Field(default=0.0, ge=0.0)
+    cost_usd: CostUsd = 0.0
     error: ErrorInfo | None = None
     # What the metrics need and the reply does not carry twice: the prompt as sent and
     # the grounding context, so streams can score safety and grounding.
