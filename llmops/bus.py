@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.structs import RecordMetadata
 from aiokafka.errors import KafkaConnectionError
+from aiokafka.structs import RecordMetadata
 from pydantic import ValidationError
 
 from llmops.deadletter import (
@@ -44,10 +44,10 @@ HEARTBEAT_INTERVAL_MS = 1000
 DRAIN_TIMEOUT_S = 30.0
 # At capacity, how long the loop waits for a slot before it pauses its partitions and polls.
 FULL_WAIT_S = 0.5
-# Oversized input up to this many times the limit is still parsed to find its reply address.
-SNIFF_LIMIT_FACTOR = 16
 # A stopping producer waits this long for acknowledgements before dropping what is left.
 STOP_FLUSH_S = 5.0
+# Oversized input up to this many times the limit is still parsed to find its reply address.
+SNIFF_LIMIT_FACTOR = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,8 +140,6 @@ class Producer:
         await self._producer.start()
 
     async def stop(self) -> None:
-        await self._producer.stop()
-
         """Deliver what is pending, for at most STOP_FLUSH_S: with the broker gone, aiokafka
         would hold each batch for its whole request timeout (40 s) and the process with it."""
         try:
@@ -156,6 +154,8 @@ class Producer:
             # Stop the sender first: failing batches it still retries would confuse it.
             await self._producer._sender.close()
             self._producer._message_accumulator.fail_all(KafkaConnectionError("producer stopped"))
+        await self._producer.stop()
+
     async def _track_topic(self, topic: str) -> None:
         # aiokafka only adds a topic to its metadata watch list when the topic is missing
         # from the metadata it has; topics known from the first (all-topics) fetch are

@@ -181,6 +181,9 @@ class Settings(BaseSettings):
     # rates and latency percentiles over its last `health_window_s`.
     heartbeat_interval_s: float = Field(default=1.0, ge=0.05, le=60)
     health_window_s: float = Field(default=10.0, ge=1.0, le=3600)
+    # `llmops up` says "platform up" once every pool beats "serving"; past this wait it says
+    # which pools are not, and goes on (a model may take long on a slow machine).
+    pools_ready_timeout_s: float = Field(default=300.0, gt=0, le=3600)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
 
     @field_validator("pools")

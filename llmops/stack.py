@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -16,10 +19,12 @@ from rich.console import Console
 from llmops.broker import start_broker
 from llmops.config import Settings
 from llmops.procs import stop_process
+from llmops.readiness import PoolBoard, StatusFeed
 from llmops.secretfile import embedded_signing_key
 from llmops.store import apply_migrations, ensure_database
 from llmops.supervisor import Child, Supervisor, python_child
 from llmops.topics import ensure_topics, platform_topics
+from schemas import utc_now
 from schemas.topics import TopicSpec
 
 log = logging.getLogger(__name__)
@@ -74,15 +79,60 @@ class LocalStack:
         self._prepare()
         if with_model:
             self._prepare_models()
+        since = utc_now()
         self._start_services()
+        self._wait_for_pools(since)
         return self.addresses
+
+    @contextlib.contextmanager
+    def _step(self, doing: str, done: str) -> Iterator[None]:
+        """A spinner while a start step runs, then a line with its time: the line shows in
+        logs and pipes too, where a spinner prints nothing."""
+        started = time.monotonic()
+        with self.console.status(doing):
+            yield
+        self.console.print(f"[green]✓[/] {done} ({time.monotonic() - started:.1f}s)")
+
+    def _wait_for_pools(self, since: datetime) -> None:
+        """Until every pool beats "serving" (its model loaded, its consumer running): the
+        platform is not up before it can answer. Each change is printed as it comes; children
+        that die meanwhile are restarted and shown as usual."""
+        services = [c.name for c in self.supervisor.children if c.tier > 1]
+        self.console.print(f"[green]✓[/] started {', '.join(services)}")
+        board = PoolBoard([p.name for p in self.settings.pools], since)
+        timeout_s = self.settings.pools_ready_timeout_s
+        started = time.monotonic()
+        shown = ""
+        feed = StatusFeed(self.addresses.kafka)
+        try:
+            with self.console.status("waiting for the pools ...") as spinner:
+                while not board.ready() and time.monotonic() - started < timeout_s:
+                    for status in feed.poll(0.5):
+                        board.see(status)
+                    if board.describe() != shown:
+                        shown = board.describe()
+                        self.console.print(f"  pools: {shown}")
+                    spinner.update(
+                        f"waiting for the pools: {shown} ({time.monotonic() - started:.0f}s)"
+                    )
+                    self.watch()
+        finally:
+            feed.close()
+        elapsed = time.monotonic() - started
+        if board.ready():
+            self.console.print(f"[green]✓[/] pools serving: {shown} ({elapsed:.1f}s)")
+        else:
+            self.console.print(
+                f"[yellow]![/] pools not all serving after {elapsed:.0f}s: {board.describe()} "
+                f"(logs: {self.log_dir}); going on"
+            )
 
     def _start_infrastructure(self) -> None:
         from services.store.launcher import start_store
         from services.traces.launcher import start_traces
 
         s = self.settings
-        with self.console.status("starting the broker (Tansu) ..."):
+        with self._step("starting the broker (Tansu) ...", f"broker on {self.addresses.kafka}"):
             self.supervisor.add(
                 Child(
                     "broker",
@@ -92,8 +142,9 @@ class LocalStack:
                     restart_note="topics created again",
                 )
             )
-        with self.console.status(
-            f"starting the store (chDB) on {self.data_dir / 'clickhouse'} ..."
+        with self._step(
+            f"starting the store (chDB) on {self.data_dir / 'clickhouse'} ...",
+            f"store on {LOOPBACK}:{s.store_port}",
         ):
             self.supervisor.add(
                 Child(
@@ -110,7 +161,9 @@ class LocalStack:
             )
         if self.addresses.otlp_endpoint is None:
             traces_port = s.traces_port
-            with self.console.status("starting the trace receiver ..."):
+            with self._step(
+                "starting the trace receiver ...", f"traces on {LOOPBACK}:{traces_port}"
+            ):
                 self.supervisor.add(
                     Child(
                         "traces",
@@ -129,10 +182,6 @@ class LocalStack:
                 f"http://{LOOPBACK}:{traces_port}",
             )
 
-    def _prepare(self) -> None:
-        pools = [p.name for p in self.settings.pools]
-        with self.console.status("creating topics and applying ClickHouse migrations ..."):
-            created = ensure_topics(self.addresses.kafka, platform_topics(pools))
     def _start_broker(self) -> subprocess.Popen[bytes]:
         """Start the broker; on a restart also make every topic again before the services
         (held by the supervisor meanwhile) come back, so none is auto-created at the wrong
@@ -158,11 +207,17 @@ class LocalStack:
         specs.update((t.name, t) for t in topics_needed(options))
         return list(specs.values())
 
+    def _prepare(self) -> None:
+        pools = [p.name for p in self.settings.pools]
+        started = time.monotonic()
+        with self.console.status("creating topics and applying ClickHouse migrations ..."):
+            created = ensure_topics(self.addresses.kafka, platform_topics(pools))
             client = ensure_database(self.addresses.clickhouse_url)
             applied = apply_migrations(client)
             client.close()
         self.console.print(
-            f"[green]✓[/] topics: {len(created)} created; migrations: {len(applied)} applied"
+            f"[green]✓[/] topics: {len(created)} created; migrations: {len(applied)} applied "
+            f"({time.monotonic() - started:.1f}s)"
         )
 
     def _prepare_models(self) -> None:
@@ -225,6 +280,8 @@ class LocalStack:
     def _start_services(self) -> None:
         env = self.service_env()
         base = self.settings.metrics_base_port
+        # Each Kafka client of ours waits for the embedded broker (restarted, they restart).
+        needs = "broker" if self.embedded else None
 
         def port(offset: int) -> str:
             return str(base + offset) if base else "0"
@@ -232,11 +289,10 @@ class LocalStack:
         self.supervisor.add(
             python_child(
                 "router",
-        # Each Kafka client of ours waits for the embedded broker (restarted, they restart).
-        needs = "broker" if self.embedded else None
                 ["services.router"],
                 {**env, "LLMOPS_METRICS_BASE_PORT": str(base)},
                 self.log_dir,
+                needs=needs,
             )
         )
         # On a small shared machine one torch thread per pool beats two that wait on each
@@ -244,12 +300,12 @@ class LocalStack:
         engine_env = {**env, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
         for i, pool in enumerate(self.settings.pools):
             self.supervisor.add(
-                needs=needs,
                 python_child(
                     f"inference-{pool.name}",
                     ["services.inference", "--pool", pool.name, "--metrics-port", port(10 + i)],
                     engine_env,
                     self.log_dir,
+                    needs=needs,
                 )
             )
         self.supervisor.add(
@@ -259,7 +315,6 @@ class LocalStack:
         )
 
     # --- run ------------------------------------------------------------------------------
-                    needs=needs,
 
     def watch(self) -> None:
         for event in self.supervisor.check():

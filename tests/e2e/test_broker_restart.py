@@ -12,13 +12,16 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from llmops.procs import free_port, wait_until
+from llmops.readiness import StatusFeed
 from llmops.sdk import LLMOpsClient
 from llmops.topics import list_topics, platform_topics
+from schemas import utc_now
 
 pytestmark = pytest.mark.e2e
 LLMOPS = str(Path(sys.executable).with_name("llmops"))
@@ -37,6 +40,18 @@ def _pid_listening_as_broker(port: int) -> int:
         if b"broker" in argv and f"tcp://127.0.0.1:{port}".encode() in argv:
             return int(entry.name)
     raise LookupError(f"no broker process on port {port}")
+
+
+def _first_serving_beat(bootstrap: str) -> datetime:
+    feed = StatusFeed(bootstrap)
+    try:
+        for _ in range(20):
+            for status in feed.poll(0.5):
+                if status.pool == POOL and status.phase == "serving":
+                    return status.ts
+    finally:
+        feed.close()
+    raise AssertionError(f"no serving heartbeat of pool {POOL}")
 
 
 async def _served(bootstrap: str) -> bool:
@@ -74,7 +89,10 @@ def test_kill_9_of_the_broker_is_survived(tmp_path: Path) -> None:
             120,
             "`llmops up` to report the platform up",
         )
+        up_seen_at = utc_now()
         assert up.poll() is None, log.read_text()
+        # "platform up" only once the pool can answer: its first "serving" beat came before.
+        assert _first_serving_beat(bootstrap) <= up_seen_at, log.read_text()
         assert asyncio.run(_served(bootstrap)), log.read_text()
 
         old_broker = _pid_listening_as_broker(broker_port)
