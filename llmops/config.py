@@ -26,6 +26,8 @@ from llmops.routing_config import RoutingConfig
 from schemas.base import MAX_COST_USD
 
 EngineKind = Literal["transformers", "fake", "vllm"]
+# What stored text fields keep (streams/privacy.py); "redacted" joins once PII detection exists.
+StoreText = Literal["raw", "none"]
 CONFIG_FILE_ENV = "LLMOPS_CONFIG"
 KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -164,6 +166,12 @@ class Settings(BaseSettings):
     sink_batch_size: int = Field(default=500, ge=1, le=100_000)
     sink_flush_s: float = Field(default=1.0, gt=0, le=60)
     commit_interval_s: float = Field(default=0.2, gt=0, le=30)
+    # Privacy at rest: "raw" stores response text and dead letters' bytes, key and header
+    # values as they came; "none" stores them empty (counts, lengths and flags stay).
+    store_text: StoreText = "raw"
+    # Days the tables that hold text (requests, responses, dead_letters) keep a row, by its
+    # ts (a ClickHouse TTL the metrics worker sets at start); 0 keeps rows forever.
+    retention_days: int = Field(default=30, ge=0, le=36500)
     # Tansu answers a fetch only when its wait runs out (Kafka answers as soon as data
     # arrives), so each hop costs about half this wait there. Raise it on Apache Kafka.
     fetch_max_wait_ms: int = Field(default=5, ge=0, le=10_000)

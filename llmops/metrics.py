@@ -55,6 +55,13 @@ DEAD_LETTERS = Counter(
     ["service", "kind"],
     namespace=NAMESPACE,
 )
+RECORDS_SKIPPED = Counter(
+    "records_skipped",
+    "Records a consumer could not take and left without a dead letter (another consumer of "
+    "the topic owns its dead letters, or the record is a dead letter itself), by kind",
+    ["service", "topic", "kind"],
+    namespace=NAMESPACE,
+)
 PROCESSING_SECONDS = Histogram(
     "processing_seconds",
     "Time to process one record (or one batch) from a topic",
@@ -115,3 +122,7 @@ def count_produced(service: str, topic: str, n: int = 1) -> None:
 
 def count_dead_letter(service: str, kind: str) -> None:
     DEAD_LETTERS.labels(service, kind).inc()
+
+
+def count_skipped(service: str, topic: str, kind: str) -> None:
+    RECORDS_SKIPPED.labels(service, topic, kind).inc()

@@ -1,7 +1,8 @@
 """The metrics worker: a faust app from Settings.
 
 Agents (each consumes raw bytes, so undecodable input can be dead-lettered whole):
-- llm.requests  -> `requests` table
+- llm.requests  -> `requests` table (what it cannot decode is skipped and counted: the
+  router owns llm.requests' dead letters, so each bad request is dead-lettered once)
 - llm.responses -> `responses` table, and one ResponseFeatures record per response on the
   internal topic `<app id>-response-features`, keyed by the response's window group
 - <app id>-response-features -> tumbling windows -> `metric_windows` table + llm.metrics
@@ -13,8 +14,10 @@ Each agent iterates `stream.noack_take(n, within)`: it yields batches of events 
 `take()`, never acks them itself (`take()` acks a batch in a `finally` block when the loop
 goes on, even when the body failed or the task was cancelled). An event is acked
 explicitly, with `stream.ack(event)`, only after everything it produced is stored:
-- table rows: after `TableWriter.write` returned (it retries a failed insert with backoff
-  and never gives up, so an insert that fails is never acked);
+- table rows: after `TableWriter.write` returned (it retries an insert with backoff while
+  the store is down and never gives up, so such a batch is never acked; rows the store
+  refuses for their values are split out and dead-lettered as `unstorable`, with what their
+  records produced withheld, so one bad record never stops a table);
 - records for other topics (dead letters, features, metric windows): after the broker
   acknowledged them (producer acks=all);
 - a response's window contribution: its features record is acked only when the window it
@@ -66,8 +69,10 @@ from llmops.propagation import extract_context
 from llmops.signing import keys_from_settings
 from schemas import DeadLetter, InferenceResult, MetricWindow, PromptRequest
 from schemas.topics import DLQ, METRICS, REQUESTS, RESPONSES, TopicSpec
-from streams import backfill, rows
+from streams import backfill, retention, rows
 from streams.features import ResponseFeatures, extract_features, group_key_text
+from streams.isolate import Unstorable
+from streams.privacy import text_policy
 from streams.records import (
     Batch,
     Converter,
@@ -184,10 +189,21 @@ class MetricsWorker:
             url, rows.DEAD_LETTERS_TABLE, rows.DEAD_LETTER_COLUMNS
         )
         self.reader = Reader(url)
+        self.text_policy = text_policy(settings.store_text)
         # Results are stored only when signed by our services: a forged one is a dead letter.
         self.signing = keys_from_settings(settings)
         self.converter = Converter(
             self.tracer, SERVICE, options.app_id, settings.max_message_bytes, DLQ.name
+        )
+        # llm.requests: the router dead-letters what it cannot decode, once; this worker
+        # skips (and counts) it, so the dead-letter topic holds each bad request once.
+        self.requests_converter = Converter(
+            self.tracer,
+            SERVICE,
+            options.app_id,
+            settings.max_message_bytes,
+            DLQ.name,
+            dead_letter_rejected=False,
         )
         # Reading llm.dlq itself: a bad dead letter is logged and skipped, never looped.
         self.dlq_converter = Converter(
@@ -218,6 +234,7 @@ class MetricsWorker:
         app.agent(topic[self.features_topic_name], name="streams.windows")(self.consume_features)
         app.agent(topic[DLQ.name], name="streams.dead_letters")(self.consume_dead_letters)
         app.timer(self.tick_s, name="streams.emit_windows")(self.emit_due_windows)
+        app.task(self.apply_retention)
         app.on_partitions_revoked.connect(self.on_partitions_revoked)
 
     def close(self) -> None:
@@ -255,7 +272,9 @@ class MetricsWorker:
             span.set_attribute("gen_ai.request.model", result.model)
         if features.error_kind:  # the response's failure; processing it went fine
             span.set_attribute("llmops.response.error_kind", features.error_kind)
-        batch.rows.append(rows.response_row(result, features, len(record.value or b"")))
+        batch.rows.append(
+            rows.response_row(result, features, len(record.value or b""), self.text_policy)
+        )
         batch.outgoing.append(
             Outgoing(
                 self.features_topic_name,
@@ -267,7 +286,7 @@ class MetricsWorker:
 
     def on_dead_letter(self, letter: DeadLetter, record: Record, span: Span, batch: Batch) -> None:
         span.set_attribute("llmops.dead_letter.kind", letter.kind)
-        batch.rows.append(rows.dead_letter_row(letter))
+        batch.rows.append(rows.dead_letter_row(letter, self.text_policy))
 
     # --- storing, publishing, acking ---------------------------------------------------------
 
@@ -280,8 +299,11 @@ class MetricsWorker:
             concrete.noack_take(self.batch_size, within=self.flush_s),
         )
 
-    async def _store(self, writer: TableWriter, batch: Batch, topic: str) -> None:
-        """Insert the batch's rows (retrying), then publish its records (retrying)."""
+    async def _store(
+        self, writer: TableWriter, converter: Converter, batch: Batch, topic: str
+    ) -> None:
+        """Insert the batch's rows (retrying while the store is down), then publish its
+        records (retrying), with dead letters for the rows the store refused."""
         with telemetry.batch_span(
             self.tracer,
             f"INSERT {writer.table}",
@@ -294,8 +316,8 @@ class MetricsWorker:
                 "messaging.destination.name": topic,
             },
         ):
-            await writer.write(batch.rows)
-            await self._publish(batch.outgoing)
+            refused = await writer.write(batch.rows)
+            await self._publish(converter.refused(batch, refused))
 
     async def _publish(self, outgoing: Sequence[Outgoing]) -> None:
         """Send every record and wait for the broker's acks; on failure send them all again
@@ -336,6 +358,7 @@ class MetricsWorker:
         self,
         stream: StreamT[bytes],
         writer: TableWriter,
+        converter: Converter,
         convert: Callable[[Sequence[Record]], Batch],
     ) -> None:
         """Batch -> rows + records -> stored -> published -> acked. Never acks earlier."""
@@ -344,7 +367,7 @@ class MetricsWorker:
             records = [to_record(e) for e in events]
             batch = convert(records)
             topic = records[0].topic if records else ""
-            await self._store(writer, batch, topic)
+            await self._store(writer, converter, batch, topic)
             await self._ack(stream, events)
             metrics.RECORDS_CONSUMED.labels(SERVICE, topic).inc(len(events))
             metrics.PROCESSING_SECONDS.labels(SERVICE, topic).observe(time.perf_counter() - started)
@@ -352,7 +375,7 @@ class MetricsWorker:
     # --- agents ------------------------------------------------------------------------------
 
     def convert_requests(self, records: Sequence[Record]) -> Batch:
-        return self.converter.convert(records, PromptRequest, self.on_request)
+        return self.requests_converter.convert(records, PromptRequest, self.on_request)
 
     def convert_responses(self, records: Sequence[Record]) -> Batch:
         return self.converter.convert(records, InferenceResult, self.on_response)
@@ -361,13 +384,17 @@ class MetricsWorker:
         return self.dlq_converter.convert(records, DeadLetter, self.on_dead_letter)
 
     async def consume_requests(self, stream: StreamT[bytes]) -> None:
-        await self._sink_loop(stream, self.requests_writer, self.convert_requests)
+        await self._sink_loop(
+            stream, self.requests_writer, self.requests_converter, self.convert_requests
+        )
 
     async def consume_responses(self, stream: StreamT[bytes]) -> None:
-        await self._sink_loop(stream, self.responses_writer, self.convert_responses)
+        await self._sink_loop(stream, self.responses_writer, self.converter, self.convert_responses)
 
     async def consume_dead_letters(self, stream: StreamT[bytes]) -> None:
-        await self._sink_loop(stream, self.dead_letters_writer, self.convert_dead_letters)
+        await self._sink_loop(
+            stream, self.dead_letters_writer, self.dlq_converter, self.convert_dead_letters
+        )
 
     async def consume_features(self, stream: StreamT[bytes]) -> None:
         """Count each response in its window; its ack waits until the window is emitted."""
@@ -442,7 +469,9 @@ class MetricsWorker:
             contexts,
             attributes={"llmops.windows": len(due), "llmops.responses": len(held)},
         ):
-            await self.windows_writer.write([rows.metric_window_row(w) for _, w in due])
+            refused = await self.windows_writer.write([rows.metric_window_row(w) for _, w in due])
+            self._log_refused_windows(due, refused)
+            withheld = {failure.index for failure in refused}
             await self._publish(
                 [
                     Outgoing(
@@ -451,9 +480,31 @@ class MetricsWorker:
                         window.to_bytes(),
                         json_headers("MetricWindow"),
                     )
-                    for key, window in due
+                    for i, (key, window) in enumerate(due)
+                    if i not in withheld
                 ]
             )
+
+    @staticmethod
+    def _log_refused_windows(
+        due: Sequence[tuple[WindowKey, MetricWindow]], refused: Sequence[Unstorable[Any]]
+    ) -> None:
+        """A window the store cannot hold is dropped (its responses are stored and acked):
+        it has no record of its own to dead-letter, and retrying it would stop every window."""
+        for failure in refused:
+            key, _ = due[failure.index]
+            metrics.count_skipped(SERVICE, METRICS.name, "unstorable")
+            log.error("window %s refused by the store, dropped: %s", key, failure.reason)
+
+    async def apply_retention(self) -> None:
+        """Set the text tables' TTL to Settings.retention_days (retried until they exist)."""
+        days = self.settings.retention_days
+        applied = await self.reader.call(
+            "setting the retention TTL",
+            lambda client: retention.apply_retention(client, days),
+        )
+        if applied:
+            log.info("retention of text tables set to %s: %s", days or "forever", applied)
 
     def on_partitions_revoked(self, sender: Any, /, *args: Any, signal: Any, **_: Any) -> None:
         """Drop windows of features partitions that move away; their owner replays them.

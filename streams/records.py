@@ -24,6 +24,7 @@ from llmops.propagation import Headers
 from llmops.ratelog import RejectionLog
 from schemas import Event
 from schemas.topics import CONTENT_TYPE_HEADER, EVENT_TYPE_HEADER, JSON_CONTENT_TYPE
+from streams.isolate import Unstorable
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,10 @@ class Batch:
     # One per record: its `process` span, for the links of the batch's insert span.
     contexts: list[Context] = field(default_factory=list)
     rejected: int = 0
+    # The record each row and each outgoing record came from (parallel to rows, outgoing),
+    # so a row the store refuses can be dead-lettered and what it produced withheld.
+    row_sources: list[Record] = field(default_factory=list)
+    outgoing_sources: list[Record] = field(default_factory=list)
 
 
 Handler = Callable[[E, Record, Span, Batch], None]
@@ -97,14 +102,20 @@ class Converter:
         consumer_group: str,
         max_bytes: int,
         dlq_topic: str | None,
+        dead_letter_rejected: bool = True,
     ) -> None:
         self.tracer = tracer
         self.service = service
         self.consumer_group = consumer_group
         self.max_bytes = max_bytes
-        # None: rejected records are logged and skipped (the input is the dead-letter topic
-        # itself, and a dead letter about a dead letter would come straight back).
+        # None: nothing is dead-lettered, bad records are logged and skipped (the input is
+        # the dead-letter topic itself, and a dead letter about a dead letter would come
+        # straight back).
         self.dlq_topic = dlq_topic
+        # False: input that cannot be decoded is skipped, not dead-lettered, because another
+        # consumer of the topic owns its dead letters (llm.requests: the router). Rows the
+        # store refuses are still dead-lettered: only this worker knows of them.
+        self.dead_letter_rejected = dead_letter_rejected and dlq_topic is not None
         self._rejections = RejectionLog(log, service)
 
     def convert(self, records: Sequence[Record], contract: type[E], handle: Handler[E]) -> Batch:
@@ -122,6 +133,7 @@ class Converter:
                 attributes={"messaging.message.body.size": len(record.value or b"")},
             ) as span:
                 batch.contexts.append(trace.set_span_in_context(span))
+                rows_before, outgoing_before = len(batch.rows), len(batch.outgoing)
                 try:
                     handle(record.decode(contract, self.max_bytes), record, span, batch)
                 except Rejected as rejected:
@@ -132,6 +144,8 @@ class Converter:
                 except Exception as error:  # a bug on one record must not stop the worker
                     failed = Rejected("processing_error", f"{type(error).__name__}: {error}")
                     self._reject(record, failed, span, batch, error)
+                batch.row_sources.extend([record] * (len(batch.rows) - rows_before))
+                batch.outgoing_sources.extend([record] * (len(batch.outgoing) - outgoing_before))
         return batch
 
     def _reject(
@@ -145,17 +159,26 @@ class Converter:
         span.set_status(Status(StatusCode.ERROR, rejected.reason[:256]))
         span.set_attribute("error.type", rejected.kind)
         batch.rejected += 1
+        # A record gives its outputs or a dead letter, never both: drop what a handler that
+        # failed half way had added.
+        del batch.rows[len(batch.row_sources) :]
+        del batch.outgoing[len(batch.outgoing_sources) :]
         # Bounded: one line per kind per interval (a bug's traceback included once).
         self._rejections.rejected(
             rejected.kind if error is None else f"{rejected.kind}:{type(error).__name__}",
             rejected.reason,
             f"{record.topic}[{record.partition}]@{record.offset}"
-            + ("" if self.dlq_topic else " (skipped, not dead-lettered)"),
+            + ("" if self.dead_letter_rejected else " (skipped, not dead-lettered)"),
             error=error,
             level=logging.WARNING if error is None else logging.ERROR,
         )
-        if self.dlq_topic is None:
+        if not self.dead_letter_rejected:
+            metrics.count_skipped(self.service, record.topic, rejected.kind)
             return
+        batch.outgoing.append(self._dead_letter(record, rejected))
+
+    def _dead_letter(self, record: Record, rejected: Rejected) -> Outgoing:
+        assert self.dlq_topic is not None
         metrics.count_dead_letter(self.service, rejected.kind)
         letter = build_dead_letter(
             rejected=rejected,
@@ -168,8 +191,61 @@ class Converter:
             headers=record.headers,
         )
         # Keyed by source topic, as the catalogue says for llm.dlq.
-        batch.outgoing.append(
-            Outgoing(
-                self.dlq_topic, record.topic.encode(), letter.to_bytes(), json_headers("DeadLetter")
-            )
+        return Outgoing(
+            self.dlq_topic, record.topic.encode(), letter.to_bytes(), json_headers("DeadLetter")
         )
+
+    def refused(self, batch: Batch, refused: Sequence[Unstorable[Any]]) -> list[Outgoing]:
+        """What to publish once the store refused some of the batch's rows: the batch's
+        records less those of the refused rows' sources (a response's features must not
+        count a row that is not stored), plus a dead letter for each such source (or, when
+        reading llm.dlq itself, a log line and a count: never a loop)."""
+        if not refused:
+            return batch.outgoing
+        sources: dict[tuple[str, int, int], Record] = {}
+        refusals: dict[tuple[str, int, int], Unstorable[Any]] = {}
+        for failure in refused:
+            record = batch.row_sources[failure.index]
+            sources[_where(record)] = record
+            refusals.setdefault(_where(record), failure)
+        kept = [
+            out
+            for out, source in zip(batch.outgoing, batch.outgoing_sources, strict=True)
+            if _where(source) not in sources
+        ]
+        for where, record in sources.items():
+            failure = refusals[where]
+            request_id = failure.row.get("request_id") if isinstance(failure.row, Mapping) else None
+            rejected = Rejected(
+                "unstorable",
+                f"the store refused the row: {failure.reason}",
+                request_id=request_id if isinstance(request_id, str) and request_id else None,
+            )
+            self._rejections.rejected(
+                "unstorable",
+                rejected.reason,
+                f"{record.topic}[{record.partition}]@{record.offset}"
+                + ("" if self.dlq_topic else " (skipped, not dead-lettered)"),
+                level=logging.ERROR,
+            )
+            if self.dlq_topic is None:
+                metrics.count_skipped(self.service, record.topic, rejected.kind)
+            else:
+                with telemetry.consumer_span(
+                    self.tracer,
+                    telemetry.messaging_span_name("process", record.topic),
+                    record.headers,
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    key=record.key,
+                    consumer_group=self.consumer_group,
+                ) as span:
+                    span.set_status(Status(StatusCode.ERROR, rejected.reason[:256]))
+                    span.set_attribute("error.type", rejected.kind)
+                    kept.append(self._dead_letter(record, rejected))
+        return kept
+
+
+def _where(record: Record) -> tuple[str, int, int]:
+    return (record.topic, record.partition, record.offset)

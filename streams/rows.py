@@ -6,6 +6,8 @@ max_tokens, prompt_name, ...). The column tuples are, in order, the columns of
 infra/clickhouse/002_requests.sql ... 005_dead_letters.sql that the worker fills (all but
 `inserted_at`, the tables' version, filled by ClickHouse); a unit test holds them together.
 Optional text becomes "" (the tables have no Nullable text); booleans go to UInt8.
+Text a user or a model wrote goes through a TextPolicy (streams/privacy.py, Settings.store_text)
+as its row is built; the requests table holds no such text (messages are only counted).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 from schemas import DeadLetter, InferenceResult, MetricWindow, PromptRequest
 from streams.features import ResponseFeatures
+from streams.privacy import RAW, TextPolicy
 
 Row = dict[str, Any]
 
@@ -162,7 +165,12 @@ def request_row(request: PromptRequest, payload_size: int) -> Row:
     }
 
 
-def response_row(result: InferenceResult, features: ResponseFeatures, payload_size: int) -> Row:
+def response_row(
+    result: InferenceResult,
+    features: ResponseFeatures,
+    payload_size: int,
+    policy: TextPolicy = RAW,
+) -> Row:
     return {
         "request_id": result.request_id,
         "event_id": result.event_id,
@@ -190,7 +198,7 @@ def response_row(result: InferenceResult, features: ResponseFeatures, payload_si
         "chunks": result.chunks,
         "cost_usd": result.cost_usd,
         "has_context": result.context is not None,
-        "text": result.text,
+        "text": policy.text(result.text),
         "attributes": dict(result.attributes),
         "payload_size": payload_size,
     }
@@ -222,7 +230,7 @@ def metric_window_row(window: MetricWindow) -> Row:
     }
 
 
-def dead_letter_row(letter: DeadLetter) -> Row:
+def dead_letter_row(letter: DeadLetter, policy: TextPolicy = RAW) -> Row:
     return {
         "event_id": letter.event_id,
         "ts": letter.ts,
@@ -235,7 +243,7 @@ def dead_letter_row(letter: DeadLetter) -> Row:
         "request_id": _text(letter.request_id),
         "reply_to": _text(letter.reply_to),
         "payload_size": letter.payload_size,
-        "payload_b64": letter.payload_b64,
-        "key_b64": _text(letter.key_b64),
-        "headers": dict(letter.headers),
+        "payload_b64": policy.raw_bytes_b64(letter.payload_b64),
+        "key_b64": policy.raw_bytes_b64(_text(letter.key_b64)),
+        "headers": policy.header_values(letter.headers),
     }

@@ -1,10 +1,13 @@
 """Batched ClickHouse writes that only return once the batch is stored.
 
 The worker acknowledges a record to faust (so its offset may be committed) only after
-`TableWriter.write` returned for the batch holding it. `write` retries a failed insert with
-backoff until it succeeds or the worker stops (cancellation): a batch is never dropped, and
-a record whose batch was not stored is consumed again after a restart. Rows are keyed so
-that ClickHouse (ReplacingMergeTree) collapses such replays.
+`TableWriter.write` returned for the batch holding it. An insert that fails because the store
+is down (streams/failures.py) is retried with backoff until it succeeds or the worker stops
+(cancellation): such a batch is never dropped, and a record whose batch was not stored is
+consumed again after a restart. An insert refused for its values is split until the rows the
+store cannot take are found (streams/isolate.py): the rest is stored and `write` returns the
+refused rows, for the caller to dead-letter, so one bad record never stops the stream. Rows
+are keyed so that ClickHouse (ReplacingMergeTree) collapses replays.
 
 clickhouse-connect is synchronous: every call runs in a thread so the event loop (and with
 it faust's heartbeats and the other agents) keeps going while ClickHouse works. Each writer
@@ -16,13 +19,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from llmops import store
+from streams.failures import classify
+from streams.isolate import DataRefused, Unstorable, insert_isolating
 
 log = logging.getLogger(__name__)
+
+Row = Mapping[str, Any]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -92,19 +100,45 @@ class TableWriter:
         self.columns = tuple(columns)
         self.backoff = backoff or Backoff()
         self.rows_written = 0
+        self.rows_refused = 0
+        self.retries = 0  # inserts retried because the store was down
         self._connection = _Connection(url)
 
-    async def write(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Store `rows`; returns only once they are stored (retries until then)."""
-        if not rows:
-            return
-        await _retrying(
-            f"insert of {len(rows)} rows into {self.table}",
-            self.backoff,
-            self._connection,
-            lambda client: store.insert_rows(client, self.table, rows, self.columns),
-        )
-        self.rows_written += len(rows)
+    async def write(self, rows: Sequence[Row]) -> list[Unstorable[Row]]:
+        """Store `rows`; returns once every row is stored or refused for its values (retries
+        a store that is down until then). Returns the refused rows with the store's reason."""
+        refused = await insert_isolating(rows, self._insert)
+        self.rows_written += len(rows) - len(refused)
+        self.rows_refused += len(refused)
+        return refused
+
+    async def _insert(self, rows: Sequence[Row]) -> None:
+        """One insert, retried while the store is down; DataRefused when it is the rows."""
+        attempt = 0
+        while True:
+            try:
+                await asyncio.to_thread(self._insert_now, rows)
+                return
+            except Exception as error:
+                failure = classify(error)
+                if failure.kind == "data":
+                    raise DataRefused(failure.reason) from error
+                self._connection.close()
+                attempt += 1
+                self.retries += 1
+                delay = self.backoff.delay(attempt, random.random())
+                log.warning(
+                    "insert of %d rows into %s failed (attempt %d, retry in %.1fs): %s",
+                    len(rows),
+                    self.table,
+                    attempt,
+                    delay,
+                    failure.reason,
+                )
+                await asyncio.sleep(delay)
+
+    def _insert_now(self, rows: Sequence[Row]) -> None:
+        store.insert_rows(self._connection.client(), self.table, rows, self.columns)
 
     def close(self) -> None:
         self._connection.close()
@@ -118,13 +152,15 @@ class Reader:
         self._connection = _Connection(url)
 
     async def rows(self, sql: str, parameters: Mapping[str, Any]) -> list[dict[str, Any]]:
-        result = await _retrying(
-            "query",
-            self.backoff,
-            self._connection,
-            lambda client: client.query(sql, parameters=dict(parameters)),
+        result = await self.call(
+            "query", lambda client: client.query(sql, parameters=dict(parameters))
         )
         return list(result.named_results())
+
+    async def call(self, what: str, call: Callable[[Any], T]) -> T:
+        """`call(client)` in a thread, retried until it succeeds (or the task is cancelled)."""
+        result: T = await _retrying(what, self.backoff, self._connection, call)
+        return result
 
     def close(self) -> None:
         self._connection.close()

@@ -7,7 +7,9 @@ every assertion selects this test's records by their unique ids and prompt name.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
 import os
 import signal
 import subprocess
@@ -20,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from llmops.broker import start_broker
 from llmops.procs import free_port
@@ -36,8 +38,9 @@ from schemas import (
     Timings,
     Usage,
 )
-from schemas.topics import RESPONSES
+from schemas.topics import DLQ, REQUESTS, RESPONSES
 from streams.app import WorkerOptions, topics_needed
+from tests.integration.platform import running_platform
 from tests.signing_kit import signed_headers
 
 pytestmark = pytest.mark.integration
@@ -66,7 +69,14 @@ def wait_for(
 class Worker:
     """`python -m streams` as a child process with its own log."""
 
-    def __init__(self, bootstrap: str, url: str, data_dir: Path, app_id: str) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        url: str,
+        data_dir: Path,
+        app_id: str,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.log_path = data_dir / f"{app_id}-{uuid.uuid4().hex[:6]}.log"
         env = {
             **os.environ,
@@ -77,6 +87,7 @@ class Worker:
             "LLMOPS_SINK_FLUSH_S": "0.2",
             "LLMOPS_STREAMS_APP_ID": app_id,
             "OTEL_TRACES_EXPORTER": "none",
+            **(env or {}),
         }
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
@@ -269,6 +280,10 @@ def test_requests_responses_windows_and_dead_letters(
             )
             for i in range(n)
         ]
+        # Invalid, and before a good request on the same partition: once that one is stored,
+        # the worker has been past this one (skipped: the router owns llm.requests' dead letters).
+        schema_invalid = f'{{"request_id": "{run_id}-bad", "messages": []}}'.encode()
+        send_all(producer, "llm.requests", [(requests[-1].sticky_key.encode(), schema_invalid)])
         send_all(
             producer, "llm.requests", [(r.sticky_key.encode(), r.to_bytes()) for r in requests]
         )
@@ -277,9 +292,7 @@ def test_requests_responses_windows_and_dead_letters(
         payloads = [(r.request_id.encode(), r.to_bytes()) for r in results]
         send_all(producer, "llm.responses", payloads)
         not_json = f"{run_id} \xff not json".encode("latin-1")
-        schema_invalid = f'{{"request_id": "{run_id}-bad", "messages": []}}'.encode()
         send_all(producer, "llm.responses", [(None, not_json)])
-        send_all(producer, "llm.requests", [(None, schema_invalid)])
 
         wait_for(lambda: tables.count("requests", run_id) == n, "the requests rows", worker)
         wait_for(lambda: tables.count("responses", run_id) == n, "the responses rows", worker)
@@ -306,20 +319,17 @@ def test_requests_responses_windows_and_dead_letters(
                 return False
             return run_id.encode() in base64.b64decode(letter.payload_b64)
 
-        letters = [DeadLetter.from_bytes(v) for v in read_topic(bootstrap, "llm.dlq", ours, 2)]
-        assert sorted((x.source_topic, x.kind) for x in letters) == [
-            ("llm.requests", "schema_invalid"),
-            ("llm.responses", "not_json"),
+        letters = [DeadLetter.from_bytes(v) for v in read_topic(bootstrap, "llm.dlq", ours, 1)]
+        assert [(x.source_topic, x.kind, x.service) for x in letters] == [
+            ("llm.responses", "not_json", "streams")
         ]
-        assert {x.service for x in letters} == {"streams"}
-        assert {x.request_id for x in letters} == {f"{run_id}-bad", None}
-        assert {base64.b64decode(x.payload_b64) for x in letters} == {not_json, schema_invalid}
+        assert base64.b64decode(letters[0].payload_b64) == not_json
         stored_letters = (
             "SELECT count() FROM dead_letters FINAL WHERE payload_b64 IN {p:Array(String)}"
         )
         ours_b64 = [base64.b64encode(x).decode() for x in (not_json, schema_invalid)]
         wait_for(
-            lambda: tables.scalar(stored_letters, p=ours_b64) == 2, "dead_letters rows", worker
+            lambda: tables.scalar(stored_letters, p=ours_b64) == 1, "dead_letters rows", worker
         )
 
         # Each closed window was published on llm.metrics too.
@@ -460,7 +470,7 @@ def test_a_bad_dead_letter_is_skipped_without_a_loop(
             wait_for(
                 lambda: tables.count("dead_letters", run_id) == 1, "the valid dead letter", worker
             )
-            assert "skipping llm.dlq@" in worker.log()
+            assert "(skipped, not dead-lettered) as not_json" in worker.log()
             assert tables.scalar("SELECT count() FROM dead_letters FINAL") == 1
             # Nothing about the bad one went back to llm.dlq.
             found = read_topic(bootstrap, "llm.dlq", lambda v: True, want=3, timeout=5)
@@ -508,3 +518,262 @@ def test_two_workers_share_the_windows_without_splitting_any(
     finally:
         codes = [w.stop() for w in workers]
     assert codes == [0, 0]
+
+
+# --- records the store cannot hold ---------------------------------------------------------
+
+
+def committed(bootstrap: str, group: str, topic: str, partition: int) -> int:
+    """The group's committed offset (the next record it will read) of one partition."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        return consumer.committed(TopicPartition(topic, partition)) or 0
+    finally:
+        consumer.close()
+
+
+@pytest.fixture
+def own_bootstrap(tmp_path: Path) -> Iterator[str]:
+    """A broker of the test's own: its llm.dlq gets records other tests must not read."""
+    port = free_port()
+    broker = start_broker("127.0.0.1", port, tmp_path / "tansu.log")
+    bootstrap = f"127.0.0.1:{port}"
+    try:
+        ensure_topics(bootstrap, topics_needed(WorkerOptions()))
+        yield bootstrap
+    finally:
+        broker.terminate()
+        broker.wait(10)
+
+
+def dead_letter(run_id: str, i: int, **update: Any) -> DeadLetter:
+    letter = DeadLetter(
+        kind="unroutable",
+        reason="no pool serves model x",
+        service="router",
+        source_topic="llm.requests",
+        source_partition=0,
+        source_offset=1000 + i,
+        payload_b64=base64.b64encode(f"{run_id} request {i}".encode()).decode(),
+        payload_size=20,
+        request_id=f"{run_id}-dl{i}",
+    )
+    return letter.model_copy(update=update)
+
+
+def send_result(producer: KafkaProducer, value: bytes) -> None:
+    """To partition 0, so records are consumed in the order sent; signed as our services do
+    (a poisoned result that comes from a real pool, not a forgery)."""
+    headers = signed_headers(RESPONSES.name, None, value, "InferenceResult")
+    producer.send(RESPONSES.name, value=value, partition=0, headers=headers)
+
+
+def with_json_field(payload: bytes, path: Sequence[str], value: Any) -> bytes:
+    """The record with one field set to a value its contract may not allow."""
+    doc = json.loads(payload)
+    node = doc
+    for name in path[:-1]:
+        node = node[name]
+    node[path[-1]] = value
+    return json.dumps(doc).encode()
+
+
+def test_records_the_store_cannot_hold_are_dead_lettered_and_the_stream_moves_on(
+    own_bootstrap: str, database: str, tables: Tables, run_id: str, tmp_path: Path
+) -> None:
+    """Between good records: results and dead letters the store refuses (a value past 64 bits;
+    values the contract allows but this deployment's narrower columns cannot hold). The good
+    ones are stored, each bad response becomes a dead letter with the store's reason and the
+    original record, a bad dead letter is counted and skipped, offsets are committed past
+    all of them and a record sent afterwards is stored too. Before: every insert of the
+    batch failed, was retried forever, and nothing after it was stored again."""
+    bootstrap, app_id = own_bootstrap, f"streams-{run_id}"
+    tables.client.command("ALTER TABLE responses MODIFY COLUMN cost_usd Decimal(9, 6)")
+    tables.client.command("ALTER TABLE dead_letters MODIFY COLUMN reply_to FixedString(16)")
+    now = datetime.now(UTC)
+    good = [make_result(run_id, i, now) for i in range(5)]
+    costly = good[1].model_copy(update={"cost_usd": 5000.0}).to_bytes()  # valid; not here
+    huge = with_json_field(good[2].to_bytes(), ("usage", "input_tokens"), 2**70)
+    responses = [good[0].to_bytes(), costly, huge, good[3].to_bytes()]
+    letters = [
+        dead_letter(run_id, 0).to_bytes(),
+        dead_letter(run_id, 1, reply_to="replies.a-topic-named-past-16").to_bytes(),
+        with_json_field(dead_letter(run_id, 2).to_bytes(), ("source_offset",), 2**70),
+        dead_letter(run_id, 3).to_bytes(),
+    ]
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    worker = Worker(bootstrap, database, tmp_path, app_id)
+    try:
+        for value in responses:
+            send_result(producer, value)
+        for value in letters:
+            producer.send(DLQ.name, value=value, partition=0)
+        producer.flush()
+
+        stored = "SELECT request_id FROM responses FINAL WHERE startsWith(request_id, {p:String})"
+        wait_for(lambda: tables.count("responses", run_id) == 2, "the good responses", worker)
+        ids = {row[0] for row in tables.client.query(stored, parameters={"p": run_id}).result_rows}
+        assert ids == {good[0].request_id, good[3].request_id}
+
+        def from_streams(value: bytes) -> bool:
+            try:
+                letter = DeadLetter.from_bytes(value)
+            except ValueError:  # the bad dead letter this test sent
+                return False
+            return letter.service == "streams" and letter.source_topic == RESPONSES.name
+
+        found = read_topic(bootstrap, DLQ.name, from_streams, want=2)
+        by_offset = {x.source_offset: x for x in map(DeadLetter.from_bytes, found)}
+        assert sorted(by_offset) == [1, 2]
+        assert by_offset[1].kind == "unstorable"
+        assert "Decimal" in by_offset[1].reason  # the store's own words
+        # Past 64 bits: refused by the contract where it bounds the field, else by the sink.
+        assert by_offset[2].kind in {"unstorable", "schema_invalid"}
+        assert [base64.b64decode(by_offset[o].payload_b64) for o in (1, 2)] == [costly, huge]
+        assert {by_offset[o].source_partition for o in (1, 2)} == {0}
+
+        # The good dead letters and the worker's two are stored; the two bad ones are not.
+        wait_for(
+            lambda: tables.scalar("SELECT count() FROM dead_letters FINAL") == 4,
+            "the storable dead letters",
+            worker,
+        )
+        kept = tables.client.query(
+            "SELECT source_topic, source_offset FROM dead_letters FINAL ORDER BY source_offset"
+        ).result_rows
+        assert [tuple(row) for row in kept] == [
+            ("llm.responses", 1),
+            ("llm.responses", 2),
+            ("llm.requests", 1000),
+            ("llm.requests", 1003),
+        ]
+        # Windows count only the stored responses (a bad one's features are withheld).
+        wait_for(lambda: tables.window_sum(run_id) == 2, "the good responses' windows", worker)
+
+        # Committed past every record, bad ones included.
+        wait_for(
+            lambda: committed(bootstrap, app_id, RESPONSES.name, 0) >= len(responses),
+            "llm.responses committed past the bad results",
+            worker,
+        )
+        wait_for(
+            lambda: committed(bootstrap, app_id, DLQ.name, 0) >= len(letters),
+            "llm.dlq committed past the bad dead letters",
+            worker,
+        )
+        # And it keeps going.
+        send_result(producer, good[4].to_bytes())
+        producer.flush()
+        wait_for(lambda: tables.count("responses", run_id) == 3, "a later response", worker)
+        assert "unstorable" in worker.log()
+    finally:
+        code = worker.stop()
+        producer.close()
+    assert code == 0, worker.log()[-3000:]
+    assert "Traceback" not in worker.log()
+
+
+def test_a_worker_that_stores_no_text_and_keeps_rows_n_days(
+    own_bootstrap: str, database: str, tables: Tables, run_id: str, tmp_path: Path
+) -> None:
+    """LLMOPS_STORE_TEXT=none: the stored response has no text and the stored dead letter no
+    payload, key or header values (the topic keeps them). LLMOPS_RETENTION_DAYS=7: the text
+    tables' TTL is set at start, over the migration's default of 30 days."""
+    bootstrap = own_bootstrap
+    for table in ("requests", "responses", "dead_letters"):
+        assert "TTL ts + toIntervalDay(30)" in tables.scalar(f"SHOW CREATE TABLE {table}")
+    env = {"LLMOPS_STORE_TEXT": "none", "LLMOPS_RETENTION_DAYS": "7"}
+    worker = Worker(bootstrap, database, tmp_path, f"streams-{run_id}", env)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    try:
+        result = make_result(run_id, 1, datetime.now(UTC))
+        letter = dead_letter(run_id, 0, key_b64=base64.b64encode(b"user-7").decode())
+        letter = letter.model_copy(update={"headers": {"x-user": "ada@example.com"}})
+        send_result(producer, result.to_bytes())
+        producer.send(DLQ.name, key=b"k", value=letter.to_bytes())
+        producer.flush()
+        wait_for(lambda: tables.count("responses", run_id) == 1, "the response", worker)
+        wait_for(lambda: tables.count("dead_letters", run_id) == 1, "the dead letter", worker)
+        text, chars = tables.client.query(
+            "SELECT text, output_chars FROM responses FINAL WHERE request_id = {r:String}",
+            parameters={"r": result.request_id},
+        ).result_rows[0]
+        assert (text, chars) == ("", len(result.text))
+        assert len(result.text) > 0
+        payload, key, headers = tables.client.query(
+            "SELECT payload_b64, key_b64, headers FROM dead_letters FINAL"
+        ).result_rows[0]
+        assert (payload, key, headers) == ("", "", {"x-user": ""})
+
+        def ttl_set() -> bool:
+            return all(
+                "TTL ts + toIntervalDay(7)" in tables.scalar(f"SHOW CREATE TABLE {table}")
+                for table in ("requests", "responses", "dead_letters")
+            )
+
+        wait_for(ttl_set, "the retention TTL of 7 days", worker)
+        assert "TTL" not in tables.scalar("SHOW CREATE TABLE metric_windows")
+    finally:
+        code = worker.stop()
+        producer.close()
+    assert code == 0, worker.log()[-3000:]
+
+
+async def wait_async(check: Callable[[], bool], what: str, worker: Worker) -> None:
+    """wait_for, for tests whose event loop runs services meanwhile."""
+    deadline = time.monotonic() + WAIT_S
+    while not await asyncio.to_thread(check):
+        if worker.proc.poll() is not None:
+            raise AssertionError(f"the worker exited while waiting for {what}:\n{worker.log()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.25)
+
+
+async def test_a_bad_request_is_dead_lettered_once_by_the_router_not_the_worker(
+    own_bootstrap: str, database: str, tables: Tables, run_id: str, tmp_path: Path
+) -> None:
+    """The router and the metrics worker both read llm.requests; only the router dead-letters
+    what neither can decode, so the dead-letter topic counts each bad request once."""
+    bootstrap, app_id = own_bootstrap, f"streams-{run_id}"
+    worker = Worker(bootstrap, database, tmp_path, app_id)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    letters_of_bad = (
+        "SELECT service FROM dead_letters FINAL WHERE request_id = {r:String} ORDER BY service"
+    )
+    try:
+        async with running_platform(bootstrap):
+            bad = f'{{"request_id": "{run_id}-bad", "messages": []}}'.encode()
+            good = PromptRequest(
+                request_id=f"{run_id}-good", messages=[ChatMessage(role="user", content="hi")]
+            )
+            # One partition, the bad one first: once the good one is committed, the worker
+            # has been past the bad one (and published anything it made of it).
+            for value in (bad, good.to_bytes()):
+                producer.send(REQUESTS.name, value=value, partition=0)
+            producer.flush()
+            await wait_async(
+                lambda: committed(bootstrap, app_id, REQUESTS.name, 0) >= 2,
+                "the worker past both requests",
+                worker,
+            )
+            await wait_async(
+                lambda: tables.count("dead_letters", f"{run_id}-bad") >= 1,
+                "the router's dead letter",
+                worker,
+            )
+        # A last dead letter on the same llm.dlq partition (keyed by source topic): once it is
+        # stored, every dead letter about llm.requests before it is stored too.
+        sentinel = dead_letter(run_id, 9, service="test", request_id=f"{run_id}-sentinel")
+        producer.send(DLQ.name, key=REQUESTS.name.encode(), value=sentinel.to_bytes())
+        producer.flush()
+        await wait_async(
+            lambda: tables.count("dead_letters", f"{run_id}-sentinel") == 1, "the sentinel", worker
+        )
+        rows = tables.client.query(letters_of_bad, parameters={"r": f"{run_id}-bad"}).result_rows
+        assert [row[0] for row in rows] == ["router"]
+        assert tables.count("requests", run_id) == 1  # the good one; the bad one skipped
+    finally:
+        code = worker.stop()
+        producer.close()
+    assert code == 0, worker.log()[-3000:]

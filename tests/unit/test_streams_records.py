@@ -10,6 +10,7 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from prometheus_client import REGISTRY
 
 from llmops.bus import Record
 from llmops.config import Settings
@@ -26,6 +27,7 @@ from schemas import (
 )
 from streams.app import MetricsWorker, WorkerOptions, build_worker
 from streams.features import ResponseFeatures
+from streams.isolate import Unstorable
 from streams.records import Batch, Converter
 from tests.signing_kit import signed_headers
 
@@ -47,6 +49,7 @@ def traced() -> Iterator[tuple[MetricsWorker, InMemorySpanExporter]]:
     provider, exporter = memory_tracer_provider()
     tracer = provider.get_tracer("test")
     worker.converter.tracer = tracer
+    worker.requests_converter.tracer = tracer
     worker.dlq_converter.tracer = tracer
     yield worker, exporter
     provider.shutdown()
@@ -184,23 +187,56 @@ def test_schema_invalid_is_named_with_the_fields(
     traced: tuple[MetricsWorker, InMemorySpanExporter],
 ) -> None:
     worker, _ = traced
-    payload = json.dumps(
-        {"request_id": "req-3", "reply_to": "llm.replies.app1", "messages": []}
-    ).encode()
-    letter = dead_letter_of(worker.convert_requests([record("llm.requests", payload)]))
+    payload = json.dumps({"request_id": "req-3", "finish_reason": "nope"}).encode()
+    letter = dead_letter_of(worker.convert_responses([record("llm.responses", payload)]))
     assert letter.kind == "schema_invalid"
-    assert "messages" in letter.reason
-    assert (letter.request_id, letter.reply_to) == ("req-3", "llm.replies.app1")
+    assert "finish_reason" in letter.reason
+    assert letter.request_id == "req-3"
 
 
 def test_oversized_input_is_refused_before_decoding(
     traced: tuple[MetricsWorker, InMemorySpanExporter],
 ) -> None:
     worker, _ = traced
-    big = PromptRequest(messages=[ChatMessage(role="user", content="x" * 4000)]).to_bytes()
-    letter = dead_letter_of(worker.convert_requests([record("llm.requests", big)]))
+    big = result().model_copy(update={"text": "x" * 4000}).to_bytes()
+    letter = dead_letter_of(worker.convert_responses([record("llm.responses", big)]))
     assert letter.kind == "oversized"
     assert letter.payload_size == len(big)
+
+
+def skipped(kind: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "llmops_records_skipped_total",
+        {"service": "streams", "topic": "llm.requests", "kind": kind},
+    )
+    return value or 0.0
+
+
+def test_bad_requests_are_skipped_and_counted_not_dead_lettered(
+    traced: tuple[MetricsWorker, InMemorySpanExporter],
+) -> None:
+    """The router dead-letters what it cannot decode on llm.requests; a second dead letter
+    from this worker would count every bad request twice."""
+    worker, exporter = traced
+    before = skipped("schema_invalid"), skipped("oversized"), skipped("not_json")
+    invalid = json.dumps({"request_id": "req-3", "reply_to": "app1", "messages": []}).encode()
+    big = PromptRequest(messages=[ChatMessage(role="user", content="x" * 4000)]).to_bytes()
+    good = PromptRequest(request_id="req-4", prompt=PromptRef(name="p")).to_bytes()
+    batch = worker.convert_requests(
+        [
+            record("llm.requests", invalid, offset=1),
+            record("llm.requests", big, offset=2),
+            record("llm.requests", b"{not json", offset=3),
+            record("llm.requests", good, offset=4),
+        ]
+    )
+    assert batch.outgoing == []
+    assert [r["request_id"] for r in batch.rows] == ["req-4"]
+    assert batch.rejected == 3
+    after = skipped("schema_invalid"), skipped("oversized"), skipped("not_json")
+    assert [b - a for a, b in zip(before, after, strict=True)] == [1, 1, 1]
+    errors = [s for s in exporter.get_finished_spans() if s.status.status_code == StatusCode.ERROR]
+    assert len(errors) == 3
 
 
 def test_a_failing_handler_dead_letters_that_record_only(
@@ -262,3 +298,49 @@ def test_rows_keep_the_order_of_records(
     batch = worker.convert_requests(records)
     assert [r["request_id"] for r in batch.rows] == [f"r{i}" for i in range(5)]
     assert len(batch.contexts) == 5
+
+
+def test_a_row_the_store_refused_is_dead_lettered_and_its_features_withheld(
+    traced: tuple[MetricsWorker, InMemorySpanExporter],
+) -> None:
+    worker, _ = traced
+    payloads = [result().model_copy(update={"request_id": f"req-{i}"}).to_bytes() for i in range(3)]
+    batch = worker.convert_responses(
+        [record("llm.responses", p, offset=10 + i) for i, p in enumerate(payloads)]
+    )
+    refused = [Unstorable(1, batch.rows[1], "OverflowError: int too big to convert")]
+    outgoing = worker.converter.refused(batch, refused)
+    features = [ResponseFeatures.from_bytes(o.value).request_id for o in outgoing[:-1]]
+    assert features == ["req-0", "req-2"]  # req-1's would count a row that is not stored
+    letter = DeadLetter.from_bytes(outgoing[-1].value)
+    assert (outgoing[-1].topic, outgoing[-1].key) == ("llm.dlq", b"llm.responses")
+    assert (letter.kind, letter.service) == ("unstorable", "streams")
+    assert (letter.source_topic, letter.source_partition, letter.source_offset) == (
+        "llm.responses",
+        3,
+        11,
+    )
+    assert base64.b64decode(letter.payload_b64) == payloads[1]
+    assert "OverflowError: int too big to convert" in letter.reason
+    assert worker.converter.refused(batch, []) == batch.outgoing
+
+
+def test_a_dead_letter_the_store_refused_is_counted_not_looped(
+    traced: tuple[MetricsWorker, InMemorySpanExporter],
+) -> None:
+    worker, _ = traced
+    good = DeadLetter(
+        kind="not_json",
+        reason="x",
+        service="router",
+        source_topic="llm.requests",
+        source_partition=0,
+        source_offset=5,
+        payload_b64="",
+        payload_size=0,
+    )
+    batch = worker.convert_dead_letters([record("llm.dlq", good.to_bytes(), offset=3)])
+    key = {"service": "streams", "topic": "llm.dlq", "kind": "unstorable"}
+    before = REGISTRY.get_sample_value("llmops_records_skipped_total", key) or 0.0
+    assert worker.dlq_converter.refused(batch, [Unstorable(0, batch.rows[0], "no")]) == []
+    assert REGISTRY.get_sample_value("llmops_records_skipped_total", key) == before + 1
