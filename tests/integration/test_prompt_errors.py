@@ -3,6 +3,7 @@ result keeps the app and tenant it came from (real broker, router in process).""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -21,7 +22,7 @@ async def _error_of(client: LLMOpsClient, **kwargs: object) -> InferenceResult:
     return info.value.result
 
 
-async def test_missing_variable_has_its_own_kind_and_keeps_app_and_tenant(
+async def test_prompt_errors_have_their_own_kinds_and_keep_app_and_tenant(
     bootstrap: str,
 ) -> None:
     marker = uuid.uuid4().hex
@@ -30,20 +31,16 @@ async def test_missing_variable_has_its_own_kind_and_keeps_app_and_tenant(
         LLMOpsClient(bootstrap, app="shop", tenant="acme") as client,
     ):
         # The test prompt `greet` needs {{ name }}: give another variable instead.
-        result = await _error_of(client, prompt="greet", variables={"nme": marker})
-    assert result.error is not None
-    assert result.error.kind == "missing_variable"
-    assert "'name' is undefined" in result.error.message
-    assert (result.app, result.tenant) == ("shop", "acme")
-    letters = await read_dead_letters(bootstrap, marker, expected=1)
-    assert [letter.kind for letter in letters] == ["missing_variable"]
-
-
-async def test_unknown_prompt_error_keeps_app_and_tenant(bootstrap: str) -> None:
-    async with (
-        running_platform(bootstrap),
-        LLMOpsClient(bootstrap, app="shop", tenant="acme") as client,
-    ):
-        result = await _error_of(client, prompt=f"nope-{uuid.uuid4().hex[:6]}")
-    assert result.error is not None and "unknown prompt" in result.error.message
-    assert (result.app, result.tenant) == ("shop", "acme")
+        missing, unknown = await asyncio.gather(
+            _error_of(client, prompt="greet", variables={"nme": marker}),
+            _error_of(client, prompt=f"nope-{marker}"),
+        )
+    assert missing.error is not None and unknown.error is not None
+    assert missing.error.kind == "missing_variable"
+    assert "'name' is undefined" in missing.error.message
+    assert unknown.error.kind == "invalid_request"
+    assert f"unknown prompt 'nope-{marker}'" in unknown.error.message
+    for result in (missing, unknown):
+        assert (result.app, result.tenant) == ("shop", "acme")
+    letters = await read_dead_letters(bootstrap, marker, expected=2)
+    assert sorted(letter.kind for letter in letters) == ["missing_variable", "unknown_prompt"]
