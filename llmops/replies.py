@@ -137,7 +137,7 @@ def rejection_replier(producer: Producer) -> Any:
     return reply
 
 
-def sniff_origin(payload: bytes | None) -> dict[str, str]:
+def sniff_origin(payload: bytes | None) -> dict[str, Any]:
     """Best effort tenant and app of a refused request, so its error result is counted
     against them like every other result."""
     if not payload or len(payload) > ORIGIN_SNIFF_LIMIT:
