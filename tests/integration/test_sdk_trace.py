@@ -10,7 +10,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
 from llmops.config import PoolConfig
-from llmops.sdk import LLMOpsClient, LLMOpsError
+from llmops.sdk import LLMOpsClient
 from llmops.telemetry import install_memory_exporter
 from services.inference.engines.fake import FakeEngine, FakeEngineConfig
 from tests.integration.platform import running_platform
@@ -37,7 +37,7 @@ async def test_root_span_covers_the_reply_and_parents_every_hop(bootstrap: str) 
         LLMOpsClient(bootstrap, app="t") as client,
     ):
         request = client.build_request([{"role": "user", "content": "a b c d"}], max_tokens=4)
-        result = await client.run(request)
+        result = await client.wait(request.request_id, await client.submit(request), 30)
     spans = exporter.get_finished_spans()
     roots = [
         s
@@ -62,8 +62,8 @@ async def test_error_reply_marks_the_root_span(bootstrap: str) -> None:
     exporter = install_memory_exporter()
     async with running_platform(bootstrap), LLMOpsClient(bootstrap) as client:
         request = client.build_request(prompt=f"nope-{uuid.uuid4().hex[:6]}")
-        with pytest.raises(LLMOpsError):
-            await client.run(request, timeout_s=30)
+        result = await client.wait(request.request_id, await client.submit(request), 30)
+    assert result.error is not None
     [root] = [
         s
         for s in exporter.get_finished_spans()
