@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -25,6 +26,7 @@ from llmops.deadletter import (
     classify_decode_error,
     sniff_reply_fields,
 )
+from llmops.fetchwait import AdaptiveWait, FetchWaitTuner
 from llmops.kafka_security import KafkaSecurity, process_security
 from llmops.offsets import OffsetTracker
 from llmops.propagation import Headers, inject_context
@@ -44,6 +46,8 @@ HEARTBEAT_INTERVAL_MS = 1000
 DRAIN_TIMEOUT_S = 30.0
 # At capacity, how long the loop waits for a slot before it pauses its partitions and polls.
 FULL_WAIT_S = 0.5
+# A poll ends after this long without records (or after the fetch wait, when longer).
+POLL_MS = 100
 # A stopping producer waits this long for acknowledgements before dropping what is left.
 STOP_FLUSH_S = 5.0
 # Oversized input up to this many times the limit is still parsed to find its reply address.
@@ -229,6 +233,9 @@ class ConsumerConfig:
     max_message_bytes: int = 1_048_576
     commit_interval_s: float = 0.2
     fetch_max_wait_ms: int = 20
+    # Quiet this long, the fetch wait grows toward `fetch_idle_wait_ms` (llmops/fetchwait.py).
+    fetch_idle_wait_ms: int = 500
+    fetch_quiet_after_s: float = 0.5
     max_poll_records: int = 500
     auto_offset_reset: str = "earliest"
     dlq_topic: str = DLQ.name
@@ -285,6 +292,7 @@ class ConsumerLoop:
         self.records_done = 0
         self.dead_letters = 0
         self._rejections = RejectionLog(log, config.service)
+        self._fetch_wait: FetchWaitTuner | None = None
 
     @property
     def in_flight(self) -> int:
@@ -297,6 +305,15 @@ class ConsumerLoop:
         """Run until `stop()`; then drain in-flight work and make a final commit."""
         self.consumer.subscribe(list(self.config.topics), listener=_Rebalance(self))
         await self.consumer.start()
+        self._fetch_wait = tuner = FetchWaitTuner(
+            self.consumer,
+            AdaptiveWait(
+                self.config.fetch_max_wait_ms,
+                self.config.fetch_idle_wait_ms,
+                self.config.fetch_quiet_after_s,
+            ),
+            time.monotonic,
+        )
         committer = asyncio.create_task(self._commit_periodically())
         try:
             while not self._stopping.is_set():
@@ -305,7 +322,13 @@ class ConsumerLoop:
                 await self._wait_for_room()
                 # Never more than there is room for: the rest stays in the client's buffer.
                 room = max(self.config.max_in_flight - self._tracker.in_flight(), 1)
-                batches = await self.consumer.getmany(timeout_ms=100, max_records=room)
+                # A quiet consumer wakes as rarely as it fetches (records end a poll at once).
+                poll_ms = max(POLL_MS, tuner.wait_ms)
+                batches = await self.consumer.getmany(timeout_ms=poll_ms, max_records=room)
+                # Work still in flight counts as traffic: its follow-ups should not wait.
+                tuner.after_poll(
+                    sum(len(records) for records in batches.values()) + self._tracker.in_flight()
+                )
                 for tp, raw in ((tp, raw) for tp, records in batches.items() for raw in records):
                     if not await self._take(tp, raw):
                         break

@@ -175,6 +175,12 @@ class Settings(BaseSettings):
     # Tansu answers a fetch only when its wait runs out (Kafka answers as soon as data
     # arrives), so each hop costs about half this wait there. Raise it on Apache Kafka.
     fetch_max_wait_ms: int = Field(default=5, ge=0, le=10_000)
+    # That short wait costs an idle consumer a broker round trip every few ms. After
+    # `fetch_quiet_after_s` without records the wait grows (half the quiet time) up to this,
+    # and the first record brings the short wait back (llmops/fetchwait.py). The first record
+    # after a pause is then late by at most this per hop. <= fetch_max_wait_ms: a fixed wait.
+    fetch_idle_wait_ms: int = Field(default=500, ge=0, le=10_000)
+    fetch_quiet_after_s: float = Field(default=0.5, ge=0.0, le=60.0)
 
     # Signed heartbeats and results (llmops/signing.py): HMAC-SHA256 under this deployment
     # key; readers dead-letter records without a valid signature. `llmops up` generates a

@@ -58,6 +58,9 @@ class RoutingConfig(BaseModel):
     probe_requests: int = Field(default=3, ge=1, le=1000)
     # A configured pool never heard from counts as dead this long after the router starts.
     startup_grace_s: float = Field(default=30.0, gt=0.0, le=3600.0)
+    # An instance loading its engine (its beats say "starting") counts as dead only after this
+    # long without a beat: loading a model can starve its heartbeat for seconds.
+    starting_dead_after_s: float = Field(default=30.0, gt=0.0, le=3600.0)
     shifts: list[TrafficShift] = Field(default_factory=list)
 
     @model_validator(mode="after")

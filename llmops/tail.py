@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -23,11 +24,16 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from llmops.bus import Record
+from llmops.fetchwait import AdaptiveWait, FetchWaitTuner
 from llmops.kafka_security import KafkaSecurity, process_security
 from llmops.ratelog import RejectionLog
 
 log = logging.getLogger(__name__)
 POLL_MS = 200
+MIN_POLL_MS = 20
+# A state topic's records come one at a time (a heartbeat a second), not in streams: the wait
+# grows fast after each (twice the quiet time), as few fetches per record as can be.
+STATE_WAIT_SHARE = 2.0
 
 
 class TopicTail:
@@ -39,9 +45,14 @@ class TopicTail:
         *,
         client_id: str = "llmops-tail",
         fetch_max_wait_ms: int = 20,
+        fetch_idle_wait_ms: int = 0,
+        fetch_quiet_after_s: float = 0.0,
         on_poll: Callable[[datetime], None] | None = None,
         security: KafkaSecurity | None = None,
     ) -> None:
+        """`fetch_idle_wait_ms` above `fetch_max_wait_ms`: the wait adapts to traffic
+        (llmops/fetchwait.py); a state topic written once a second needs no grace, so
+        `fetch_quiet_after_s` defaults to none."""
         self.topic = topic
         self._on_record = on_record
         self._on_poll = on_poll
@@ -58,6 +69,9 @@ class TopicTail:
         self._stopping = asyncio.Event()
         self._targets: dict[TopicPartition, int] = {}
         self._rejections = RejectionLog(log, client_id)
+        self._wait = AdaptiveWait(
+            fetch_max_wait_ms, fetch_idle_wait_ms, fetch_quiet_after_s, share=STATE_WAIT_SHARE
+        )
 
     def stop(self) -> None:
         self._stopping.set()
@@ -78,12 +92,19 @@ class TopicTail:
             partitions = await self._partitions()
             self._consumer.assign(partitions)
             await self._consumer.seek_to_beginning(*partitions)
+            tuner = FetchWaitTuner(self._consumer, self._wait, time.monotonic)
             while not self._stopping.is_set():
-                batches = await self._consumer.getmany(timeout_ms=POLL_MS)
+                # Polls end soon after a short fetch, so a quiet topic's wait grows at once.
+                poll_ms = min(POLL_MS, max(4 * tuner.wait_ms, MIN_POLL_MS))
+                batches = await self._consumer.getmany(timeout_ms=poll_ms)
+                taken = 0
                 for tp, raws in batches.items():
                     for raw in raws:
+                        taken += 1
                         self.records += 1
                         self._deliver(tp, raw)
+                # Catching up on the history counts as traffic: it must end quickly.
+                tuner.after_poll(taken if self.caught_up.is_set() else max(taken, 1))
                 if not self.caught_up.is_set() and await self._reached_end(partitions):
                     self.caught_up.set()
                 if self._on_poll is not None and self.caught_up.is_set():

@@ -276,6 +276,8 @@ def build_worker(
             max_message_bytes=settings.max_message_bytes,
             commit_interval_s=settings.commit_interval_s,
             fetch_max_wait_ms=settings.fetch_max_wait_ms,
+            fetch_idle_wait_ms=settings.fetch_idle_wait_ms,
+            fetch_quiet_after_s=settings.fetch_quiet_after_s,
         ),
         worker.handle,
         producer,

@@ -105,6 +105,7 @@ async def watch_pools(
         observe,
         client_id="llmops-cli-pools",
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        fetch_idle_wait_ms=settings.fetch_idle_wait_ms,
     )
     reading = asyncio.create_task(tail.run())
     try:

@@ -369,7 +369,7 @@ class PoolBoard:
         deadlines = [t + VIEW_TTL_S]
         if pool.newest_beat is None and self.live_since is not None:
             deadlines.append(self.live_since.timestamp() + config.startup_grace_s)
-        deadlines += (s.ts.timestamp() + config.dead_after_s for s in pool.instances.values())
+        deadlines += (s.ts.timestamp() + self._dead_after(s) for s in pool.instances.values())
         breaker = pool.breaker
         if breaker.state == "open" and breaker.opened_at is not None:
             deadlines.append(breaker.opened_at.timestamp() + config.cooldown_s)
@@ -404,12 +404,18 @@ class PoolBoard:
 
     # --- internals ------------------------------------------------------------------------
 
+    def _dead_after(self, status: PoolStatus) -> float:
+        """How long an instance may be silent after this beat and still count as alive."""
+        if status.phase == "starting":  # its engine may hold the heartbeat's thread up
+            return max(self.config.dead_after_s, self.config.starting_dead_after_s)
+        return self.config.dead_after_s
+
     def _fresh(self, pool: _Pool, now: datetime) -> list[PoolStatus]:
-        limit = self.config.dead_after_s
-        return [s for s in pool.instances.values() if _age(s.ts, now) <= limit]
+        return [s for s in pool.instances.values() if _age(s.ts, now) <= self._dead_after(s)]
 
     def _forget_silent(self, pool: _Pool, now: datetime) -> None:
-        limit = self.config.dead_after_s * FORGET_AFTER_DEAD_PERIODS
+        config = self.config
+        limit = max(config.dead_after_s * FORGET_AFTER_DEAD_PERIODS, config.starting_dead_after_s)
         for instance, status in list(pool.instances.items()):
             if _age(status.ts, now) > limit:
                 del pool.instances[instance]

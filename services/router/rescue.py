@@ -183,6 +183,8 @@ class RescueManager:
                 max_message_bytes=self._settings.max_message_bytes,
                 commit_interval_s=self._settings.commit_interval_s,
                 fetch_max_wait_ms=self._settings.fetch_max_wait_ms,
+                fetch_idle_wait_ms=self._settings.fetch_idle_wait_ms,
+                fetch_quiet_after_s=self._settings.fetch_quiet_after_s,
             ),
             rescuer.handle,
             self._producer,

@@ -183,6 +183,7 @@ class ControlPlane:
                 self._router.on_status,
                 client_id="llmops-router-status",
                 fetch_max_wait_ms=self._settings.fetch_max_wait_ms,
+                fetch_idle_wait_ms=self._settings.fetch_idle_wait_ms,
                 on_poll=self._router.board.note_feed,
             )
             watcher = asyncio.create_task(self._mark_live(tail))
@@ -255,6 +256,8 @@ def build_router(
             max_message_bytes=settings.max_message_bytes,
             commit_interval_s=settings.commit_interval_s,
             fetch_max_wait_ms=settings.fetch_max_wait_ms,
+            fetch_idle_wait_ms=settings.fetch_idle_wait_ms,
+            fetch_quiet_after_s=settings.fetch_quiet_after_s,
         ),
         router.handle,
         producer,
