@@ -125,3 +125,39 @@ def test_a_service_refuses_to_start_open_in_one_line(
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [done.stderr.strip()]  # one line, no traceback
     assert done.stderr.startswith("cannot start: ") and line in done.stderr
+
+
+SIGNING_SERVICES = ("services.router", "services.inference", "streams")
+
+
+def _signs(command: list[str]) -> bool:
+    return any(module in command for module in SIGNING_SERVICES)
+
+
+def test_compose_gives_every_signing_service_a_key() -> None:
+    from tests.deploy_kit import COMPOSE_FILE, load_yaml
+
+    services = load_yaml(COMPOSE_FILE)["services"]
+    signing = {n: s for n, s in services.items() if _signs([str(c) for c in s.get("command", [])])}
+    assert {"router", "streams"} <= set(signing) and len(signing) >= 3
+    for name, service in signing.items():
+        assert service["environment"].get("LLMOPS_SIGNING_KEY"), name
+
+
+def test_kubernetes_gives_every_signing_service_the_key_secret() -> None:
+    from tests.deploy_kit import K8S_DIR, load_yaml_docs
+
+    docs = [d for path in sorted(K8S_DIR.glob("*.yaml")) for d in load_yaml_docs(path) if d]
+    secrets = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Secret"}
+    assert "LLMOPS_SIGNING_KEY" in secrets["llmops-signing"]["stringData"]
+    signing = [
+        c
+        for d in docs
+        if d["kind"] == "Deployment"
+        for c in d["spec"]["template"]["spec"]["containers"]
+        if _signs(c.get("command", []))
+    ]
+    assert len(signing) == 4  # router, streams, the cpu and the gpu pool
+    for container in signing:
+        refs = [s["secretRef"]["name"] for s in container["envFrom"] if "secretRef" in s]
+        assert "llmops-signing" in refs, container["command"]
