@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from llmops import store
 from llmops.procs import free_port
-from services.store.launcher import start_store, stop_store
+from services.store.launcher import service_url, start_store, stop_store
 
 DDL = """
 CREATE TABLE bench
@@ -81,9 +81,11 @@ def timed(fn: Callable[[], object]) -> float:
 def bench_http(rows: int, selects: int, out: list[tuple[str, str]]) -> tuple[float, float]:
     tmp = Path(tempfile.mkdtemp(prefix="bench-store-"))
     port = free_port()
-    proc = start_store(tmp / "data", "127.0.0.1", port, log_path=tmp / "store.log")
+    # one insert of every row: above the default request body limit
+    limits = {"LLMOPS_STORE_MAX_BODY_BYTES": str(4 << 30)}
+    proc = start_store(tmp / "data", "127.0.0.1", port, log_path=tmp / "store.log", env=limits)
     try:
-        url = f"http://127.0.0.1:{port}/bench"
+        url = f"{service_url(tmp / 'data', '127.0.0.1', port)}/bench"
         client = store.ensure_database(url)
         client.command(DDL)
         columns = make_columns(rows)

@@ -35,7 +35,7 @@ from llmops.procs import free_port
 from llmops.store import apply_migrations, ensure_database
 from llmops.topics import ensure_topics
 from schemas import InferenceResult, Timings, Usage
-from services.store.launcher import start_store, stop_store
+from services.store.launcher import service_url, start_store, stop_store
 from streams.app import WorkerOptions, topics_needed
 
 REPO = Path(__file__).resolve().parents[1]
@@ -188,7 +188,12 @@ def main() -> None:
         store = start_store(work / "store", "127.0.0.1", store_port, log_path=work / "store.log")
         try:
             outcomes = [
-                run_case(f"http://127.0.0.1:{store_port}", size, args.responses, work)
+                run_case(
+                    service_url(work / "store", "127.0.0.1", store_port),
+                    size,
+                    args.responses,
+                    work,
+                )
                 for size in sizes
             ]
         finally:

@@ -38,7 +38,7 @@ from llmops.telemetry import (
     memory_tracer_provider,
     messaging_attributes,
 )
-from services.store.launcher import start_store, stop_store
+from services.store.launcher import service_url, start_store, stop_store
 from services.traces.batcher import DEFAULT_FLUSH_MS
 from services.traces.launcher import start_traces, stop_traces
 
@@ -153,9 +153,9 @@ def post_all(port: int, case: Case, payloads: list[bytes]) -> float:
     return elapsed
 
 
-def run_case(case: Case, store_port: int, spans: int, log_dir: Path) -> tuple[int, float]:
+def run_case(case: Case, store_base: str, spans: int, log_dir: Path) -> tuple[int, float]:
     """(spans sent, spans/s stored) for one case on a fresh database and receiver."""
-    url = f"http://127.0.0.1:{store_port}/bench_{uuid.uuid4().hex[:8]}"
+    url = f"{store_base}/bench_{uuid.uuid4().hex[:8]}"
     client = ensure_database(url)
     apply_migrations(client)
     client.close()
@@ -195,11 +195,12 @@ def main() -> None:
         store = start_store(
             tmp_path / "data", "127.0.0.1", store_port, None, tmp_path / "store.log"
         )
+        store_base = service_url(tmp_path / "data", "127.0.0.1", store_port)
         try:
             for case in cases:
                 rates = []
                 for _ in range(args.repeat):
-                    sent, rate = run_case(case, store_port, args.spans, tmp_path)
+                    sent, rate = run_case(case, store_base, args.spans, tmp_path)
                     rates.append(rate)
                     print(f"{case.name}: {rate:,.0f} spans/s", file=sys.stderr)
                 results.append((case, sent, rates))

@@ -32,6 +32,7 @@ from opentelemetry.trace import Span, SpanKind, StatusCode, TracerProvider
 
 from llmops.bus import BusConfig, Producer
 from llmops.fetchwait import AdaptiveWait, FetchWaitTuner
+from llmops.kafka_security import process_security
 from llmops.propagation import header_value
 from llmops.telemetry import (
     genai_request_attributes,
@@ -143,6 +144,7 @@ class LLMOpsClient:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=self._fetch_max_wait_ms,
+            **process_security().client_kwargs(),  # SASL/TLS as the producer's
         )
         await self._consumer.start()
         partition = TopicPartition(self.reply_topic, 0)

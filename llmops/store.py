@@ -80,10 +80,11 @@ def login_for(url: str, settings: Settings | None = None) -> tuple[str, str] | N
     return found.service_user, settings.store_password or found.service_password
 
 
-def connect(url: str, **kwargs: Any) -> Client:
+def connect(url: str, *, login: tuple[str, str] | None = None, **kwargs: Any) -> Client:
     """A client for `url` (http(s)://[user:password@]host:port/dbname[?setting=value]).
 
-    A URL without user:password logs in as `login_for` says. Compression is on; no HTTP
+    A URL without user:password logs in as `login` (user, password) or, if None, as
+    `login_for` says with the process's settings. Compression is on; no HTTP
     session is pinned, so one client may serve several threads (a ClickHouse session admits
     one query at a time). kwargs go to clickhouse-connect.
     """
@@ -91,27 +92,27 @@ def connect(url: str, **kwargs: Any) -> Client:
     if scheme not in ("http", "https"):
         raise ValueError(f"ClickHouse URL must be http:// or https://, got {url!r}")
     options: dict[str, Any] = {"compress": True, "autogenerate_session_id": False}
-    login = login_for(url)
-    if login is not None:
+    login = login or login_for(url)
+    if login is not None and urlsplit(url).username is None:
         options["username"], options["password"] = login
     options.update(kwargs)
     client: Client = clickhouse_connect.get_client(dsn=url, **options)
     return client
 
 
-def ensure_database(url: str) -> Client:
+def ensure_database(url: str, *, login: tuple[str, str] | None = None) -> Client:
     """Create the database named in `url` if missing; return a client on it."""
     database = database_of(url)
     if not database or database == "default":
         raise ValueError(
             f"name a database of our own in the ClickHouse URL (…/llmops), not {database!r}: {url}"
         )
-    admin = connect(with_database(url, "default"))
+    admin = connect(with_database(url, "default"), login=login)
     try:
         admin.command(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(database)}")
     finally:
         admin.close()
-    return connect(url)
+    return connect(url, login=login)
 
 
 # ---------------------------------------------------------------- migrations

@@ -9,8 +9,10 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import quote
 
 from llmops.procs import port_open, stop_process, wait_until
+from llmops.store_credentials import load_credentials
 
 START_TIMEOUT_S = 60.0
 
@@ -81,6 +83,16 @@ def start_store(
     if proc.poll() is not None:
         raise RuntimeError(f"the store exited at start (code {proc.returncode}); see {log_path}")
     return proc
+
+
+def service_url(data_dir: Path, host: str, port: int) -> str:
+    """http://user:password@host:port for the service account of a store started on
+    `data_dir` (benches and tests that start their own store)."""
+    found = load_credentials(data_dir)
+    if found is None:
+        raise RuntimeError(f"no store credentials in {data_dir}: start the store first")
+    login = f"{quote(found.service_user, safe='')}:{quote(found.service_password, safe='')}"
+    return f"http://{login}@{host}:{port}"
 
 
 def stop_store(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> int:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from llmops.procs import port_open, stop_process, wait_until
 
 
-def traces_env(clickhouse_url: str) -> dict[str, str]:
+def traces_env(clickhouse_url: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_EXPORTER_OTLP")}
+    env.update(extra or {})
     env["CLICKHOUSE_URL"] = clickhouse_url
     # The receiver must never export its own spans to itself.
     env["OTEL_SDK_DISABLED"] = "true"
@@ -27,8 +29,11 @@ def start_traces(
     *,
     extra_args: list[str] | None = None,
     timeout_s: float = 30.0,
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """`python -m services.traces` on host:port, writing into `clickhouse_url`'s database."""
+    """`python -m services.traces` on host:port, writing into `clickhouse_url`'s database.
+    env: more variables (the embedded stack's LLMOPS_DATA_DIR, where the store's
+    credentials are)."""
     if port_open(host, port):
         raise RuntimeError(
             f"port {host}:{port} is already taken; stop what runs there or pick another port"
@@ -49,7 +54,7 @@ def start_traces(
     try:
         proc = subprocess.Popen(  # own session: Ctrl-C is for the supervisor (llmops/broker.py)
             command,
-            env=traces_env(clickhouse_url),
+            env=traces_env(clickhouse_url, env),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

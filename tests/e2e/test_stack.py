@@ -13,9 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from clickhouse_connect.driver.client import Client
 
+from llmops.config import Settings
 from llmops.procs import free_port, port_open, wait_until
-from llmops.store import connect
+from llmops.store import connect, login_for
 from services.traces.tree import rows_as_dicts, trace_tree
 
 pytestmark = pytest.mark.e2e
@@ -75,8 +77,17 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
         env["UP_EXIT"] = str(up.returncode)
 
 
+def _connect(env: dict[str, str]) -> Client:
+    """A client on the stack's store, logged in with the credentials in its data dir."""
+    url = env["CLICKHOUSE_URL"]
+    settings = Settings(
+        data_dir=Path(env["LLMOPS_DATA_DIR"]), store_port=int(env["LLMOPS_STORE_PORT"])
+    )
+    return connect(url, login=login_for(url, settings))
+
+
 def _query(env: dict[str, str], sql: str, **params: object) -> list[tuple[object, ...]]:
-    client = connect(env["CLICKHOUSE_URL"])
+    client = _connect(env)
     try:
         return list(client.query(sql, parameters=params).result_rows)
     finally:
@@ -140,7 +151,7 @@ def test_one_trace_connects_every_hop(platform: dict[str, str]) -> None:
         return {str(r[0]) for r in rows}
 
     _eventually(lambda: wanted <= services_in_trace(), 60, f"spans of {wanted} in one trace")
-    client = connect(platform["CLICKHOUSE_URL"])
+    client = _connect(platform)
     try:
         result = client.query(
             "SELECT * FROM otel_traces WHERE TraceId IN (SELECT TraceId FROM otel_traces "
