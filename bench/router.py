@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -51,9 +52,10 @@ from llmops.broker import start_broker
 from llmops.config import PoolConfig
 from llmops.procs import free_port
 from llmops.routing_config import RoutingConfig
+from llmops.signing import SigningKeys
 from llmops.topics import ensure_topics, platform_topics
 from schemas import ChatMessage, PoolStatus, PromptRequest
-from schemas.topics import POOL_STATUS, REQUESTS, RESPONSES, inference_topic
+from schemas.topics import EVENT_TYPE_HEADER, POOL_STATUS, REQUESTS, RESPONSES, inference_topic
 from services.router.policy import route
 from services.router.pools import PoolBoard
 from services.router.prompts import PromptSet
@@ -67,6 +69,8 @@ POOLS = [
 ]
 ARRIVALS_PER_S = 20_000  # simulated request rate: heartbeats come every this many decisions
 FINISHED_PER_S = 8_000.0  # what each pool reports finishing per second
+# The router takes only signed beats: this run's deployment key, for it and the fake pools.
+BENCH_KEYS = SigningKeys("k1", secrets.token_hex(32).encode())
 
 
 def heartbeat(
@@ -173,6 +177,7 @@ def start_router(bootstrap: str, work: Path) -> subprocess.Popen[bytes]:
             "LLMOPS_DATA_DIR": str(work),
             "LLMOPS_METRICS_BASE_PORT": "0",
             "LLMOPS_POOLS": json.dumps([p.model_dump() for p in POOLS]),
+            "LLMOPS_SIGNING_KEY": BENCH_KEYS.key.decode(),
         }
     )
     log = open(work / "router.log", "ab")  # noqa: SIM115 - the child keeps it
@@ -190,9 +195,10 @@ async def beat(producer: AIOKafkaProducer, stop: asyncio.Event) -> None:
     while not stop.is_set():
         now = datetime.now(UTC)
         for pool in POOLS:
-            await producer.send(
-                POOL_STATUS.name, heartbeat(pool, now).to_bytes(), key=pool.name.encode()
-            )
+            key, value = pool.name.encode(), heartbeat(pool, now).to_bytes()
+            headers = [(EVENT_TYPE_HEADER, b"PoolStatus")]
+            headers.append(BENCH_KEYS.header(POOL_STATUS.name, headers, key, value))
+            await producer.send(POOL_STATUS.name, value, key=key, headers=headers)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 0.5)
 

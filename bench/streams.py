@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -32,14 +33,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from llmops.broker import start_broker
 from llmops.procs import free_port
+from llmops.signing import SigningKeys
 from llmops.store import apply_migrations, ensure_database
 from llmops.topics import ensure_topics
 from schemas import InferenceResult, Timings, Usage
+from schemas.topics import EVENT_TYPE_HEADER
 from services.store.launcher import service_url, start_store, stop_store
 from streams.app import WorkerOptions, topics_needed
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT_S = float(os.environ.get("BENCH_TIMEOUT_S", "600"))
+# The worker stores only signed results: this run's deployment key, for it and the load.
+BENCH_KEYS = SigningKeys("k1", secrets.token_hex(32).encode())
 
 
 @dataclass
@@ -88,7 +93,10 @@ def make_results(run: str, n: int) -> list[bytes]:
 def produce(bootstrap: str, payloads: list[bytes], run: str) -> None:
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20)
     for i, payload in enumerate(payloads):
-        producer.send("llm.responses", key=f"{run}-{i}".encode(), value=payload)
+        key = f"{run}-{i}".encode()
+        headers = [(EVENT_TYPE_HEADER, b"InferenceResult")]
+        headers.append(BENCH_KEYS.header("llm.responses", headers, key, payload))
+        producer.send("llm.responses", key=key, value=payload, headers=headers)
     producer.flush()
     producer.close()
 
@@ -127,6 +135,7 @@ def measure(
         "LLMOPS_SINK_BATCH_SIZE": str(batch_size),
         "LLMOPS_METRICS_WINDOW_S": "10",
         "LLMOPS_STREAMS_APP_ID": run,
+        "LLMOPS_SIGNING_KEY": BENCH_KEYS.key.decode(),
         "LLMOPS_LOG_LEVEL": "warning",
         "OTEL_TRACES_EXPORTER": "none",
     }
