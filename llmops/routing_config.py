@@ -61,6 +61,11 @@ class RoutingConfig(BaseModel):
     # An instance loading its engine (its beats say "starting") counts as dead only after this
     # long without a beat: loading a model can starve its heartbeat for seconds.
     starting_dead_after_s: float = Field(default=30.0, gt=0.0, le=3600.0)
+    # A request that finds no healthy pool waits this long for one (never past its deadline)
+    # before it is answered `no_healthy_pool`: a restart of the only pool is not an error.
+    # At most `max_parked` wait at once; beyond that they are answered at once. 0: no waiting.
+    wait_for_pool_s: float = Field(default=30.0, ge=0.0, le=3600.0)
+    max_parked: int = Field(default=1000, ge=0, le=100_000)
     shifts: list[TrafficShift] = Field(default_factory=list)
 
     @model_validator(mode="after")

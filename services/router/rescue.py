@@ -45,8 +45,9 @@ from llmops.replies import error_result, publish_result, rejection_replier
 from llmops.telemetry import consumer_span
 from schemas import PromptRef, RoutedRequest, utc_now
 from schemas.topics import inference_group, inference_topic
-from services.router.pools import PoolBoard, RoutingError
+from services.router.pools import Decision, PoolBoard, RoutingError
 from services.router.prompts import PromptError, PromptSet
+from services.router.waiting import PoolWait
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("llmops.router")
@@ -66,6 +67,7 @@ class Rescuer:
         board: PoolBoard,
         producer: Producer,
         clock: Callable[[], datetime] = utc_now,
+        waiting: PoolWait | None = None,
     ) -> None:
         self.pool = pool
         self._settings = settings
@@ -73,6 +75,7 @@ class Rescuer:
         self._board = board
         self._producer = producer
         self._clock = clock
+        self._waiting = waiting  # None: a request no other pool can take is answered at once
         self.rerouted = 0
         self.answered = 0
 
@@ -110,19 +113,64 @@ class Rescuer:
                     key=routed.request.sticky_key,
                 )
             kind, message = rescued_or_reply
+            wait_s = self._wait_s(routed)
+            if kind == "no_healthy_pool" and wait_s > 0:
+                span.set_attribute("llmops.parked_s", wait_s)
+                return asyncio.ensure_future(self._park(routed, message, wait_s))
             span.set_attribute("llmops.error", kind)
-            self.answered += 1
-            request = routed.request
-            result = error_result(
-                request.request_id,
-                kind,
-                message,
-                request=request,
-                finish_reason="timeout" if kind == "deadline_exceeded" else "error",
-                pool=self.pool,
-                route_reason=f"rescue: {message}"[:MAX_REASON],
+            return await self._answer(routed, kind, message)
+
+    async def _answer(self, routed: RoutedRequest, kind: Any, message: str) -> Any:
+        self.answered += 1
+        request = routed.request
+        result = error_result(
+            request.request_id,
+            kind,
+            message,
+            request=request,
+            finish_reason="timeout" if kind == "deadline_exceeded" else "error",
+            pool=self.pool,
+            route_reason=f"rescue: {message}"[:MAX_REASON],
+        )
+        return asyncio.gather(*await publish_result(self._producer, result, request.reply_to))
+
+    def _wait_s(self, routed: RoutedRequest) -> float:
+        """How long a request no other pool can take may wait for one (0: answer it now)."""
+        if self._waiting is None or routed.rerouted_from is not None:
+            return 0.0
+        if not self._waiting.can_park():
+            return 0.0
+        return self._waiting.wait_s(self._clock(), routed.request.deadline)
+
+    def _retry(self, routed: RoutedRequest) -> RoutedRequest | None:
+        """A copy for a live pool: another one, or this one again once it beats."""
+        now = self._clock()
+        exclude = {self.pool} if self.pool in self._board.dead(now) else set()
+        request = routed.request
+        try:
+            decision = self._board.route(
+                self._model(routed), request.adapter, request.sticky_key, now, exclude=exclude
             )
-            return asyncio.gather(*await publish_result(self._producer, result, request.reply_to))
+        except RoutingError:
+            return None
+        return self._copy(routed, decision, f"{self.pool} after waiting", now)
+
+    async def _park(self, routed: RoutedRequest, message: str, wait_s: float) -> None:
+        # The only pool restarting: wait for it (or another) instead of failing the request.
+        assert self._waiting is not None
+        with tracer.start_as_current_span("wait for a pool") as span:
+            copy = await self._waiting.retry(lambda: self._retry(routed), wait_s)
+            if copy is None:
+                span.set_attribute("llmops.error", "no_healthy_pool")
+                await (await self._answer(routed, "no_healthy_pool", message))
+                return
+            span.set_attribute("llmops.pool", copy.pool)
+            self.rerouted += 1
+            await (
+                await self._producer.send_event(
+                    inference_topic(copy.pool).name, copy, key=routed.request.sticky_key
+                )
+            )
 
     def decide(self, routed: RoutedRequest) -> RoutedRequest | tuple[Any, str]:
         """The re-routed copy, or (error kind, message) for the app."""
@@ -143,6 +191,11 @@ class Rescuer:
             )
         except RoutingError as exc:
             return "no_healthy_pool", f"{why}; no other pool can take it: {exc}"
+        return self._copy(routed, decision, why, now)
+
+    def _copy(
+        self, routed: RoutedRequest, decision: Decision, why: str, now: datetime
+    ) -> RoutedRequest:
         return routed.model_copy(
             update={
                 "pool": decision.pool,
@@ -158,12 +211,18 @@ class RescueManager:
     """Keeps one rescuer running per dead configured pool, and none for a live one."""
 
     def __init__(
-        self, settings: Settings, prompts: PromptSet, board: PoolBoard, producer: Producer
+        self,
+        settings: Settings,
+        prompts: PromptSet,
+        board: PoolBoard,
+        producer: Producer,
+        waiting: PoolWait | None = None,
     ) -> None:
         self._settings = settings
         self._prompts = prompts
         self._board = board
         self._producer = producer
+        self._waiting = waiting
         self._running: dict[str, tuple[Rescuer, ConsumerLoop, asyncio.Task[None]]] = {}
         self.rescuers_started = 0
         self._closing = asyncio.Event()
@@ -172,7 +231,9 @@ class RescueManager:
         return {pool: entry[0] for pool, entry in self._running.items()}
 
     def _start(self, pool: str) -> None:
-        rescuer = Rescuer(pool, self._settings, self._prompts, self._board, self._producer)
+        rescuer = Rescuer(
+            pool, self._settings, self._prompts, self._board, self._producer, waiting=self._waiting
+        )
         loop = ConsumerLoop(
             BusConfig(self._settings.kafka_bootstrap_servers, client_id="llmops-router"),
             ConsumerConfig(

@@ -14,6 +14,7 @@ from collections import Counter
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.trace import Span
 
 from llmops.bus import BusConfig, ConsumerConfig, ConsumerLoop, Producer, Record
 from llmops.config import Settings
@@ -23,12 +24,13 @@ from llmops.replies import error_result, publish_result, rejection_replier
 from llmops.signing import keys_from_settings
 from llmops.tail import TopicTail
 from llmops.telemetry import consumer_span
-from schemas import PoolStatus, PromptRequest, utc_now
+from schemas import PoolStatus, PromptRequest, RoutedRequest, utc_now
 from schemas.topics import DLQ, POOL_STATUS, REQUESTS, inference_topic
 from services.router.policy import NoHealthyPool, RoutingError, route
 from services.router.pools import PoolBoard
 from services.router.prompts import MissingVariable, PromptError, PromptSet
 from services.router.rescue import RescueManager
+from services.router.waiting import PoolWait
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("llmops.router")
@@ -52,6 +54,7 @@ class Router:
         self._prompts = prompts
         self._producer = producer
         self.board = board or PoolBoard(settings.pools, settings.routing, utc_now())
+        self.waiting = PoolWait(settings.routing.wait_for_pool_s, settings.routing.max_parked)
         self.routed = 0
         self.routed_by_pool: Counter[str] = Counter()
         self.no_healthy_pool = 0
@@ -81,6 +84,7 @@ class Router:
                 letter.add_done_callback(self._letters.discard)
             return
         self.board.observe(status, utc_now())
+        self.waiting.wake()
 
     async def _dead_letter(self, record: Record, rejected: Rejected) -> None:
         letter = build_dead_letter(
@@ -135,32 +139,59 @@ class Router:
                 ) from exc
             except NoHealthyPool as exc:
                 # Not bad input (no dead letter): the platform cannot serve it right now.
-                self.no_healthy_pool += 1
+                wait_s = self.waiting.wait_s(now, request.deadline)
+                if wait_s > 0 and self.waiting.can_park():
+                    span.set_attribute("llmops.parked_s", wait_s)
+                    return asyncio.ensure_future(self._park(request, exc, wait_s))
                 span.set_attribute("llmops.route_reason", f"no_healthy_pool: {exc}"[:512])
-                result = error_result(
-                    request.request_id, "no_healthy_pool", str(exc), request=request
-                )
-                return asyncio.gather(
-                    *await publish_result(self._producer, result, request.reply_to)
-                )
+                return await self._no_healthy_pool(request, str(exc))
             except RoutingError as exc:
                 raise Rejected(
                     "unroutable", str(exc), request.request_id, request.reply_to
                 ) from exc
-            span.set_attributes(
-                {
-                    "llmops.pool": routed.pool,
-                    "llmops.variant": routed.variant,
-                    "llmops.route_reason": routed.route_reason,
-                    "gen_ai.request.model": routed.model,
-                }
-            )
-            ack = await self._producer.send_event(
-                inference_topic(routed.pool).name, routed, key=request.sticky_key
-            )
+            return await self._send_routed(routed, span)
+
+    async def _send_routed(self, routed: RoutedRequest, span: Span) -> Any:
+        span.set_attributes(
+            {
+                "llmops.pool": routed.pool,
+                "llmops.variant": routed.variant,
+                "llmops.route_reason": routed.route_reason,
+                "gen_ai.request.model": routed.model,
+            }
+        )
+        ack = await self._producer.send_event(
+            inference_topic(routed.pool).name, routed, key=routed.request.sticky_key
+        )
         self.routed += 1
         self.routed_by_pool[routed.pool] += 1
         return ack
+
+    async def _no_healthy_pool(self, request: PromptRequest, why: str) -> Any:
+        self.no_healthy_pool += 1
+        result = error_result(request.request_id, "no_healthy_pool", why, request=request)
+        return asyncio.gather(*await publish_result(self._producer, result, request.reply_to))
+
+    async def _park(self, request: PromptRequest, first: NoHealthyPool, wait_s: float) -> None:
+        """Wait for a pool (services/router/waiting.py); route the request, or answer it."""
+        last: list[RoutingError] = [first]
+
+        def attempt() -> RoutedRequest | None:
+            try:
+                return route(request, self._prompts, self._settings.pools, utc_now(), self.board)
+            except RoutingError as exc:
+                last[0] = exc
+                return None
+
+        # The task runs in the routing span's context: this span is its child.
+        with tracer.start_as_current_span("wait for a pool") as span:
+            routed = await self.waiting.retry(attempt, wait_s)
+            if routed is not None:
+                await (await self._send_routed(routed, span))
+                return
+            why = f"{last[0]} (waited {wait_s:.1f}s for a pool)"
+            span.set_attribute("llmops.route_reason", f"no_healthy_pool: {why}"[:512])
+            await (await self._no_healthy_pool(request, why))
 
 
 class ControlPlane:
@@ -264,6 +295,6 @@ def build_router(
         on_reject=rejection_replier(producer),
     )
     loop.control = ControlPlane(
-        settings, router, RescueManager(settings, prompts, router.board, producer)
+        settings, router, RescueManager(settings, prompts, router.board, producer, router.waiting)
     )
     return router, loop

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from llmops.bus import Record
 from llmops.config import PoolConfig, get_settings
+from llmops.routing_config import RoutingConfig
 from llmops.sdk import LLMOpsClient, LLMOpsError
 from llmops.tail import TopicTail
 from llmops.topics import ensure_topics
@@ -102,7 +103,13 @@ async def test_all_pools_down_gets_a_no_healthy_pool_reply(bootstrap: str) -> No
     pool = PoolConfig(name=f"down-{uuid.uuid4().hex[:6]}", engine="fake", model="fake")
     engine = FakeEngine(model="fake")
     async with (
-        running_platform(bootstrap, [pool], {pool.name: engine}, heartbeat_interval_s=0.1) as p,
+        running_platform(
+            bootstrap,
+            [pool],
+            {pool.name: engine},
+            heartbeat_interval_s=0.1,
+            routing=RoutingConfig(wait_for_pool_s=0.5),  # it waits for a pool, then is told
+        ) as p,
         LLMOpsClient(bootstrap, app="down") as client,
     ):
         board = p.router.board
