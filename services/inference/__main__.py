@@ -12,9 +12,11 @@ from llmops.runtime import consume_until, require_trust_settings, run_service
 from llmops.topics import ensure_topics, platform_topics
 from services.inference.engines.factory import create_engine
 from services.inference.heartbeat import Heartbeat
-from services.inference.service import build_worker
+from services.inference.service import EngineDiedError, build_worker
 
 log = logging.getLogger("services.inference")
+# The exit code of a pool whose engine died: whoever supervises it starts a fresh one.
+EXIT_ENGINE_DIED = 3
 
 
 def parse_args() -> argparse.Namespace:
@@ -50,7 +52,11 @@ def main() -> None:
                 await heartbeat.stop()
                 await engine.stop()
 
-    run_service(f"inference-{pool.name}", serve, args.metrics_port)
+    try:
+        run_service(f"inference-{pool.name}", serve, args.metrics_port)
+    except EngineDiedError as exc:
+        log.error("pool %s exits: its engine died (%s)", pool.name, exc)
+        raise SystemExit(EXIT_ENGINE_DIED) from None
 
 
 if __name__ == "__main__":

@@ -13,9 +13,11 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from llmops.config import PoolConfig
 from schemas import PoolPhase, PoolStatus
+from schemas.base import MAX_COUNT, MAX_DURATION_MS, MAX_RATE_PER_S
 
 # Bound on remembered completions: percentiles over the newest ones under extreme rates.
 MAX_SAMPLES = 20_000
@@ -101,7 +103,8 @@ def pool_status(
     queue_depth: int,
     ts: datetime,
 ) -> PoolStatus:
-    """The heartbeat of one instance: what it is (from its config) and how it is doing."""
+    """The heartbeat of one instance: what it is (from its config) and how it is doing.
+    Measured numbers are held to the contract's bounds: a beat must always be sendable."""
     return PoolStatus(
         ts=ts,
         pool=pool.name,
@@ -113,16 +116,26 @@ def pool_status(
         models=[pool.model],
         adapters=list(pool.adapters),
         capacity=pool.capacity,
-        in_flight=max(in_flight, 0),
-        queue_depth=max(queue_depth, 0),
-        tokens_per_s=health.tokens_per_s,
-        requests_per_s=health.requests_per_s,
-        requests_total=health.requests_total,
-        errors_total=health.errors_total,
-        error_rate=min(max(health.error_rate, 0.0), 1.0),
-        latency_p50_ms=health.latency_p50_ms,
-        latency_p99_ms=health.latency_p99_ms,
+        in_flight=_clamp(in_flight, MAX_COUNT),
+        queue_depth=_clamp(queue_depth, MAX_COUNT),
+        tokens_per_s=_clamp(health.tokens_per_s, MAX_RATE_PER_S),
+        requests_per_s=_clamp(health.requests_per_s, MAX_RATE_PER_S),
+        requests_total=_clamp(health.requests_total, MAX_COUNT),
+        errors_total=_clamp(health.errors_total, MAX_COUNT),
+        error_rate=_clamp(health.error_rate, 1.0),
+        latency_p50_ms=_clamp(health.latency_p50_ms, MAX_DURATION_MS),
+        latency_p99_ms=_clamp(health.latency_p99_ms, MAX_DURATION_MS),
         cost_per_1k_tokens=pool.cost_per_1k_tokens,
         cost_per_gpu_hour=pool.cost_per_gpu_hour,
         healthy=healthy and phase == "serving",
     )
+
+
+_N = TypeVar("_N", int, float)
+
+
+def _clamp(value: _N, high: _N) -> _N:
+    """`value` within 0..high (NaN, which compares false with everything, as 0)."""
+    if not value >= 0:
+        return high - high
+    return min(value, high)

@@ -3,11 +3,18 @@
 Each routed request becomes a task: the consumer keeps fetching while the engine works, taking
 at most the pool's capacity (llmops/bus.py: backpressure), and a record's offset is committed only
 after its final result is acknowledged on the reply topic and on llm.responses.
+
+A request the engine cannot take, or that fails in it, gets an error result of its own. An engine
+whose generation loop dies serves nothing more: the requests it had get `engine_error` results,
+the loop stops (records taken after the death are neither answered nor committed, so they are
+served again) and raises EngineDiedError, and the process exits for the supervisor or Kubernetes
+to start a fresh one, instead of staying up and unhealthy.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -34,13 +41,25 @@ from schemas import (
     Usage,
     utc_now,
 )
+from schemas.base import MAX_COST_USD
 from schemas.topics import inference_group, inference_topic
-from services.inference.engines.base import Engine, EngineError, GenerationRequest
+from services.inference.engines.base import (
+    Engine,
+    EngineError,
+    GenerationRequest,
+    RequestRejectedError,
+)
 from services.inference.health import HealthWindow
 from services.inference.heartbeat import Heartbeat
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("llmops.inference")
+# How often a pool's loop looks whether its engine died (a field read: costs nothing).
+ENGINE_WATCH_S = 0.2
+
+
+class EngineDiedError(RuntimeError):
+    """The pool's engine can serve nothing more: the process must be restarted."""
 
 
 def group_id(pool: str) -> str:
@@ -89,6 +108,9 @@ class InferenceWorker:
 
     async def _serve(self, routed: RoutedRequest, record: Record, consumed_at: float) -> None:
         request = routed.request
+        failure = self._engine.failure()
+        if failure is not None:  # unanswered, so never committed: the next instance serves it
+            raise EngineDiedError(failure)
         with consumer_span(
             tracer,
             f"chat {routed.model}",
@@ -111,7 +133,8 @@ class InferenceWorker:
                 time.monotonic(),
                 result.timings.total_ms,
                 result.usage.output_tokens,
-                error=result.error is not None,
+                # A request refused for its own parameters says nothing of the pool's health.
+                error=result.error is not None and result.error.kind != "invalid_request",
             )
             span.set_attributes(
                 {
@@ -180,8 +203,13 @@ class InferenceWorker:
             error = ErrorInfo(
                 kind="deadline_exceeded", message=f"deadline hit after {deadline_s:.1f}s"
             )
+        except RequestRejectedError as exc:
+            error = ErrorInfo(kind="invalid_request", message=str(exc)[:4096])
         except EngineError as exc:
-            error = ErrorInfo(kind="engine_error", message=str(exc))
+            error = ErrorInfo(kind="engine_error", message=str(exc)[:4096])
+        except Exception as exc:  # an engine bug fails this request, never the consumer
+            log.exception("engine %s failed on %s", self._engine.name, request.request_id)
+            error = ErrorInfo(kind="engine_error", message=f"{type(exc).__name__}: {exc}"[:4096])
         done = time.monotonic()
         if chunk_acks and await settle_best_effort(chunk_acks):
             log.warning("some streamed chunks of %s were not delivered", request.request_id)
@@ -226,7 +254,7 @@ class InferenceWorker:
             variant=routed.variant,
             route_reason=routed.route_reason,
             attributes=request.attributes,
-            cost_usd=usage.total_tokens / 1000 * self._pool.cost_per_1k_tokens,
+            cost_usd=min(usage.total_tokens / 1000 * self._pool.cost_per_1k_tokens, MAX_COST_USD),
             error=error,
             prompt_text=prompt_text(routed),
             context=request.context,
@@ -234,19 +262,37 @@ class InferenceWorker:
 
 
 class PoolLoop(ConsumerLoop):
-    """A pool's consumer loop with its heartbeat beside it for as long as it runs."""
+    """A pool's consumer loop with its heartbeat beside it for as long as it runs, and a watch
+    on its engine: when the engine dies, the loop stops and raises EngineDiedError."""
 
     heartbeat: Heartbeat
+    engine: Engine
 
     async def run(self) -> None:
         self.heartbeat.consumer = self.consumer
         self.heartbeat.in_flight = lambda: self.in_flight
         self.heartbeat.phase = "serving"
         self.heartbeat.start()
+        watch = asyncio.create_task(self._watch_engine(), name="engine-watch")
         try:
-            await super().run()
+            await super().run()  # raises the first task failure (EngineDiedError among them)
         finally:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
             await self.heartbeat.stop()
+        failure = self.engine.failure()
+        if failure is not None:
+            raise EngineDiedError(failure)
+
+    async def _watch_engine(self) -> None:
+        # Polled: engines learn of their death on their own threads or from vLLM's client.
+        while (failure := self.engine.failure()) is None:  # noqa: ASYNC110
+            await asyncio.sleep(ENGINE_WATCH_S)
+        # What the engine had is failing with error results now; run() drains, commits what
+        # was answered, and raises.
+        log.error("pool engine died (%s): draining, then exiting to be restarted", failure)
+        self.stop()
 
     def stop(self) -> None:
         # Tell routers at the next beat, while in-flight work drains.
@@ -284,7 +330,15 @@ def build_worker(
         on_reject=rejection_replier(producer),
     )
     loop.heartbeat = heartbeat
+    loop.engine = engine
     return worker, loop
 
 
-__all__ = ["InferenceWorker", "PoolLoop", "build_worker", "error_result", "group_id"]
+__all__ = [
+    "EngineDiedError",
+    "InferenceWorker",
+    "PoolLoop",
+    "build_worker",
+    "error_result",
+    "group_id",
+]

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from services.inference.engines.base import Engine, EngineError
+from services.inference.engines.base import Engine, EngineError, RequestRejectedError
 from services.inference.engines.fake import fake_words
 from tests.engine_kit import (
     ENGINE_KINDS,
@@ -177,3 +177,39 @@ async def test_generate_before_start_fails(kind: str) -> None:
     with pytest.raises(EngineError):
         await collect(eng, request(max_tokens=2))
     await eng.stop()  # stopping an engine that never started is harmless
+
+
+@pytest.mark.parametrize(
+    "knobs",
+    [
+        {"top_k": 2**31},  # overflowed the int32 tensor in the transformers engine's loop
+        {"top_k": -5},
+        {"temperature": float("nan"), "seed": 1},
+        {"temperature": float("inf")},
+        {"top_p": 0.0},
+        {"seed": 2**64},
+        {"max_tokens": 2**40},
+    ],
+    ids=[
+        "top_k-int32",
+        "top_k-negative",
+        "temperature-nan",
+        "temperature-inf",
+        "top_p-0",
+        "seed-2^64",
+        "max_tokens-2^40",
+    ],
+)
+async def test_a_request_the_engine_cannot_take_fails_alone(
+    engine: Engine, knobs: dict[str, object]
+) -> None:
+    good = request("the good neighbour", max_tokens=8)
+    bad = request("the bad neighbour", **{"max_tokens": 4, "temperature": 0.7, **knobs})
+    outcomes = await asyncio.gather(
+        collect(engine, bad), collect(engine, good), return_exceptions=True
+    )
+    assert isinstance(outcomes[0], RequestRejectedError)
+    assert not isinstance(outcomes[1], BaseException)
+    assert outcomes[1].final.finish == "length" and outcomes[1].final.output_tokens == 8
+    assert engine.failure() is None and engine.stats().extra["healthy"] == 1.0
+    assert (await collect(engine, request(max_tokens=3))).final.output_tokens == 3

@@ -111,3 +111,30 @@ def test_temperature_sharpens_or_flattens(temperature: float) -> None:
         assert best > 0.85 * 400
     else:
         assert best < 0.6 * 400
+
+
+def test_a_row_whose_knobs_cannot_be_read_is_greedy_and_reported_alone() -> None:
+    """Inside the generation step, one request's unreadable knobs (here a top_k past int32,
+    which overflowed the int32 tensor and killed the loop) must not fail the batch."""
+    reported: list[tuple[str, str]] = []
+    processors = PerRequestSampling(on_invalid=lambda rid, why: reported.append((rid, why)))
+    good = sampling_kwargs(0.8, 1.0, 1, 3)
+    bad = sampling_kwargs(0.8, 1.0, None, 3) | {"top_k": 2**31}
+    requests = _requests(good, bad)
+    storage = torch.zeros((processors.tensors_required, 2), dtype=torch.int32)
+    args = processors.prepare_tensor_args(requests, storage)
+    processed = processors(torch.zeros(2, dtype=torch.long), SCORES.clone(), args)
+    assert [rid for rid, _ in reported] == ["r1"] and "top_k" in reported[0][1]
+    assert _chosen(processed) == [1, 3]  # top_k=1 keeps row 0's best; row 1 is greedy
+    assert requests[1].state.logit_processor_kwargs["top_k"] == 0
+
+
+@pytest.mark.parametrize(
+    "knobs",
+    [{"top_k": 2**31}, {"top_k": -1}, {"temperature": float("nan")}, {"seed": 2**64}],
+)
+def test_the_manager_admission_check_refuses_unholdable_knobs(knobs: dict[str, Any]) -> None:
+    processors = PerRequestSampling()
+    processors.check_kwargs(sampling_kwargs(0.5, 0.9, 10, 1))
+    with pytest.raises(ValueError):
+        processors.check_kwargs(sampling_kwargs(0.5, 0.9, 10, 1) | knobs)

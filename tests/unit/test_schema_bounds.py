@@ -68,7 +68,7 @@ DRIFT: dict[str, Any] = {
 
 
 def _with(base: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
-    doc = json.loads(json.dumps(base))
+    doc: dict[str, Any] = json.loads(json.dumps(base))
     *parents, leaf = path.split(".")
     node = doc
     for key in parents:
@@ -166,7 +166,8 @@ def test_the_largest_values_are_taken() -> None:
     )
     assert request.sampling.top_k == MAX_INT32
     usage = {"input_tokens": MAX_INT32, "output_tokens": MAX_INT32}
-    assert InferenceResult.model_validate({**RESULT, "usage": usage}).usage.total_tokens == 2**32 - 2
+    result = InferenceResult.model_validate({**RESULT, "usage": usage})
+    assert result.usage.total_tokens == 2**32 - 2
 
 
 def test_times_are_bounded_to_what_datetime64_holds() -> None:

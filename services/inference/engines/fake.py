@@ -21,11 +21,15 @@ from services.inference.engines.base import (
     EngineStats,
     GenerationChunk,
     GenerationRequest,
+    check_request,
 )
 from services.inference.engines.text import StopScanner, count_words, render_plain
 
 FAIL_MARKER = "[[fail]]"  # a prompt containing it fails before its first token
 FAIL_MID_MARKER = "[[fail-mid]]"  # ... or after its first chunk
+# A prompt containing it kills the engine, as a real one whose generation loop dies: every
+# request in flight fails, and the engine serves nothing more (fault injection for tests).
+DIE_MARKER = "[[engine-dies]]"
 _FILLER = ("lorem", "ipsum", "dolor", "sit", "amet")  # output for a prompt without words
 
 
@@ -55,9 +59,23 @@ class FakeEngine(Engine):
         self._aborts: dict[str, set[asyncio.Event]] = {}
         self._stats = EngineStats()
         self._started = False
+        self._failure: str | None = None
 
     async def start(self) -> None:
         self._started = True
+        self._failure = None
+
+    def failure(self) -> str | None:
+        return self._failure
+
+    def die(self, reason: str) -> None:
+        """The engine's loop died: requests in flight fail with EngineError, later ones are
+        refused, and `failure()` says why."""
+        self._failure = reason
+        self._started = False
+        for events in self._aborts.values():
+            for event in events:
+                event.set()
 
     async def stop(self) -> None:
         self._started = False
@@ -83,17 +101,21 @@ class FakeEngine(Engine):
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         if not self._started:
-            raise EngineError("fake engine is not started")
+            raise EngineError(self._failure or "fake engine is not started")
         aborted = asyncio.Event()
         self._aborts.setdefault(request.request_id, set()).add(aborted)
         self._stats.waiting += 1
         running = False
         try:
+            check_request(request)
             prompt = render_plain(request.messages)
+            if DIE_MARKER in prompt:
+                self.die("fake engine: generation loop died (requested)")
             if FAIL_MARKER in prompt or self._rng.random() < self.config.failure_rate:
                 raise EngineError("fake engine: failure requested")
             input_tokens = count_words(prompt)
             if await _wait(self.config.ttft_ms, aborted):
+                self._raise_if_dead()
                 yield self._finish("", input_tokens, 0, "abort")
                 return
             self._stats.waiting -= 1
@@ -127,6 +149,7 @@ class FakeEngine(Engine):
         while produced < request.max_tokens:
             n = min(per_chunk, request.max_tokens - produced)
             if await _wait(self.config.tpot_ms * n, aborted):
+                self._raise_if_dead()
                 yield self._finish(scanner.flush(), input_tokens, produced, "abort")
                 return
             text = ""
@@ -142,6 +165,10 @@ class FakeEngine(Engine):
             if fail_mid:
                 raise EngineError("fake engine: failure requested mid-stream")
         yield self._finish(scanner.flush(), input_tokens, produced, "length")
+
+    def _raise_if_dead(self) -> None:
+        if self._failure is not None:
+            raise EngineError(self._failure)
 
     def _finish(
         self, text: str, input_tokens: int, output_tokens: int, finish: EngineFinish

@@ -7,10 +7,19 @@ These processors do the whole choice themselves, per row: temperature (0 = greed
 top-p, then a draw from a uniform number derived from (seed, step), so a seeded request gives
 the same tokens whatever else is in the batch. The manager runs with `do_sample=False`; its
 argmax then reads the one token left. Rows of an all-greedy batch are left untouched (cheap).
+
+The knobs of every request in a batch go into one int32 tensor inside the manager's generation
+loop, where one bad value (a top_k past int32) would kill the loop and every request in it.
+So values are checked three times: by the engine before a request is added, by the manager when
+it admits one (`check_kwargs`: it fails that request alone), and per request in each step (a
+request whose knobs still cannot be read is sampled greedily for that step and reported, so its
+engine fails it alone).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -22,6 +31,11 @@ from transformers.generation.continuous_batching.requests import FutureRequestSt
 from transformers.generation.logits_process import LogitsProcessorList
 
 _MASK64 = (1 << 64) - 1
+_INT32_MAX = 2**31 - 1
+_INT64 = (-(2**63), 2**63 - 1)
+_GREEDY: dict[str, Any] = {"temperature": 0.0, "top_p": 1.0, "top_k": 0, "seed": 0}
+# Told (from the generation thread) the manager's id of a request whose knobs were unreadable.
+InvalidHook = Callable[[str, str], None]
 
 
 def uniform(seed: int, step: int) -> float:
@@ -36,13 +50,37 @@ def uniform(seed: int, step: int) -> float:
 def sampling_kwargs(
     temperature: float, top_p: float, top_k: int | None, seed: int
 ) -> dict[str, Any]:
-    """What a request carries to these processors (the manager's `logit_processor_kwargs`)."""
-    return {
+    """What a request carries to these processors (the manager's `logit_processor_kwargs`);
+    ValueError if they cannot hold it."""
+    kwargs = {
         "temperature": float(max(temperature, 0.0)),
         "top_p": float(top_p),
         "top_k": int(top_k or 0),
         "seed": int(seed),
     }
+    check_values(kwargs)
+    return kwargs
+
+
+def check_values(kwargs: dict[str, Any]) -> None:
+    """ValueError unless every knob present fits the processors: finite floats in range, top_k
+    within int32 (0: off; the tensors are int32), seed within int64."""
+    temperature = kwargs.get("temperature", 0.0)
+    top_p = kwargs.get("top_p", 1.0)
+    top_k = kwargs.get("top_k", 0)
+    seed = kwargs.get("seed", 0)
+    if not (isinstance(temperature, float) and math.isfinite(temperature) and temperature >= 0):
+        raise ValueError(f"temperature must be a finite float >= 0, got {temperature!r}")
+    if not (isinstance(top_p, float) and 0.0 < top_p <= 1.0):
+        raise ValueError(f"top_p must be a float in (0, 1], got {top_p!r}")
+    if not (_is_int(top_k) and 0 <= top_k <= _INT32_MAX):
+        raise ValueError(f"top_k must be an integer in 0..{_INT32_MAX}, got {top_k!r}")
+    if not (_is_int(seed) and _INT64[0] <= seed <= _INT64[1]):
+        raise ValueError(f"seed must be a 64-bit integer, got {seed!r}")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _floats(values: list[float]) -> torch.Tensor:
@@ -162,10 +200,30 @@ class _SeededDraw(ContinuousBatchingLogitsProcessor):
 
 
 class PerRequestSampling(ContinuousBatchingLogitsProcessorList):
-    """The processor list to install on a CB manager before it starts."""
+    """The processor list to install on a CB manager before it starts. `on_invalid` hears of
+    a running request whose knobs could not be read (its engine fails it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_invalid: InvalidHook | None = None) -> None:
         processors = [_Temperature(), _TopK(), _TopP(), _SeededDraw()]
         super().__init__(LogitsProcessorList(processors), per_request_processors=False)
         # One argument row per processor (the base class counts only the ones it converts).
         self.tensors_required = len(processors)
+        self._on_invalid = on_invalid
+
+    def check_kwargs(self, kwargs: dict[Any, Any]) -> None:
+        # The manager calls this as it admits a request and fails that request alone on error.
+        super().check_kwargs(kwargs)
+        check_values(kwargs)
+
+    def prepare_tensor_args(
+        self, requests_in_batch: list[FutureRequestState], arg_storage: torch.Tensor
+    ) -> torch.Tensor:
+        for request in requests_in_batch:
+            state = request.state
+            try:
+                check_values(state.logit_processor_kwargs)
+            except Exception as exc:  # this request's fault: never the whole batch's
+                state.logit_processor_kwargs = dict(_GREEDY)
+                if self._on_invalid is not None:
+                    self._on_invalid(state.request_id, f"sampling parameters rejected: {exc}")
+        return super().prepare_tensor_args(requests_in_batch, arg_storage)

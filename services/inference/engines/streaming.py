@@ -25,6 +25,8 @@ from services.inference.engines.base import (
     EngineStats,
     GenerationChunk,
     GenerationRequest,
+    RequestRejectedError,
+    check_request,
 )
 from services.inference.engines.text import render_plain
 
@@ -37,6 +39,11 @@ class Signal:
     """Put on a request's queue by the engine itself: abort (abort/stop) or failure."""
 
     error: str | None = None
+    rejected: bool = False  # the failure is the request's own fault (RequestRejectedError)
+
+    def exception(self) -> EngineError:
+        assert self.error is not None
+        return RequestRejectedError(self.error) if self.rejected else EngineError(self.error)
 
 
 ABORT = Signal()
@@ -83,6 +90,7 @@ class StreamingEngine(Engine, Generic[StreamT]):
         self._by_request: dict[str, set[str]] = {}  # caller's id -> the server's ids
         self._ids = itertools.count()
         self._accepting = False
+        self._failure: str | None = None  # set when the server's loop died
         self._stats = EngineStats()
 
     # ------------------------------------------------------------------ for subclasses
@@ -109,10 +117,10 @@ class StreamingEngine(Engine, Generic[StreamT]):
         try:
             prompt = encode_prompt(tokenizer, request.messages)
         except Exception as exc:  # a template rejecting the messages is the request's fault
-            raise EngineError(f"cannot render the prompt: {exc}") from exc
+            raise RequestRejectedError(f"cannot render the prompt: {exc}") from exc
         budget = max_model_len - len(prompt)
         if budget < 1:
-            raise EngineError(
+            raise RequestRejectedError(
                 f"prompt has {len(prompt)} tokens; this engine takes at most {max_model_len - 1}"
             )
         return prompt, min(request.max_tokens, budget)
@@ -153,6 +161,9 @@ class StreamingEngine(Engine, Generic[StreamT]):
 
     # ------------------------------------------------------------------ Engine
 
+    def failure(self) -> str | None:
+        return self._failure
+
     def stats(self) -> EngineStats:
         s = self._stats
         return EngineStats(
@@ -172,6 +183,7 @@ class StreamingEngine(Engine, Generic[StreamT]):
         self, request: GenerationRequest, count: bool
     ) -> AsyncGenerator[GenerationChunk, None]:
         try:
+            check_request(request)
             # aclosing: a caller leaving early must run the inner generator's cleanup now.
             async with aclosing(self._run(request, count)) as chunks:
                 async for chunk in chunks:

@@ -12,6 +12,7 @@ Per-request sampling (temperature, top_p, top_k, seed) is honoured in full: see 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import threading
@@ -25,6 +26,7 @@ from services.inference.engines.base import (
     EngineFinish,
     GenerationChunk,
     GenerationRequest,
+    RequestRejectedError,
 )
 from services.inference.engines.streaming import (
     ABORT,
@@ -173,7 +175,7 @@ class TransformersEngine(StreamingEngine[RequestStream]):
         manager = hf_model.init_continuous_batching(
             generation_config=generation, continuous_batching_config=cb_config
         )
-        manager.logit_processor = PerRequestSampling()
+        manager.logit_processor = PerRequestSampling(on_invalid=self._invalid_from_loop)
         # Started from a daemon thread, the generation thread is a daemon too: a consumer that
         # dies without calling stop() still exits instead of hanging on a non-daemon thread.
         starter = threading.Thread(target=manager.start, daemon=True, name="cb-start")
@@ -210,8 +212,11 @@ class TransformersEngine(StreamingEngine[RequestStream]):
         while not self._closing.is_set():
             first = manager.get_result(timeout=0.1)
             if first is None:
-                if manager.background_thread_status.fatal_error is not None:
-                    loop.call_soon_threadsafe(self._fail_all, "generation loop died")
+                fatal = manager.background_thread_status.fatal_error
+                if fatal is not None:
+                    reason = f"generation loop died: {type(fatal).__name__}: {fatal}"
+                    with contextlib.suppress(RuntimeError):  # a closed loop hears nothing
+                        loop.call_soon_threadsafe(self._fail_all, reason[:1024])
                     return
                 continue
             batch = [first]
@@ -230,9 +235,22 @@ class TransformersEngine(StreamingEngine[RequestStream]):
 
     def _fail_all(self, reason: str) -> None:
         self._accepting = False
+        self._failure = reason
         for stream in list(self._streams.values()):
             stream.queue.put_nowait(Signal(reason))
         log.error("transformers engine stopped accepting requests: %s", reason)
+
+    def _invalid_from_loop(self, internal: str, reason: str) -> None:
+        """From the generation thread: a request's knobs could not be read; fail it alone."""
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # a closed loop hears nothing
+                loop.call_soon_threadsafe(self._fail_one, internal, reason)
+
+    def _fail_one(self, internal: str, reason: str) -> None:
+        stream = self._streams.get(internal)
+        if stream is not None:
+            stream.queue.put_nowait(Signal(reason, rejected=True))
 
     # ------------------------------------------------------------------ requests
 
@@ -250,6 +268,10 @@ class TransformersEngine(StreamingEngine[RequestStream]):
         if max_tokens < 1:
             yield self._final(count, "", len(prompt), 0, "length")
             return
+        try:
+            sampling = _sampling(request)
+        except ValueError as exc:
+            raise RequestRejectedError(str(exc)) from exc
         internal = self._internal_id(request.request_id)
         stream = self._register(request.request_id, RequestStream(internal))
         finished = False
@@ -259,7 +281,7 @@ class TransformersEngine(StreamingEngine[RequestStream]):
                 request_id=internal,
                 max_new_tokens=max_tokens,
                 streaming=True,
-                **_sampling(request),
+                **sampling,
             )
             if added is None:
                 raise EngineError("transformers engine refused the request (stopping or failed)")
@@ -313,7 +335,7 @@ class TransformersEngine(StreamingEngine[RequestStream]):
                     yield GenerationChunk(text, n_in, len(seen))
             if signal is not None:
                 if signal.error is not None:
-                    raise EngineError(signal.error)
+                    raise signal.exception()
                 self._cancel(stream.request_id)
                 tail = (text if output is not None else "") + _tail(decoder, scanner)
                 yield self._final(count, tail, n_in, len(seen), "abort")

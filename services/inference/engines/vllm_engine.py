@@ -31,6 +31,7 @@ from services.inference.engines.base import (
     EngineFinish,
     GenerationChunk,
     GenerationRequest,
+    RequestRejectedError,
 )
 from services.inference.engines.streaming import ABORT, RequestStream, Signal, StreamingEngine
 
@@ -216,12 +217,18 @@ class VllmEngine(StreamingEngine[_Stream]):
         bound = self._vllm
         return self._accepting and bound is not None and not bound.llm.errored
 
+    def failure(self) -> str | None:
+        bound = self._vllm
+        if self._failure is None and bound is not None and bound.llm.errored:
+            self._failure = "vllm's engine core died"  # seen before any request failed on it
+        return self._failure
+
     def _lora(self, bound: _Vllm, adapter: str | None) -> Any:
         if adapter is None:
             return None
         entry = self._loras.get(adapter)
         if entry is None:
-            raise EngineError(
+            raise RequestRejectedError(
                 f"adapter {adapter!r} is not served here (have {sorted(self._loras)})"
             )
         lora_id, path = entry
@@ -268,6 +275,7 @@ class VllmEngine(StreamingEngine[_Stream]):
             error = f"vllm failed the request: {type(exc).__name__}: {exc}"
             if bound.llm.errored:
                 self._accepting = False
+                self._failure = error
                 log.error("vllm engine stopped accepting requests: %s", error)
             stream.queue.put_nowait(Signal(error))
 
@@ -279,7 +287,7 @@ class VllmEngine(StreamingEngine[_Stream]):
             item = await stream.queue.get()
             if isinstance(item, Signal):
                 if item.error is not None:
-                    raise EngineError(item.error)
+                    raise item.exception()
                 yield self._final(count, "", n_in, n_out, "abort")
                 return
             completion = item.outputs[0]
