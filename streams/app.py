@@ -189,6 +189,8 @@ class MetricsWorker:
             url, rows.DEAD_LETTERS_TABLE, rows.DEAD_LETTER_COLUMNS
         )
         self.reader = Reader(url)
+        # Its own connection: retried until migrations ran, it must not drop the seeding's.
+        self.retention_reader = Reader(url)
         self.text_policy = text_policy(settings.store_text)
         # Results are stored only when signed by our services: a forged one is a dead letter.
         self.signing = keys_from_settings(settings)
@@ -246,6 +248,7 @@ class MetricsWorker:
         ):
             writer.close()
         self.reader.close()
+        self.retention_reader.close()
 
     # --- record handlers (pure: they only fill the batch) ------------------------------------
 
@@ -499,7 +502,7 @@ class MetricsWorker:
     async def apply_retention(self) -> None:
         """Set the text tables' TTL to Settings.retention_days (retried until they exist)."""
         days = self.settings.retention_days
-        applied = await self.reader.call(
+        applied = await self.retention_reader.call(
             "setting the retention TTL",
             lambda client: retention.apply_retention(client, days),
         )
