@@ -17,9 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from llmops.config import Settings
 from llmops.procs import free_port, wait_until
 from llmops.readiness import StatusFeed
 from llmops.sdk import LLMOpsClient
+from llmops.store import connect, login_for
 from llmops.topics import list_topics, platform_topics
 from schemas import utc_now
 
@@ -54,13 +56,27 @@ def _first_serving_beat(bootstrap: str) -> datetime:
     raise AssertionError(f"no serving heartbeat of pool {POOL}")
 
 
-async def _served(bootstrap: str) -> bool:
+async def _served(bootstrap: str) -> str | None:
+    """The id of a request answered with text, or None if it was not (yet)."""
     try:
         async with LLMOpsClient(bootstrap, app="restart-test", timeout_s=10) as client:
             result = await client.generate([{"role": "user", "content": "hi"}], max_tokens=3)
     except Exception:  # the broker or the pool not back yet: the caller tries again
-        return False
-    return bool(result.text)
+        return None
+    return result.request_id if result.text else None
+
+
+def _stored(env: dict[str, str], request_id: str) -> bool:
+    url = f"http://127.0.0.1:{env['LLMOPS_STORE_PORT']}/llmops"
+    settings = Settings(
+        data_dir=Path(env["LLMOPS_DATA_DIR"]), store_port=int(env["LLMOPS_STORE_PORT"])
+    )
+    client = connect(url, login=login_for(url, settings))
+    try:
+        sql = "SELECT count() FROM responses FINAL WHERE request_id = {r:String}"
+        return bool(client.query(sql, parameters={"r": request_id}).result_rows[0][0] == 1)
+    finally:
+        client.close()
 
 
 def test_kill_9_of_the_broker_is_survived(tmp_path: Path) -> None:
@@ -98,10 +114,12 @@ def test_kill_9_of_the_broker_is_survived(tmp_path: Path) -> None:
         old_broker = _pid_listening_as_broker(broker_port)
         os.kill(old_broker, signal.SIGKILL)
         killed_at = time.monotonic()
-        while not asyncio.run(_served(bootstrap)):
+        while (request_id := asyncio.run(_served(bootstrap))) is None:
             assert up.poll() is None, log.read_text()
             assert time.monotonic() - killed_at < 120, log.read_text()[-3000:]
         print(f"served again {time.monotonic() - killed_at:.1f}s after kill -9 of the broker")
+        # The metrics worker is back too: the new request's response reaches ClickHouse.
+        wait_until(lambda: _stored(env, request_id), 60, "the response row", interval=0.5)
 
         assert _pid_listening_as_broker(broker_port) != old_broker  # same port, new process
         text = log.read_text()
