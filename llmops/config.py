@@ -140,6 +140,18 @@ class Settings(BaseSettings):
         default="http://127.0.0.1:18123/llmops",
         validation_alias=AliasChoices("CLICKHOUSE_URL", "LLMOPS_CLICKHOUSE_URL"),
     )
+    # Used when CLICKHOUSE_URL carries no user:password (credentials out of the URL). Neither
+    # set and the URL names the embedded store: its credentials file in data_dir is used.
+    clickhouse_user: str | None = Field(
+        default=None,
+        max_length=256,
+        validation_alias=AliasChoices("CLICKHOUSE_USER", "LLMOPS_CLICKHOUSE_USER"),
+    )
+    clickhouse_password: str | None = Field(
+        default=None,
+        max_length=1024,
+        validation_alias=AliasChoices("CLICKHOUSE_PASSWORD", "LLMOPS_CLICKHOUSE_PASSWORD"),
+    )
     otel_exporter_otlp_endpoint: str | None = Field(
         default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT")
     )
@@ -148,7 +160,17 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".llmops")
     broker_port: int = Field(default=19092, ge=1, le=65535)
     store_port: int = Field(default=18123, ge=1, le=65535)
+    # The embedded store's service (read-write) password; unset: the one generated on its
+    # first start into data_dir/store-credentials.json (mode 0600), with the analyst's.
     store_password: str | None = None
+    # Embedded store limits: decoded request body and result body, in bytes.
+    store_max_body_bytes: int = Field(default=64 << 20, ge=1 << 20, le=4 << 30)
+    store_max_result_bytes: int = Field(default=256 << 20, ge=1 << 20, le=4 << 30)
+    # Browser origins (scheme://host[:port]) allowed to query the store; empty: none.
+    store_allowed_origins: list[str] = Field(default_factory=list)
+    # Per-query ceilings for the read-only analyst (the analyst may lower them, not raise).
+    store_analyst_max_execution_s: int = Field(default=60, ge=1, le=3600)
+    store_analyst_max_memory_bytes: int = Field(default=2 << 30, ge=64 << 20, le=256 << 30)
     traces_port: int = Field(default=18124, ge=1, le=65535)
     metrics_base_port: int = Field(default=19400, ge=0, le=65000)
     # Where /metrics listens: loopback for the embedded stack, 0.0.0.0 in containers.

@@ -21,7 +21,7 @@ from llmops.config import Settings
 from llmops.procs import stop_process
 from llmops.readiness import PoolBoard, StatusFeed
 from llmops.secretfile import embedded_signing_key
-from llmops.store import apply_migrations, ensure_database
+from llmops.store import apply_migrations, ensure_database, login_for
 from llmops.supervisor import Child, Supervisor, python_child
 from llmops.topics import ensure_topics, platform_topics
 from schemas import utc_now
@@ -172,6 +172,10 @@ class LocalStack:
                             traces_port,
                             self.addresses.clickhouse_url,
                             self.log_dir / "traces.log",
+                            env={
+                                "LLMOPS_DATA_DIR": str(self.data_dir),
+                                "LLMOPS_STORE_PORT": str(s.store_port),
+                            },
                         ),
                         tier=1,  # after the services' last spans, before the store
                     )
@@ -212,7 +216,8 @@ class LocalStack:
         started = time.monotonic()
         with self.console.status("creating topics and applying ClickHouse migrations ..."):
             created = ensure_topics(self.addresses.kafka, platform_topics(pools))
-            client = ensure_database(self.addresses.clickhouse_url)
+            url = self.addresses.clickhouse_url
+            client = ensure_database(url, login=login_for(url, self.settings))
             applied = apply_migrations(client)
             client.close()
         self.console.print(
@@ -235,6 +240,8 @@ class LocalStack:
             "KAFKA_BOOTSTRAP_SERVERS": self.addresses.kafka,
             "CLICKHOUSE_URL": self.addresses.clickhouse_url,
             "LLMOPS_DATA_DIR": str(self.data_dir),
+            # with LLMOPS_DATA_DIR: how children find the embedded store's credentials
+            "LLMOPS_STORE_PORT": str(self.settings.store_port),
             "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1",
             "TOKENIZERS_PARALLELISM": "false",

@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -25,6 +28,7 @@ os.environ.pop("LLMOPS_SIGNING", None)
 
 from llmops.broker import start_broker  # noqa: E402
 from llmops.procs import free_port  # noqa: E402
+from llmops.store_credentials import StoreCredentials  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -43,17 +47,55 @@ def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             proc.kill()
 
 
+# The session store's limits, small enough for tests to cross them cheaply.
+STORE_TEST_LIMITS = {
+    "LLMOPS_STORE_MAX_BODY_BYTES": str(16 << 20),
+    "LLMOPS_STORE_MAX_RESULT_BYTES": str(16 << 20),
+    "LLMOPS_STORE_ANALYST_MAX_EXECUTION_S": "30",
+    "LLMOPS_STORE_ANALYST_MAX_MEMORY_BYTES": str(1 << 30),
+}
+
+
+@dataclass(frozen=True)
+class StoreServer:
+    """The session's store: its address (no credentials) and its two accounts."""
+
+    address: str  # "127.0.0.1:PORT"
+    data_dir: Path
+    credentials: StoreCredentials
+
+    def url(self, user: str | None = None, password: str | None = None) -> str:
+        """http://user:password@address, the service user's unless told otherwise."""
+        user = user or self.credentials.service_user
+        if password is None:
+            password = self.credentials.service_password
+        return f"http://{quote(user, safe='')}:{quote(password, safe='')}@{self.address}"
+
+
 @pytest.fixture(scope="session")
-def store_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Base URL of a real ClickHouse HTTP interface: the store service (chDB) as a subprocess,
-    on a data dir of this session. Tests add "/<their database>". pytest itself never opens
-    a chDB path (one path per process): everything goes through this server."""
+def store_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoreServer]:
+    """A real ClickHouse HTTP interface: the store service (chDB) as a subprocess, on a data
+    dir of this session. pytest itself never opens a chDB path (one path per process):
+    everything goes through this server."""
+    from llmops.store_credentials import load_credentials
     from services.store.launcher import start_store, stop_store
 
     port = free_port()
     root = tmp_path_factory.mktemp("store")
-    proc = start_store(root / "data", "127.0.0.1", port, log_path=root / "store.log")
+    data_dir = root / "data"
+    proc = start_store(
+        data_dir, "127.0.0.1", port, log_path=root / "store.log", env=STORE_TEST_LIMITS
+    )
     try:
-        yield f"http://127.0.0.1:{port}"
+        credentials = load_credentials(data_dir)
+        assert credentials is not None, "the store wrote no credentials"
+        yield StoreServer(f"127.0.0.1:{port}", data_dir, credentials)
     finally:
         stop_store(proc)
+
+
+@pytest.fixture(scope="session")
+def store_url(store_server: StoreServer) -> str:
+    """Base URL of the session's store with the service user's credentials in it
+    (http://default:PASSWORD@127.0.0.1:PORT). Tests add "/<their database>"."""
+    return store_server.url()
