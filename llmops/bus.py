@@ -20,6 +20,7 @@ from aiokafka.errors import KafkaConnectionError
 from aiokafka.structs import RecordMetadata
 from pydantic import ValidationError
 
+from llmops import metrics
 from llmops.deadletter import (
     Rejected,
     build_dead_letter,
@@ -293,6 +294,7 @@ class ConsumerLoop:
         self.dead_letters = 0
         self._rejections = RejectionLog(log, config.service)
         self._fetch_wait: FetchWaitTuner | None = None
+        metrics.IN_FLIGHT.labels(config.service).set_function(self._tracker.in_flight)
 
     @property
     def in_flight(self) -> int:
@@ -384,6 +386,7 @@ class ConsumerLoop:
             raw.timestamp,
         )
         self._tracker.start(record.topic, record.partition, record.offset)
+        metrics.RECORDS_CONSUMED.labels(self.config.service, record.topic).inc()
         try:
             pending = await self._handler(record)
         except Rejected as rejected:
@@ -412,6 +415,7 @@ class ConsumerLoop:
 
     async def _send_rejection(self, record: Record, rejected: Rejected) -> None:
         self.dead_letters += 1
+        metrics.count_dead_letter(self.config.service, rejected.kind)
         letter = build_dead_letter(
             rejected=rejected,
             service=self.config.service,

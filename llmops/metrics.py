@@ -7,12 +7,15 @@ process (tests, the embedded stack's helpers).
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+
+from schemas.responses import Timings
 
 NAMESPACE = "llmops"
 
@@ -75,6 +78,92 @@ IN_FLIGHT = Gauge(
     ["service"],
     namespace=NAMESPACE,
 )
+
+# --- the request path: router and pools -----------------------------------------------------
+
+# Seconds per output token: from a fast GPU step (~ms) to a slow CPU one.
+STEP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+ROUTED = Counter(
+    "routed",
+    "Requests routed to a pool, by pool and the kind of reason (cheapest_healthy, "
+    "spillover, failover, canary, probe, all_saturated, cold_start, last_resort, rescued)",
+    ["pool", "reason"],
+    namespace=NAMESPACE,
+)
+UNROUTED = Counter(
+    "unrouted",
+    "Requests the router answered itself with an error instead of routing, by error kind",
+    ["kind"],
+    namespace=NAMESPACE,
+)
+PARKED = Gauge(
+    "parked_requests",
+    "Requests waiting for a healthy pool now (routing.wait_for_pool_s)",
+    ["service"],
+    namespace=NAMESPACE,
+)
+QUEUE_DEPTH = Gauge(
+    "queue_depth",
+    "Requests in a pool's topic not yet taken by this instance, at its last heartbeat",
+    ["pool"],
+    namespace=NAMESPACE,
+)
+TOKENS = Counter(
+    "tokens",
+    "Tokens of the requests a pool served, by direction (input: prompt, output: generated)",
+    ["pool", "direction"],
+    namespace=NAMESPACE,
+)
+REQUEST_SECONDS = Histogram(
+    "inference_request_seconds",
+    "A request in a pool, from consumed to its result, by outcome (ok or the error kind)",
+    ["pool", "outcome"],
+    namespace=NAMESPACE,
+    buckets=LATENCY_BUCKETS,
+)
+FIRST_TOKEN_SECONDS = Histogram(
+    "time_to_first_token_seconds",
+    "From the engine taking a request to its first token",
+    ["pool"],
+    namespace=NAMESPACE,
+    buckets=LATENCY_BUCKETS,
+)
+STEP_SECONDS = Histogram(
+    "time_per_output_token_seconds",
+    "The engine's step time as each request saw it: mean time per output token after the first",
+    ["pool"],
+    namespace=NAMESPACE,
+    buckets=STEP_BUCKETS,
+)
+_REASON_KIND = re.compile(r"[a-z_]{1,32}")
+
+
+def reason_kind(route_reason: str) -> str:
+    """The kind a route reason starts with (`failover: ...` -> failover); a bounded label."""
+    head = route_reason.split(":", 1)[0].strip()
+    return head if _REASON_KIND.fullmatch(head) else "other"
+
+
+def count_routed(pool: str, route_reason: str) -> None:
+    ROUTED.labels(pool, reason_kind(route_reason)).inc()
+
+
+def count_unrouted(kind: str) -> None:
+    UNROUTED.labels(kind).inc()
+
+
+def observe_inference(
+    pool: str, input_tokens: int, output_tokens: int, timings_ms: Timings, outcome: str
+) -> None:
+    """One request a pool finished: its tokens and timings (milliseconds, as in results)."""
+    TOKENS.labels(pool, "input").inc(input_tokens)
+    TOKENS.labels(pool, "output").inc(output_tokens)
+    REQUEST_SECONDS.labels(pool, outcome).observe(timings_ms.total_ms / 1000)
+    if output_tokens > 0:
+        FIRST_TOKEN_SECONDS.labels(pool).observe(timings_ms.ttft_ms / 1000)
+    if output_tokens > 1:
+        STEP_SECONDS.labels(pool).observe(timings_ms.tpot_ms / 1000)
+
 
 _servers: dict[tuple[str, int], object] = {}
 _servers_lock = threading.Lock()

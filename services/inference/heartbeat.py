@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer
 
+from llmops import metrics
 from llmops.bus import Producer
 from llmops.config import PoolConfig, Settings
 from schemas import PoolPhase, PoolStatus, utc_now
@@ -84,6 +85,7 @@ class Heartbeat:
 
     async def status(self) -> PoolStatus:
         queue_depth = await consumer_lag(self.consumer) if self.consumer is not None else 0
+        metrics.QUEUE_DEPTH.labels(self._pool.name).set(queue_depth)
         return pool_status(
             self._pool,
             self.health.snapshot(time.monotonic()),

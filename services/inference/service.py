@@ -21,6 +21,7 @@ from typing import Any
 
 from opentelemetry import trace
 
+from llmops import metrics
 from llmops.bus import BusConfig, ConsumerConfig, ConsumerLoop, Producer, Record
 from llmops.config import PoolConfig, Settings
 from llmops.replies import (
@@ -146,6 +147,13 @@ class InferenceWorker:
             )
             if result.error is not None:
                 span.set_status(trace.StatusCode.ERROR, result.error.message)
+            metrics.observe_inference(
+                self._pool.name,
+                result.usage.input_tokens,
+                result.usage.output_tokens,
+                result.timings,
+                result.error.kind if result.error is not None else "ok",
+            )
             acks = await publish_result(self._producer, result, request.reply_to)
         await asyncio.gather(*acks)
         self.served += 1

@@ -39,6 +39,7 @@ from typing import Any
 
 from opentelemetry import trace
 
+from llmops import metrics
 from llmops.bus import DRAIN_TIMEOUT_S, BusConfig, ConsumerConfig, ConsumerLoop, Producer, Record
 from llmops.config import Settings
 from llmops.replies import error_result, publish_result, rejection_replier
@@ -107,6 +108,7 @@ class Rescuer:
             if isinstance(rescued_or_reply, RoutedRequest):
                 span.set_attribute("llmops.pool", rescued_or_reply.pool)
                 self.rerouted += 1
+                metrics.count_routed(rescued_or_reply.pool, "rescued")
                 return await self._producer.send_event(
                     inference_topic(rescued_or_reply.pool).name,
                     rescued_or_reply,
@@ -122,6 +124,7 @@ class Rescuer:
 
     async def _answer(self, routed: RoutedRequest, kind: Any, message: str) -> Any:
         self.answered += 1
+        metrics.count_unrouted(kind)
         request = routed.request
         result = error_result(
             request.request_id,
@@ -166,6 +169,7 @@ class Rescuer:
                 return
             span.set_attribute("llmops.pool", copy.pool)
             self.rerouted += 1
+            metrics.count_routed(copy.pool, "rescued")
             await (
                 await self._producer.send_event(
                     inference_topic(copy.pool).name, copy, key=routed.request.sticky_key

@@ -16,6 +16,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import Span
 
+from llmops import metrics
 from llmops.bus import BusConfig, ConsumerConfig, ConsumerLoop, Producer, Record
 from llmops.config import Settings
 from llmops.deadletter import Rejected, build_dead_letter
@@ -55,6 +56,7 @@ class Router:
         self._producer = producer
         self.board = board or PoolBoard(settings.pools, settings.routing, utc_now())
         self.waiting = PoolWait(settings.routing.wait_for_pool_s, settings.routing.max_parked)
+        metrics.PARKED.labels("router").set_function(lambda: self.waiting.parked)
         self.routed = 0
         self.routed_by_pool: Counter[str] = Counter()
         self.no_healthy_pool = 0
@@ -87,6 +89,7 @@ class Router:
         self.waiting.wake()
 
     async def _dead_letter(self, record: Record, rejected: Rejected) -> None:
+        metrics.count_dead_letter("router-status", rejected.kind)
         letter = build_dead_letter(
             rejected=rejected,
             service="router-status",
@@ -117,6 +120,7 @@ class Router:
         ) as span:
             now = utc_now()
             if request.expired(now):
+                metrics.count_unrouted("deadline_exceeded")
                 result = error_result(
                     request.request_id,
                     "deadline_exceeded",
@@ -165,10 +169,12 @@ class Router:
         )
         self.routed += 1
         self.routed_by_pool[routed.pool] += 1
+        metrics.count_routed(routed.pool, routed.route_reason)
         return ack
 
     async def _no_healthy_pool(self, request: PromptRequest, why: str) -> Any:
         self.no_healthy_pool += 1
+        metrics.count_unrouted("no_healthy_pool")
         result = error_result(request.request_id, "no_healthy_pool", why, request=request)
         return asyncio.gather(*await publish_result(self._producer, result, request.reply_to))
 
