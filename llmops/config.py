@@ -191,8 +191,8 @@ class Settings(BaseSettings):
     # Privacy at rest: "raw" stores response text and dead letters' bytes, key and header
     # values as they came; "none" stores them empty (counts, lengths and flags stay).
     store_text: StoreText = "raw"
-    # Days the tables that hold text (requests, responses, dead_letters) keep a row, by its
-    # ts (a ClickHouse TTL the metrics worker sets at start); 0 keeps rows forever.
+    # Days the tables that hold text (requests, responses, dead_letters) keep a row after
+    # storing it (a ClickHouse TTL the metrics worker sets at start); 0 keeps rows forever.
     retention_days: int = Field(default=30, ge=0, le=36500)
     # Tansu answers a fetch only when its wait runs out (Kafka answers as soon as data
     # arrives), so each hop costs about half this wait there. Raise it on Apache Kafka.

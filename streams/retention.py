@@ -1,5 +1,9 @@
 """How long the tables that hold text keep a row (Settings.retention_days), as ClickHouse TTLs.
 
+Counted from `inserted_at` (when the row was stored, filled by ClickHouse), not from `ts`
+(chosen by the producer): ClickHouse drops rows whose TTL has passed as they are merged, so a
+ts-based TTL would discard a record with an old ts at once and keep one dated 2299 forever.
+
 A migration cannot carry a setting (migrations are fixed files, checksummed once applied):
 008_text_retention.sql gives every database the default, and the metrics worker sets the
 configured value at start. It alters a table only when its TTL differs, so a restart with
@@ -19,7 +23,7 @@ from streams import rows
 # Where user or model text is stored (streams/privacy.py); metric_windows holds none.
 TEXT_TABLES: tuple[str, ...] = (rows.REQUESTS_TABLE, rows.RESPONSES_TABLE, rows.DEAD_LETTERS_TABLE)
 
-# system.tables.engine_full: "... ORDER BY x TTL ts + toIntervalDay(30) SETTINGS ..."
+# system.tables.engine_full: "... ORDER BY x TTL inserted_at + toIntervalDay(30) SETTINGS ..."
 _TTL = re.compile(r"\bTTL\s+(.+?)\s*(?:\bSETTINGS\b|$)")
 
 
@@ -27,7 +31,7 @@ def ttl_expression(days: int) -> str | None:
     """The TTL a table should have, as ClickHouse writes it back; None: no TTL."""
     if days < 0:
         raise ValueError(f"retention days must be 0 (forever) or more, got {days}")
-    return f"ts + toIntervalDay({days})" if days else None
+    return f"inserted_at + toIntervalDay({days})" if days else None
 
 
 def current_ttl(engine_full: str) -> str | None:
@@ -43,12 +47,11 @@ def retention_statements(engine_full: Mapping[str, str], days: int) -> list[str]
         have = current_ttl(engine)
         if have == wanted:
             continue
+        name = quote_identifier(table)
         if wanted is None:
-            statements.append(f"ALTER TABLE {quote_identifier(table)} REMOVE TTL")
+            statements.append(f"ALTER TABLE {name} REMOVE TTL")
         else:
-            statements.append(
-                f"ALTER TABLE {quote_identifier(table)} MODIFY TTL ts + INTERVAL {days} DAY"
-            )
+            statements.append(f"ALTER TABLE {name} MODIFY TTL inserted_at + INTERVAL {days} DAY")
     return statements
 
 

@@ -678,15 +678,16 @@ def test_a_worker_that_stores_no_text_and_keeps_rows_n_days(
 ) -> None:
     """LLMOPS_STORE_TEXT=none: the stored response has no text and the stored dead letter no
     payload, key or header values (the topic keeps them). LLMOPS_RETENTION_DAYS=7: the text
-    tables' TTL is set at start, over the migration's default of 30 days."""
+    tables' TTL is set at start, over the migration's default of 30 days, counted from when a
+    row was stored: a response dated long ago is stored all the same."""
     bootstrap = own_bootstrap
     for table in ("requests", "responses", "dead_letters"):
-        assert "TTL ts + toIntervalDay(30)" in tables.scalar(f"SHOW CREATE TABLE {table}")
+        assert "TTL inserted_at + toIntervalDay(30)" in tables.scalar(f"SHOW CREATE TABLE {table}")
     env = {"LLMOPS_STORE_TEXT": "none", "LLMOPS_RETENTION_DAYS": "7"}
     worker = Worker(bootstrap, database, tmp_path, f"streams-{run_id}", env)
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     try:
-        result = make_result(run_id, 1, datetime.now(UTC))
+        result = make_result(run_id, 1, datetime(2001, 1, 1, tzinfo=UTC))
         letter = dead_letter(run_id, 0, key_b64=base64.b64encode(b"user-7").decode())
         letter = letter.model_copy(update={"headers": {"x-user": "ada@example.com"}})
         send_result(producer, result.to_bytes())
@@ -707,7 +708,7 @@ def test_a_worker_that_stores_no_text_and_keeps_rows_n_days(
 
         def ttl_set() -> bool:
             return all(
-                "TTL ts + toIntervalDay(7)" in tables.scalar(f"SHOW CREATE TABLE {table}")
+                "TTL inserted_at + toIntervalDay(7)" in tables.scalar(f"SHOW CREATE TABLE {table}")
                 for table in ("requests", "responses", "dead_letters")
             )
 

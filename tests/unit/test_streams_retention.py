@@ -9,14 +9,14 @@ from streams.retention import TEXT_TABLES, current_ttl, retention_statements, tt
 
 ENGINE = "ReplacingMergeTree(inserted_at) ORDER BY request_id SETTINGS index_granularity = 8192"
 ENGINE_30 = (
-    "ReplacingMergeTree(inserted_at) ORDER BY request_id TTL ts + toIntervalDay(30) "
+    "ReplacingMergeTree(inserted_at) ORDER BY request_id TTL inserted_at + toIntervalDay(30) "
     "SETTINGS index_granularity = 8192"
 )
 
 
 def test_the_ttl_is_read_back_from_engine_full() -> None:
     assert current_ttl(ENGINE) is None
-    assert current_ttl(ENGINE_30) == "ts + toIntervalDay(30)"
+    assert current_ttl(ENGINE_30) == "inserted_at + toIntervalDay(30)"
     assert current_ttl("MergeTree ORDER BY x TTL ts + toIntervalDay(7)") == "ts + toIntervalDay(7)"
 
 
@@ -27,9 +27,13 @@ def test_a_table_already_at_the_setting_is_left_alone() -> None:
 
 def test_a_different_ttl_is_modified_and_zero_removes_it() -> None:
     assert retention_statements({"responses": ENGINE_30, "requests": ENGINE}, 7) == [
-        "ALTER TABLE `requests` MODIFY TTL ts + INTERVAL 7 DAY",
-        "ALTER TABLE `responses` MODIFY TTL ts + INTERVAL 7 DAY",
+        "ALTER TABLE `requests` MODIFY TTL inserted_at + INTERVAL 7 DAY",
+        "ALTER TABLE `responses` MODIFY TTL inserted_at + INTERVAL 7 DAY",
     ]
+    # A TTL on another column (say ts, set by hand) is brought to the setting too.
+    assert retention_statements(
+        {"responses": ENGINE.replace("SETTINGS", "TTL ts + toIntervalDay(30) SETTINGS")}, 30
+    ) == ["ALTER TABLE `responses` MODIFY TTL inserted_at + INTERVAL 30 DAY"]
     assert retention_statements({"responses": ENGINE_30}, 0) == [
         "ALTER TABLE `responses` REMOVE TTL"
     ]
@@ -37,7 +41,7 @@ def test_a_different_ttl_is_modified_and_zero_removes_it() -> None:
 
 def test_the_setting_is_bounded_and_defaults_to_thirty_days() -> None:
     assert Settings().retention_days == 30
-    assert ttl_expression(Settings().retention_days) == "ts + toIntervalDay(30)"
+    assert ttl_expression(Settings().retention_days) == "inserted_at + toIntervalDay(30)"
     with pytest.raises(ValueError):
         Settings(retention_days=-1)
     with pytest.raises(ValueError):
