@@ -1,4 +1,5 @@
-"""A pool whose engine dies, on the real broker: the requests the engine had get engine_error
+"""Engine faults on the real broker. The issue's request (top_k = 2**31) gets an error reply
+and the pool serves on. A pool whose engine dies: the requests the engine had get engine_error
 replies (and count as done), the pool's loop and process end so they are restarted, and a
 request the dead pool took but never answered is served by the next instance."""
 
@@ -27,9 +28,13 @@ from schemas import (
     SamplingParams,
     utc_now,
 )
-from schemas.topics import inference_group, inference_topic, reply_topic
+from schemas.topics import REQUESTS, inference_group, inference_topic, reply_topic
 from services.inference.engines.fake import DIE_MARKER, FakeEngine, FakeEngineConfig
+from services.inference.engines.transformers_engine import TransformersEngine
+from services.inference.models import build_tiny_model, build_tiny_tokenizer
 from services.inference.service import EngineDiedError, build_worker
+from tests.engine_kit import TINY_CONFIG
+from tests.integration.platform import running_platform
 from tests.signing_kit import TEST_KEY_ID, TEST_SIGNING_KEY
 
 pytestmark = pytest.mark.integration
@@ -94,6 +99,40 @@ async def eventually(check: Callable[[], bool]) -> None:
     async with asyncio.timeout(WAIT_S):
         while not check():  # noqa: ASYNC110 (engine stats change with no event to wait on)
             await asyncio.sleep(0.05)
+
+
+async def test_the_issue_request_is_refused_and_the_pool_serves_on(
+    bootstrap: str, setup: tuple[Settings, PoolConfig, str, Producer]
+) -> None:
+    """The request from the issue, as an app sent it: it switched the transformers pool off
+    for good (int32 overflow in the generation loop)."""
+    _, _, reply_to, producer = setup
+    tokenizer = build_tiny_tokenizer()
+    model = build_tiny_model(tokenizer)
+    pool = PoolConfig(name=f"tiny-{uuid.uuid4().hex[:8]}", model="tiny-random", capacity=4)
+    engine = TransformersEngine("tiny-random", lambda: (model, tokenizer), TINY_CONFIG)
+    issue = {
+        "request_id": f"issue-{uuid.uuid4().hex[:8]}",
+        "reply_to": reply_to,
+        "messages": [{"role": "user", "content": "hi"}],
+        "sampling": {"max_tokens": 2, "temperature": 0.7, "top_k": 2147483648},
+    }
+    sampling = SamplingParams(max_tokens=3, temperature=0.7, top_k=5)
+    good = PromptRequest(messages=[ChatMessage(role="user", content="hi")], reply_to=reply_to)
+    good = good.model_copy(update={"sampling": sampling})
+    async with (
+        running_platform(bootstrap, pools=[pool], engines={pool.name: engine}),
+        Replies(bootstrap, reply_to) as replies,
+    ):
+        await (await producer.send(REQUESTS.name, json.dumps(issue).encode(), key="k"))
+        await (await producer.send_event(REQUESTS.name, good, key=good.request_id))
+        results = await replies.wait_for({issue["request_id"], good.request_id})
+        healthy_after = engine.stats().extra["healthy"]
+    refused = results[issue["request_id"]]
+    assert refused.error is not None and refused.error.kind == "invalid_request"
+    assert "top_k" in refused.error.message
+    assert results[good.request_id].ok and results[good.request_id].usage.output_tokens == 3
+    assert healthy_after == 1.0
 
 
 async def test_a_dying_engine_fails_in_flight_requests_and_stops_the_pool(
