@@ -56,6 +56,19 @@ def _headers(block: bytes) -> dict[str, str]:
     return headers
 
 
+def _next_delimiter(body: bytes, delimiter: bytes, start: int) -> int:
+    """Where the next delimiter line (CRLF--boundary, then "--" or padding and CRLF) starts;
+    -1 if none. The boundary followed by anything else is part of the data."""
+    pos = body.find(delimiter, start)
+    while pos >= 0:
+        after = pos + len(delimiter)
+        rest = body[after : after + 2]
+        if rest == b"--" or body[after:].lstrip(b" \t").startswith(b"\r\n"):
+            return pos
+        pos = body.find(delimiter, pos + 1)
+    return -1
+
+
 def parse_multipart(body: bytes, boundary: bytes) -> list[Part]:
     """The parts of a whole multipart body (RFC 7578): each part's bytes exactly as sent."""
     delimiter = b"--" + boundary
@@ -68,7 +81,7 @@ def parse_multipart(body: bytes, boundary: bytes) -> list[Part]:
         head_end = body.find(b"\r\n\r\n", pos)
         if head_end < 0:
             raise _bad("multipart part without headers")
-        end = body.find(b"\r\n" + delimiter, head_end + 4)
+        end = _next_delimiter(body, b"\r\n" + delimiter, head_end + 4)
         if end < 0:
             raise _bad("multipart body ends inside a part")
         headers = _headers(body[pos:head_end])

@@ -201,6 +201,13 @@ class StoreServer:
         return web.Response(status=404, text=text)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        response = await self._handle(request)
+        origin = request.headers.get("Origin")
+        if origin is not None and origin in self.config.allowed_origins:
+            response.headers["Access-Control-Allow-Origin"] = origin  # a page let in reads it
+        return response
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
         query_id = request.query.get("query_id") or str(uuid.uuid4())
         kind = "query"

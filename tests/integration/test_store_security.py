@@ -8,7 +8,6 @@ import base64
 import gzip
 import socket
 import stat
-import urllib.parse
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -191,8 +190,11 @@ def test_the_analyst_runs_under_time_and_memory_ceilings(analyst_url: str) -> No
     ):
         reply = call(analyst_url, {"query": "SELECT 1", name: value})
         assert reply.status != 200 and _code(reply) in ("452", "164"), (name, reply.body)
-    tight = {"query": "SELECT groupArray(number) FROM numbers(5000000)", "max_memory_usage": "1e7"}
-    reply = call(analyst_url, {**tight, "max_memory_usage": str(10_000_000)})
+    tight = {
+        "query": "SELECT groupArray(number) FROM numbers(5000000)",
+        "max_memory_usage": "10000000",
+    }
+    reply = call(analyst_url, tight)
     assert _code(reply) == "241"  # MEMORY_LIMIT_EXCEEDED: the engine enforces the ceiling
 
 
@@ -338,13 +340,6 @@ def test_browsers_from_elsewhere_are_refused(store_url: str) -> None:
         reply = call(store_url, select, headers=headers)
         assert (reply.status, _code(reply)) == (403, "497"), headers
         assert "Access-Control-Allow-Origin" not in reply.headers
-    preflight = urllib.parse.urlsplit(store_url)
-    reply = call(
-        store_url,
-        headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"},
-        body=None,
-    )
-    assert reply.status == 403 and preflight.hostname == "127.0.0.1"
     assert call(store_url, select, headers={"Sec-Fetch-Site": "none"}).body == b"1\n"
 
 
