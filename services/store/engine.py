@@ -21,6 +21,13 @@ from services.store.external import ExternalTable
 from services.store.protocol import error_code, error_message, quote_setting
 
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+# Values rows hold literals only: by default the engine evaluates expressions in them, and
+# `INSERT ... VALUES (file('/etc/passwd'))` would read files past the SQL guard, which never
+# reads insert data. (The guard refuses changing these settings.)
+LITERAL_VALUES = (
+    "input_format_values_interpret_expressions=0",
+    "input_format_values_deduce_templates_of_expressions=0",
+)
 
 
 class EngineError(Exception):
@@ -201,12 +208,12 @@ class Engine:
 
     def open(self, database: str | None = None, readonly: bool = False) -> Handle:
         """A fresh handle, already in `database` (which must exist) and read-only if asked."""
-        options = []
+        options = list(LITERAL_VALUES)
         if database and _PLAIN_NAME.match(database):
             options.append(f"database={database}")
         if readonly:
             options.append("readonly=2")
-        handle = Handle(self.path + ("?" + "&".join(options) if options else ""))
+        handle = Handle(self.path + "?" + "&".join(options))
         if database and not _PLAIN_NAME.match(database):
             try:
                 handle.use(database)

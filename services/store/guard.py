@@ -94,13 +94,22 @@ _CREATE_PREFIX = frozenset({"OR", "REPLACE", "IF", "NOT", "EXISTS", "TEMPORARY"}
 _DENIED_CREATES = frozenset({"DICTIONARY", "NAMED"})
 _IDENTIFIER_PARAM = re.compile(r"\{\s*([A-Za-z0-9_]+)\s*:\s*Identifier\s*\}", re.IGNORECASE)
 _FILE_SETTING_PREFIXES = ("format_schema", "output_format_schema", "format_template")
+_LOCKED_SETTINGS = frozenset(
+    {
+        "input_format_values_interpret_expressions",
+        "input_format_values_deduce_templates_of_expressions",
+    }
+)
 
 
 def denied_setting(name: str) -> bool:
-    """Settings that name files the engine would read or write, or switch the SQL dialect
-    (another parser: this guard reads ClickHouse SQL only)."""
+    """Settings that name files the engine would read or write, switch the SQL dialect
+    (another parser: this guard reads ClickHouse SQL only), or let Values rows be expressions
+    (insert data, which this guard does not read, could then call file())."""
     lower = name.lower()
-    return lower == "dialect" or lower.startswith(_FILE_SETTING_PREFIXES)
+    return (
+        lower in _LOCKED_SETTINGS or lower == "dialect" or lower.startswith(_FILE_SETTING_PREFIXES)
+    )
 
 
 def _denied(reason: str) -> ProtocolError:

@@ -305,9 +305,29 @@ def test_sql_cannot_reach_files_or_the_network(
 
 
 def test_settings_that_name_files_or_dialects_are_refused(store_url: str) -> None:
-    for name, value in (("format_schema", "/etc/passwd:M"), ("dialect", "prql")):
+    for name, value in (
+        ("format_schema", "/etc/passwd:M"),
+        ("dialect", "prql"),
+        ("input_format_values_interpret_expressions", "1"),
+    ):
         reply = call(store_url, {"query": "SELECT 1", name: value})
         assert (reply.status, _code(reply)) == (403, "497")
+
+
+def test_values_rows_cannot_call_functions(store_url: str, db: str) -> None:
+    """Insert data is not SQL the guard reads, but the engine evaluated expressions in
+    Values rows: `INSERT ... VALUES (file('/etc/passwd'))` stored the file."""
+    where = {"database": db}
+    for params, body in (
+        (where, b"INSERT INTO t VALUES (2, file('/etc/passwd'))"),
+        ({**where, "query": "INSERT INTO t FORMAT Values"}, b"(3, concat(file('/etc/passwd')))"),
+        ({**where, "session_id": uuid.uuid4().hex}, b"INSERT INTO t VALUES (4, file('/x'))"),
+    ):
+        reply = call(store_url, params, body)
+        assert reply.status != 200 and PASSWD_LINE not in reply.body, reply.body
+    assert call(store_url, {**where, "query": "SELECT * FROM t"}).body == b"1\tone\n"
+    literal = call(store_url, where, b"INSERT INTO t VALUES (5, 'five')")
+    assert literal.status == 200, literal.body
 
 
 def test_ordinary_sql_still_runs(store_url: str, db: str) -> None:
