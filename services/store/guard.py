@@ -16,6 +16,7 @@ errs towards refusing: `#` comments and nested comments are read as code.
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -23,6 +24,10 @@ from services.store.protocol import ProtocolError
 from services.store.sqltext import NEED_MORE, Token, tokens
 
 ACCESS_DENIED = 497
+# What the rules look back on: CREATE OR REPLACE TEMPORARY ... DICTIONARY is the longest
+RECENT_TOKENS = 8
+# Longer SQL is read in a worker thread (about 0.5 s per MB), not on the event loop
+INLINE_CHECK_CHARS = 64 << 10
 SYNTAX_ERROR = 62
 
 SAFE_TABLE_FUNCTIONS = frozenset(
@@ -143,7 +148,7 @@ class SqlGuard:
             value = (params or {}).get(name, "")
             if value.strip('`" ').lower() in self.denied_calls:
                 raise _denied(f"query parameter naming {value!r}")
-        seen: list[Token] = []
+        seen: deque[Token] = deque(maxlen=RECENT_TOKENS)
         for token in tokens(sql, hash_comments=False):
             if token is NEED_MORE:
                 raise ProtocolError(SYNTAX_ERROR, "Unterminated literal or comment")
@@ -151,7 +156,7 @@ class SqlGuard:
             self._check_token(token, seen, statements)
             seen.append(token)
 
-    def _check_token(self, token: Token, seen: list[Token], statements: frozenset[str]) -> None:
+    def _check_token(self, token: Token, seen: deque[Token], statements: frozenset[str]) -> None:
         previous = seen[-1] if seen else None
         upper = token.text.upper() if token.kind == "word" else ""
         starts = previous is None or (previous.kind == "punct" and previous.text == ";")
@@ -176,12 +181,15 @@ class SqlGuard:
             raise _denied(f"setting {token.text}")
 
     @staticmethod
-    def _after_engine(seen: list[Token]) -> bool:
-        last = seen[-2:] if seen and seen[-1].text == "=" else seen[-1:]
-        return bool(last) and last[0].kind == "word" and last[0].text.upper() == "ENGINE"
+    def _after_engine(seen: deque[Token]) -> bool:
+        back = 2 if seen and seen[-1].text == "=" else 1
+        if len(seen) < back:
+            return False
+        word = seen[-back]
+        return word.kind == "word" and word.text.upper() == "ENGINE"
 
     @staticmethod
-    def _after_create(seen: list[Token]) -> bool:
+    def _after_create(seen: deque[Token]) -> bool:
         for token in reversed(seen):
             word = token.text.upper() if token.kind == "word" else ""
             if word in ("CREATE", "REPLACE", "ATTACH"):

@@ -28,7 +28,7 @@ from services.store.codecs import (
 )
 from services.store.engine import Engine, EngineError, Outcome
 from services.store.external import ExternalTable, boundary_of, parse_multipart, split_form
-from services.store.guard import ACCESS_DENIED, SqlGuard, denied_setting
+from services.store.guard import ACCESS_DENIED, INLINE_CHECK_CHARS, SqlGuard, denied_setting
 from services.store.metrics import StoreMetrics
 from services.store.protocol import (
     BAD_ARGUMENTS,
@@ -284,7 +284,11 @@ class StoreServer:
     ) -> web.Response:
         if not sql.strip():
             raise ProtocolError(SYNTAX_ERROR, "Empty query. (SYNTAX_ERROR)")
-        self.guard.check(sql, query.params, analyst=account.role is Role.ANALYST)
+        analyst = account.role is Role.ANALYST
+        if len(sql) > INLINE_CHECK_CHARS:
+            await self.runner.call(self.guard.check, sql, query.params, analyst)
+        else:
+            self.guard.check(sql, query.params, analyst)
         for table in external:
             self.guard.check(table.create_statement())
         access = Access(
