@@ -2,8 +2,8 @@
 
 No broker here: the clients are built, not started, and their configuration is read back.
 (Tansu 0.6.0 cannot be given a SCRAM user for a test: `tansu user create` is itself refused
-once `--authentication` is on, and its memory storage forgets a user made before; see the
-README's Security section.)
+once `--authentication` is on, and a user made before on S3 storage was unknown to it after
+the restart; see the README's trust boundaries.)
 """
 
 from __future__ import annotations
