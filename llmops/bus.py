@@ -51,6 +51,9 @@ FULL_WAIT_S = 0.5
 POLL_MS = 100
 # A stopping producer waits this long for acknowledgements before dropping what is left.
 STOP_FLUSH_S = 5.0
+# A stopping consumer's last commit gets this long: with the broker gone aiokafka retries it
+# forever, and not committing only means consuming those records again (at-least-once).
+FINAL_COMMIT_S = 5.0
 # Oversized input up to this many times the limit is still parsed to find its reply address.
 SNIFF_LIMIT_FACTOR = 16
 
@@ -338,11 +341,30 @@ class ConsumerLoop:
         finally:
             committer.cancel()
             try:
-                await self._commit()
+                async with asyncio.timeout(FINAL_COMMIT_S):
+                    await self._commit()
+            except TimeoutError:
+                log.warning(
+                    "%s: last commit not acknowledged in %gs (broker unreachable); "
+                    "what it covered will be consumed again",
+                    self.config.group_id,
+                    FINAL_COMMIT_S,
+                )
             finally:
-                await self.consumer.stop()
+                await self._stop_consumer()
         if self._fatal is not None:
             raise self._fatal
+
+    async def _stop_consumer(self) -> None:
+        """aiokafka's stop re-raises the CancelledError of a fetch it cuts short while that
+        fetch waits to retry (the broker gone): not a cancel of ours, so not ended as one."""
+        try:
+            await self.consumer.stop()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            log.warning("%s: stopped with a fetch cut short", self.config.group_id)
 
     async def _wait_for_room(self) -> None:
         """Backpressure: while the handler's work is at capacity, nothing more is taken.
