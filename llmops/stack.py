@@ -20,6 +20,7 @@ from llmops.broker import start_broker
 from llmops.config import Settings
 from llmops.procs import stop_process
 from llmops.readiness import PoolBoard, StatusFeed
+from llmops.runtime import require_trust_settings
 from llmops.secretfile import embedded_signing_key
 from llmops.store import apply_migrations, ensure_database, login_for
 from llmops.supervisor import Child, Supervisor, python_child
@@ -72,6 +73,8 @@ class LocalStack:
     # --- start ----------------------------------------------------------------------------
 
     def start(self, with_model: bool = True) -> StackAddresses:
+        if not self.embedded:  # embedded, the stack makes its own key (signing_env)
+            require_trust_settings(self.settings)  # one line now, not a crash loop later
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         if self.embedded:

@@ -99,6 +99,12 @@ def test_without_a_key_an_external_stack_passes_none_and_off_is_passed_on(
     assert off["LLMOPS_SIGNING"] == "off" and "LLMOPS_SIGNING_KEY" not in off
 
 
+def test_an_external_stack_without_a_key_stops_before_starting_anything(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="cannot start: no signing key"):
+        stack(tmp_path / "data", embedded=False, signing_key=None).start()
+    assert not (tmp_path / "data").exists()
+
+
 @pytest.mark.parametrize(
     ("module", "env", "line"),
     [
