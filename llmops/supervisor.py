@@ -16,8 +16,9 @@ log = logging.getLogger(__name__)
 STOP_GRACE_S = 20.0
 MAX_BACKOFF_S = 10.0
 # A child whose broker is gone has nothing to drain into: it gets this long to stop, not the
-# full grace (its producer would otherwise wait out its request timeout).
-NEED_GONE_GRACE_S = 3.0
+# full grace. Enough for the metrics worker to flush its rows (~2 s measured); a pool's
+# heartbeat and producer would take ~17 s to give up on the broker, and are killed.
+NEED_GONE_GRACE_S = 5.0
 
 
 @dataclass

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from llmops.supervisor import Child, Supervisor
+from llmops.supervisor import NEED_GONE_GRACE_S, Child, Supervisor
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
 # Records the order in which processes were told to stop.
@@ -162,4 +162,5 @@ def test_stop_does_not_wait_the_full_grace_for_children_whose_need_is_gone(
     with caplog.at_level(logging.WARNING, logger="llmops.supervisor"):
         sup.stop(grace_s=20)
     assert child.proc.returncode == -9
-    assert f"pid {child.proc.pid} did not stop in 3s; killing it" in caplog.text
+    grace = f"{NEED_GONE_GRACE_S:.0f}s"
+    assert f"pid {child.proc.pid} did not stop in {grace}; killing it" in caplog.text
