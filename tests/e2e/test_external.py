@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from llmops.store import connect
+from tests.signing_kit import TEST_SIGNING_KEY
 
 pytestmark = pytest.mark.e2e
 LLMOPS = str(Path(sys.executable).with_name("llmops"))
@@ -33,6 +34,8 @@ def test_no_embedded_runs_the_services_against_external_infrastructure(
             "LLMOPS_STREAMS_APP_ID": f"streams-{pool}",
             "LLMOPS_POOLS": json.dumps([{"name": pool, "engine": "fake", "model": "fake"}]),
             "OTEL_SDK_DISABLED": "true",
+            # external: no key is made for it, and the services refuse to start without one
+            "LLMOPS_SIGNING_KEY": TEST_SIGNING_KEY,
         }
     )
     run = subprocess.run(
