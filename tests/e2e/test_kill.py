@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from llmops.sdk import LLMOpsClient
+from tests.signing_kit import TEST_SIGNING_KEY
 
 pytestmark = pytest.mark.e2e
 REQUESTS = 120
@@ -38,6 +39,7 @@ async def test_kill_9_mid_load_loses_nothing_and_answers_once(
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             "LLMOPS_DATA_DIR": str(tmp_path),
             "LLMOPS_METRICS_BASE_PORT": "0",
+            "LLMOPS_SIGNING_KEY": TEST_SIGNING_KEY,
             # ~0.3 s per request at capacity 8: the load lasts seconds, so the kill lands mid-way.
             "LLMOPS_POOLS": json.dumps(
                 [
