@@ -99,13 +99,15 @@ class Heartbeat:
 
     async def beat(self) -> None:
         status = await self.status()
-        # Signed: routers take only beats under the deployment key (a forged one is dropped).
-        ack = await self._producer.send_event(
-            POOL_STATUS.name, status, key=self._pool.name, sign=True
-        )
+        # The whole beat is bounded, the send too: with the broker gone, aiokafka's send
+        # waits for metadata up to its request timeout (40 s), which held up a pool's stop.
         async with asyncio.timeout(
             max(self._settings.heartbeat_interval_s * ACK_INTERVALS, MIN_ACK_WAIT_S)
         ):
+            # Signed: routers take only beats under the deployment key (a forged one is dropped).
+            ack = await self._producer.send_event(
+                POOL_STATUS.name, status, key=self._pool.name, sign=True
+            )
             await ack
         self.beats += 1
 
