@@ -87,6 +87,10 @@ async def wait_until(
         await asyncio.sleep(0.2)
 
 
+class ConsumerDied(AssertionError):
+    """A consumer process or task is gone: what the fuzz run must never see."""
+
+
 class LogCapture(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
@@ -138,13 +142,12 @@ class Harness:
         for name, task in self.tasks.items():
             if task.done():
                 error = None if task.cancelled() else task.exception()
-                raise AssertionError(f"consumer {name} ended: {error!r}")
-        assert self.client._reader is not None and not self.client._reader.done(), (
-            "the SDK's reply reader ended"
-        )
+                raise ConsumerDied(f"consumer {name} ended: {error!r}")
+        if self.client._reader is None or self.client._reader.done():
+            raise ConsumerDied("the SDK's reply reader ended")
         if self.streams.poll() is not None:
             tail = self.streams_text()[-4000:]
-            raise AssertionError(f"the metrics worker exited ({self.streams.returncode}):\n{tail}")
+            raise ConsumerDied(f"the metrics worker exited ({self.streams.returncode}):\n{tail}")
 
     def streams_text(self) -> str:
         return self.streams_log.read_text(errors="replace")

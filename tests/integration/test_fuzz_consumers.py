@@ -54,6 +54,7 @@ from tests.integration.fuzz_harness import (
     GROUPS,
     MAX_MESSAGE_BYTES,
     POOL,
+    ConsumerDied,
     Harness,
     payload_doc,
     running_harness,
@@ -185,16 +186,21 @@ async def feed(
 ) -> None:
     if signed_as is not None:
         batch = h.signed(topic, batch, signed_as)
-    sources = await h.produce(topic, batch)
-    await good(h)  # served although every bad record came first
-    await wait_until(
-        lambda: h.committed_past(GROUPS.get(topic, []), sources),
-        f"the commits of {GROUPS.get(topic)} past the fuzz records on {topic}",
-        h.alive,
-    )
-    for consumer in consumers:
-        await account(h, topic, batch, sources, consumer)
-    h.alive()
+    try:
+        sources = await h.produce(topic, batch)
+        await good(h)  # served although every bad record came first
+        await wait_until(
+            lambda: h.committed_past(GROUPS.get(topic, []), sources),
+            f"the commits of {GROUPS.get(topic)} past the fuzz records on {topic}",
+            h.alive,
+        )
+        for consumer in consumers:
+            await account(h, topic, batch, sources, consumer)
+        h.alive()
+    except ConsumerDied:
+        for consumer in consumers:
+            h.tallies[f"{topic} -> {consumer.name}"].crashes += 1
+        raise
 
 
 async def account(
