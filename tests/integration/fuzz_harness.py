@@ -357,8 +357,6 @@ async def running_harness(store_url: str, tmp: Path) -> AsyncIterator[Harness]:
         result = await client.generate([{"role": "user", "content": "warm up"}])
         assert result.pool == POOL
         yield harness
-        for tally in harness.tallies.values():
-            assert tally.crashes == 0
     finally:
         await stack.aclose()
         for name in ("llmops", "services", "streams"):
