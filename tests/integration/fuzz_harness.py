@@ -209,11 +209,13 @@ class Harness:
     def stored(self, table: str, column: str, values: Sequence[str]) -> set[str]:
         if not values:
             return set()
+        # Compared as hex: hostile ids (NUL, tabs, quotes) need no escaping on the way.
         rows = self.store.query(
-            f"SELECT DISTINCT {column} FROM {table} WHERE has({{v:Array(String)}}, {column})",
-            parameters={"v": list(values)},
+            f"SELECT DISTINCT hex({column}) FROM {table} "
+            f"WHERE has({{v:Array(String)}}, hex({column}))",
+            parameters={"v": [v.encode().hex().upper() for v in values]},
         ).result_rows
-        return {str(r[0]) for r in rows}
+        return {bytes.fromhex(str(r[0])).decode() for r in rows}
 
 
 def _start_streams(

@@ -152,14 +152,16 @@ Evidence = Callable[[Harness, Sequence[FuzzRecord]], list[bool]]
 
 def answered(path: tuple[str, ...]) -> Evidence:
     """A result (or error result) for the record's request id reached llm.responses."""
-    return lambda h, rs: [(field_of(r, *path) or "\0") in h.responses for r in rs]
+    return lambda h, rs: [
+        (rid := field_of(r, *path)) is not None and rid in h.responses for r in rs
+    ]
 
 
 def stored(table: str, column: str, path: tuple[str, ...]) -> Evidence:
     def check(h: Harness, records: Sequence[FuzzRecord]) -> list[bool]:
-        ids = [field_of(r, *path) or "\0" for r in records]
-        found = h.stored(table, column, [i for i in ids if i != "\0"])
-        return [i in found for i in ids]
+        ids = [field_of(r, *path) for r in records]
+        found = h.stored(table, column, [i for i in ids if i is not None])
+        return [i is not None and i in found for i in ids]
 
     return check
 
