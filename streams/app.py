@@ -64,8 +64,10 @@ from opentelemetry.trace import Span
 from llmops import metrics, telemetry
 from llmops.bus import Record
 from llmops.config import Settings
+from llmops.deadletter import classify_decode_error
 from llmops.kafka_security import KafkaSecurity
 from llmops.propagation import extract_context
+from llmops.ratelog import RejectionLog
 from llmops.signing import keys_from_settings
 from schemas import DeadLetter, InferenceResult, MetricWindow, PromptRequest
 from schemas.topics import DLQ, METRICS, REQUESTS, RESPONSES, TopicSpec
@@ -226,6 +228,8 @@ class MetricsWorker:
         # The features partition each window's group comes from (one per group).
         self._window_tp: dict[WindowKey, TP] = {}
         self._features_stream: StreamT[bytes] | None = None
+        # Bad features records and unbuildable windows: a line per kind at a bounded rate.
+        self._rejections = RejectionLog(log, SERVICE)
 
     # --- wiring ------------------------------------------------------------------------------
 
@@ -412,12 +416,13 @@ class MetricsWorker:
                 # Fetched before a rebalance: faust sought back to the committed offset,
                 # so this record comes again (unacked) if its partition is still ours.
                 continue
+            payload = event.message.value or b""
             try:
-                features = ResponseFeatures.from_bytes(event.message.value or b"")
-            except ValueError as error:
-                # Only this worker writes the topic: a bad record is a bug, not input.
-                log.error("skipping an invalid features record: %s", error)
-                event.ack()
+                features = ResponseFeatures.from_bytes(payload)
+            except (ValueError, RecursionError) as error:
+                # Nobody but this worker should write the topic, so there is no dead-letter
+                # owner: skipped and counted, logged at a bounded rate.
+                self._skip_features(event, classify_decode_error(payload, error).kind, str(error))
                 continue
             key = self.windows.add(features, now)
             if key is None:  # already counted in its window: nothing more to wait for
@@ -425,6 +430,16 @@ class MetricsWorker:
                 continue
             self._held.setdefault(key, []).append(event)
             self._window_tp[key] = event.message.tp
+
+    def _skip_features(self, event: EventT[bytes], kind: str, reason: str) -> None:
+        tp = event.message.tp
+        self._rejections.rejected(
+            kind,
+            reason,
+            f"{tp.topic}[{tp.partition}]@{event.message.offset} (skipped, not dead-lettered)",
+        )
+        metrics.count_skipped(SERVICE, tp.topic, kind)
+        event.ack()
 
     async def emit_due_windows(self) -> None:
         """Emit closed windows: rows first, then llm.metrics, then ack what they counted."""
@@ -437,9 +452,23 @@ class MetricsWorker:
             stream = self._features_stream
             if stream is not None:
                 await self._ack(stream, held)
+        await self._drop_unbuildable()
         for key in self.windows.retire(now):
             self._window_tp.pop(key, None)
             self._held.pop(key, None)
+
+    async def _drop_unbuildable(self) -> None:
+        """A window whose aggregate cannot be built is dropped, never retried: it would fail
+        again on every tick (and after every restart) and hold its partition's offsets."""
+        for key, reason in self.windows.unbuildable():
+            self._rejections.rejected(
+                "unbuildable_window", reason, f"window {key}", level=logging.ERROR
+            )
+            metrics.count_skipped(SERVICE, METRICS.name, "unbuildable")
+            stream = self._features_stream
+            held = self._held.pop(key, [])
+            if stream is not None:
+                await self._ack(stream, held)
 
     async def _seed_windows(self) -> None:
         """Complete windows first seen after they closed with what `responses` holds."""

@@ -6,36 +6,53 @@ its window group), so it carries only small fields: never the response text.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from schemas import Contract, InferenceResult
-from schemas.base import Identifier, UtcDatetime
+from schemas.base import (
+    MAX_TEXT_LEN,
+    MAX_VERSION,
+    CostUsd,
+    Identifier,
+    Millis,
+    Name,
+    TokenCount,
+    UtcDatetime,
+)
+from schemas.responses import ErrorKind, FinishReason
 
 # (prompt_name, prompt_version, variant, pool, model): one window aggregate per group.
 GroupKey = tuple[str, int, str, str, str]
 
 
 class ResponseFeatures(Contract):
-    """What the window aggregates need from one InferenceResult."""
+    """What the window aggregates need from one InferenceResult.
+
+    Each field has the bounds of the InferenceResult field it comes from ("" for an absent
+    name, 0 for no prompt version): a record on the topic outside them is no response's
+    features, and one value past a MetricWindow bound would make its window unbuildable.
+    """
 
     request_id: Identifier
     ts: UtcDatetime
-    prompt_name: str = ""
-    prompt_version: int = 0
-    variant: str = ""
-    pool: str = ""
-    model: str = ""
+    prompt_name: Name | Literal[""] = ""
+    prompt_version: int = Field(default=0, ge=0, le=MAX_VERSION)
+    variant: Name | Literal[""] = ""
+    pool: Name | Literal[""] = ""
+    model: Name | Literal[""] = ""
     is_error: bool = False
-    error_kind: str = ""
-    finish_reason: str
-    input_tokens: int = Field(default=0, ge=0)
-    output_tokens: int = Field(default=0, ge=0)
-    latency_ms: float = Field(default=0.0, ge=0.0)
-    ttft_ms: float = Field(default=0.0, ge=0.0)
-    tpot_ms: float = Field(default=0.0, ge=0.0)
-    queue_ms: float = Field(default=0.0, ge=0.0)
-    output_chars: int = Field(default=0, ge=0)
-    cost_usd: float = Field(default=0.0, ge=0.0)
+    error_kind: ErrorKind | Literal[""] = ""
+    finish_reason: FinishReason
+    input_tokens: TokenCount = 0
+    output_tokens: TokenCount = 0
+    latency_ms: Millis = 0.0
+    ttft_ms: Millis = 0.0
+    tpot_ms: Millis = 0.0
+    queue_ms: Millis = 0.0
+    output_chars: int = Field(default=0, ge=0, le=MAX_TEXT_LEN)  # len(text)
+    cost_usd: CostUsd = 0.0
 
     @property
     def group(self) -> GroupKey:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from schemas import MetricWindow
+from schemas.base import MAX_COUNT, MAX_DURATION_MS, MAX_TEXT_LEN, MAX_TOTAL_COST_USD
 from streams.features import GroupKey, ResponseFeatures, group_key_text
 
 # Stable ids: the same aggregate of the same window always gets the same event_id.
@@ -50,6 +51,16 @@ def window_start_ms(ts: datetime, length_ms: int) -> int:
     """Start (epoch ms) of the tumbling window of `length_ms` that holds `ts`."""
     epoch_ms = math.floor(ts.timestamp() * 1000)
     return epoch_ms - epoch_ms % length_ms
+
+
+def _count(n: int) -> int:
+    """Saturated: sums of in-bound values can pass a window's bound, and a window whose
+    contract cannot be built would stop every window; a saturated one only reads high."""
+    return min(n, MAX_COUNT)
+
+
+def _millis(value: float) -> float:
+    return min(value, MAX_DURATION_MS)
 
 
 def from_epoch_ms(epoch_ms: int) -> datetime:
@@ -127,18 +138,23 @@ class _Window:
             variant=variant,
             pool=pool,
             model=model,
-            requests=requests,
-            errors=self.errors,
-            input_tokens=self.input_tokens,
-            output_tokens=self.output_tokens,
-            cost_usd=self.cost_usd,
-            latency_p50_ms=percentile(latencies, 50),
-            latency_p95_ms=percentile(latencies, 95),
-            latency_p99_ms=percentile(latencies, 99),
-            ttft_p50_ms=percentile(ttfts, 50),
-            ttft_p95_ms=percentile(ttfts, 95),
-            output_chars_mean=self.output_chars / self.ok_count if self.ok_count else 0.0,
-            finish_reasons=dict(sorted(self.finish_reasons.items())),
+            requests=_count(requests),
+            errors=_count(self.errors),
+            input_tokens=_count(self.input_tokens),
+            output_tokens=_count(self.output_tokens),
+            # e.g. 1e7 responses of 1e12 USD each: past the column's bound, saturated.
+            cost_usd=min(self.cost_usd, MAX_TOTAL_COST_USD),
+            # Percentiles and the mean lie within their inputs' bounds but for float
+            # rounding at the very top: clamped too.
+            latency_p50_ms=_millis(percentile(latencies, 50)),
+            latency_p95_ms=_millis(percentile(latencies, 95)),
+            latency_p99_ms=_millis(percentile(latencies, 99)),
+            ttft_p50_ms=_millis(percentile(ttfts, 50)),
+            ttft_p95_ms=_millis(percentile(ttfts, 95)),
+            output_chars_mean=(
+                min(self.output_chars / self.ok_count, MAX_TEXT_LEN) if self.ok_count else 0.0
+            ),
+            finish_reasons={k: _count(n) for k, n in sorted(self.finish_reasons.items())},
         )
 
 
@@ -156,6 +172,8 @@ class WindowAccumulator:
         self._windows: dict[WindowKey, _Window] = {}
         # request id -> the window counting it, for every window held
         self._counted_in: dict[str, WindowKey] = {}
+        # Due windows whose aggregate could not be built, with why (see `unbuildable()`).
+        self._unbuildable: list[tuple[WindowKey, str]] = []
 
     def __len__(self) -> int:
         return len(self._windows)
@@ -205,8 +223,21 @@ class WindowAccumulator:
             window = self._windows[key]
             if window.dirty and window.seeded and self._closed(key, now):
                 window.dirty = False
-                out.append((key, window.aggregate(self.length_ms)))
+                try:
+                    out.append((key, window.aggregate(self.length_ms)))
+                except ValueError as error:  # pydantic's ValidationError is a ValueError
+                    # Not emitted, like a window the store refuses; the others still are.
+                    self._unbuildable.append((key, str(error)))
         return out
+
+    def unbuildable(self) -> list[tuple[WindowKey, str]]:
+        """Due windows `due()` could not build an aggregate of (and why), since the last call.
+
+        Their responses are counted and no longer dirty: the caller acks what they hold so
+        the stream moves on past them.
+        """
+        failed, self._unbuildable = self._unbuildable, []
+        return failed
 
     def _drop(self, key: WindowKey) -> None:
         window = self._windows.pop(key, None)

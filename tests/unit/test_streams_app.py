@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import faust
 import pytest
 from faust.events import Event
-from faust.types import TP
+from faust.types import TP, EventT, StreamT
 from faust.types.tuples import ConsumerMessage
+from prometheus_client import REGISTRY
 
 from llmops.config import Settings
 from streams.app import (
@@ -22,6 +27,7 @@ from streams.app import (
     topics_needed,
 )
 from streams.features import ResponseFeatures
+from streams.windows import WindowAccumulator
 
 SETTINGS = Settings(
     kafka_bootstrap_servers="127.0.0.1:1,127.0.0.1:2",
@@ -80,6 +86,14 @@ def worker() -> MetricsWorker:
     return build_worker(SETTINGS, WorkerOptions(app_id="unit-streams", window_grace_s=0))
 
 
+def skipped_count(kind: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "llmops_records_skipped_total",
+        {"service": "streams", "topic": FEATURES_TOPIC, "kind": kind},
+    )
+    return value or 0.0
+
+
 def features_event(
     worker: MetricsWorker, rid: str, partition: int, variant: str, offset: int, generation: int = 0
 ) -> Event:
@@ -127,6 +141,54 @@ def test_an_invalid_features_record_is_skipped(worker: MetricsWorker) -> None:
     worker.add_features([bad], T0.timestamp())
     assert len(worker.windows) == 0
     assert bad.message.acked
+
+
+def test_hostile_features_are_skipped_counted_and_logged_once(
+    worker: MetricsWorker, caplog: pytest.LogCaptureFixture
+) -> None:
+    # From the consumer fuzz test: in-range JSON, past the bounds a window can hold.
+    hostile = []
+    for offset in range(3):
+        event = features_event(worker, f"r{offset}", 0, "a", offset)
+        doc = {**json.loads(event.message.value), "prompt_version": 24321736945397720}
+        event.message.value = json.dumps({**doc, "cost_usd": 1.26e308}).encode()
+        hostile.append(event)
+    before = skipped_count("schema_invalid")
+    with caplog.at_level(logging.WARNING, logger="streams.app"):
+        worker.add_features(hostile, T0.timestamp())
+    assert len(worker.windows) == 0
+    assert all(e.message.acked for e in hostile)
+    assert skipped_count("schema_invalid") == before + 3
+    lines = [r for r in caplog.records if r.name == "streams.app"]
+    assert len(lines) == 1 and lines[0].exc_info is None
+    assert "schema_invalid" in lines[0].getMessage() and "+" not in lines[0].getMessage()
+
+
+def test_an_unbuildable_window_is_dropped_and_its_records_acked(
+    worker: MetricsWorker, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Settings cap windows at an hour; two-day ones make a window that cannot be built: the
+    # one holding the last valid time ends past the stored range.
+    worker.windows = WindowAccumulator(2 * 86_400)
+    event = features_event(worker, "r1", 0, "a", 0)
+    doc = {**json.loads(event.message.value), "ts": "2299-12-31T00:00:00Z"}
+    event.message.value = json.dumps(doc).encode()
+    worker.add_features([event], T0.timestamp())
+    assert len(worker.windows) == 1 and not event.message.acked
+    acked: list[EventT[bytes]] = []
+
+    class Stream:
+        async def ack(self, e: EventT[bytes]) -> bool:
+            acked.append(e)
+            return True
+
+    worker._features_stream = cast(StreamT[bytes], Stream())
+    assert worker.windows.due(datetime(2300, 1, 3, tzinfo=UTC).timestamp()) == []
+    with caplog.at_level(logging.ERROR, logger="streams.app"):
+        asyncio.run(worker._drop_unbuildable())
+    assert acked == [event]
+    assert worker.windows.pending() == []
+    assert [r.exc_info for r in caplog.records if "unbuildable_window" in r.getMessage()] == [None]
 
 
 def test_revoked_partitions_lose_their_windows(worker: MetricsWorker) -> None:

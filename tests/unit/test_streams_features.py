@@ -6,6 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from schemas import ErrorInfo, InferenceResult, Timings, Usage
+from schemas.base import MAX_COST_USD, MAX_DURATION_MS, MAX_TOKENS, MAX_VERSION
 from streams.features import ResponseFeatures, extract_features, group_key_text, is_error
 
 TS = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
@@ -87,6 +88,38 @@ def test_features_reject_bad_bytes() -> None:
         ResponseFeatures.from_bytes(b"{not json")
     with pytest.raises(ValidationError):
         ResponseFeatures.from_bytes(b'{"request_id": "x"}')
+
+
+# Found by the consumer fuzz test: each made the window of its record unbuildable.
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        {"prompt_version": 24321736945397720},
+        {"cost_usd": 1.26e308},
+        {"output_chars": 3 * 10**20},
+        {"input_tokens": 2**40},
+        {"latency_ms": 1e300},
+        {"finish_reason": "\u2026"},
+        {"error_kind": "not a kind"},
+        {"pool": "x" * 129},
+        {"model": "a b"},
+    ],
+)
+def test_features_outside_their_contracts_bounds_are_rejected(hostile: dict[str, object]) -> None:
+    doc = {**extract_features(result()).model_dump(mode="json"), **hostile}
+    with pytest.raises(ValidationError):
+        ResponseFeatures.model_validate(doc)
+
+
+def test_features_at_their_contracts_bounds_are_valid() -> None:
+    top = result(
+        usage=Usage(input_tokens=MAX_TOKENS, output_tokens=MAX_TOKENS),
+        timings=Timings(queue_ms=MAX_DURATION_MS, total_ms=MAX_DURATION_MS),
+        cost_usd=MAX_COST_USD,
+        prompt_version=MAX_VERSION,
+    )
+    again = ResponseFeatures.from_bytes(extract_features(top).to_bytes())
+    assert (again.cost_usd, again.prompt_version) == (MAX_COST_USD, MAX_VERSION)
 
 
 def test_group_key_text_is_stable_and_distinct() -> None:

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
+from schemas.base import MAX_COST_USD, MAX_TIME, MAX_TOTAL_COST_USD
 from streams.features import ResponseFeatures
 from streams.windows import (
     WindowAccumulator,
@@ -355,6 +356,33 @@ def test_forgotten_windows_release_their_request_ids() -> None:
     assert acc.add(feat("a", 25), now=E0 + 25) is not None
     acc.discard([WindowKey(first.start_ms + 20_000, GROUP)] if first else [])
     assert acc.add(feat("a", 25), now=E0 + 25) is not None
+
+
+# --- aggregates never break their contract ----------------------------------------------
+
+
+def test_sums_past_a_windows_bounds_saturate() -> None:
+    # Each response within its bounds; their sum past MetricWindow's (1e6 x 1e12 USD is not
+    # > 1e18 yet: a record built past validation stands for the rest of such a sum).
+    acc = WindowAccumulator(10)
+    acc.add(feat("a", 1, cost_usd=MAX_COST_USD), now=E0)
+    acc.add(ResponseFeatures.model_construct(**{**dict(feat("b", 2)), "cost_usd": 5e18}), E0)
+    [(_, w)] = acc.due(E0 + 10)
+    assert w.cost_usd == MAX_TOTAL_COST_USD
+    assert w.requests == 2
+
+
+def test_a_window_that_cannot_be_built_is_reported_not_raised() -> None:
+    # A window two days long holding the last valid time ends past the stored range.
+    acc = WindowAccumulator(2 * 86_400)
+    late = feat("late", 0, ts=MAX_TIME)
+    key = acc.add(late, now=MAX_TIME.timestamp())
+    acc.add(feat("ok", 1), now=E0 + 1)
+    due = acc.due(MAX_TIME.timestamp() + 3 * 86_400)
+    assert [w.window_start for _, w in due] == [from_epoch_ms(acc.key_for(feat("ok", 1)).start_ms)]
+    [(failed, reason)] = acc.unbuildable()
+    assert failed == key and "window_end" in reason
+    assert acc.unbuildable() == [] and acc.pending() == []
 
 
 @pytest.mark.parametrize(
