@@ -12,20 +12,23 @@ VLLM_STAMP := $(VLLM_VENV)/.installed
 VLLM_PYTEST := VLLM_CPU_KVCACHE_SPACE=1 VLLM_ENABLE_V1_MULTIPROCESSING=0 \
 	VLLM_CACHE_ROOT=$(CURDIR)/$(VLLM_VENV)/cache LLMOPS_TEST_ENGINES=vllm \
 	$(VLLM_PY) -m pytest -q -p no:cacheprovider tests/integration/test_engine_contract.py tests/vllm
+# Whole test files per worker (their module fixtures stay shared); each worker has its own
+# broker and store. PYTEST_PARALLEL= runs the suite in one process.
+PYTEST_PARALLEL ?= -n 3 --dist loadfile
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: up test test-vllm test-gemma venv venv-vllm lint typecheck bench bench-deps schemas clean
+.PHONY: up test venvs test-vllm test-gemma venv venv-vllm lint typecheck bench bench-deps schemas clean
 
 up: $(STAMP)                     ## set up, then run the platform on its embedded default with demo traffic
 	$(VENV)/bin/llmops up --demo
 
-test: $(STAMP) $(VLLM_STAMP)     ## set up, then run lint, types and the whole test suite (both venvs)
+test: venvs                      ## set up, then run lint, types and the whole test suite (both venvs)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy schemas llmops services streams
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_PARALLEL)
 	$(VLLM_PYTEST)
 
 test-vllm: $(VLLM_STAMP)         ## the engine contract suite and live tests on vLLM (CPU), in .venv-vllm
@@ -35,6 +38,10 @@ test-gemma: $(STAMP)             ## the real-model smoke test (prepares Gemma-3-
 	LLMOPS_TEST_GEMMA=1 $(PY) -m pytest -q -p no:cacheprovider tests/integration/test_gemma_smoke.py
 
 venv: $(STAMP)
+
+# Both venvs at once: installing is mostly unpacking and writing, so two overlap well.
+venvs:
+	@$(MAKE) --no-print-directory -j2 $(STAMP) $(VLLM_STAMP)
 
 venv-vllm: $(VLLM_STAMP)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,3 +100,17 @@ def store_url(store_server: StoreServer) -> str:
     """Base URL of the session's store with the service user's credentials in it
     (http://default:PASSWORD@127.0.0.1:PORT). Tests add "/<their database>"."""
     return store_server.url()
+
+
+@pytest.fixture
+def database(store_url: str) -> str:
+    """A fresh database of this test on the session's store, migrated; its URL."""
+    from llmops.store import apply_migrations, ensure_database
+
+    url = f"{store_url}/t_{uuid.uuid4().hex[:12]}"
+    client = ensure_database(url)
+    try:
+        apply_migrations(client)
+    finally:
+        client.close()
+    return url

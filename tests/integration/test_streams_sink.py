@@ -7,30 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 
 from llmops.procs import free_port
-from llmops.store import apply_migrations, connect, ensure_database
+from llmops.store import connect
 from schemas import DeadLetter, InferenceResult, Usage
 from streams import rows
 from streams.features import extract_features
 from streams.sink import Backoff, TableWriter
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def database(store_url: str) -> Iterator[str]:
-    url = f"{store_url}/t_{uuid.uuid4().hex[:12]}"
-    client = ensure_database(url)
-    try:
-        apply_migrations(client)
-    finally:
-        client.close()
-    yield url
 
 
 def response_rows(n: int) -> list[rows.Row]:

@@ -118,18 +118,6 @@ class Worker:
 
 
 @pytest.fixture
-def database(store_url: str) -> Iterator[str]:
-    """A fresh database with the migrations applied; yields its URL."""
-    url = f"{store_url}/t_{uuid.uuid4().hex[:12]}"
-    client = ensure_database(url)
-    try:
-        apply_migrations(client)
-    finally:
-        client.close()
-    yield url
-
-
-@pytest.fixture
 def producer(bootstrap: str) -> Iterator[KafkaProducer]:
     # Topics first, at their final size: a producer asking for a missing topic makes the
     # broker auto-create it with its default partition count (Tansu cannot grow it later).

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -28,7 +28,7 @@ from llmops.bus import BusConfig, Producer
 from llmops.config import PoolConfig
 from llmops.sdk import LLMOpsClient
 from llmops.signing import SigningKeys
-from llmops.store import apply_migrations, connect, ensure_database
+from llmops.store import connect
 from llmops.topics import ensure_topics, list_topics
 from schemas import DeadLetter, InferenceResult, PoolStatus, utc_now
 from schemas.topics import DLQ, EVENT_TYPE_HEADER, POOL_STATUS, REQUESTS, RESPONSES
@@ -210,17 +210,6 @@ async def test_requests_naming_a_non_reply_topic_are_dead_letters_and_get_no_rep
 
 
 # --- forged results ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def database(store_url: str) -> Iterator[str]:
-    url = f"{store_url}/t_{uuid.uuid4().hex[:12]}"
-    client = ensure_database(url)
-    try:
-        apply_migrations(client)
-    finally:
-        client.close()
-    yield url
 
 
 def start_streams(bootstrap: str, url: str, data_dir: Path, app_id: str) -> subprocess.Popen[bytes]:
