@@ -26,14 +26,16 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, StatusCode, TracerProvider
 
 from llmops.bus import BusConfig, Producer
+from llmops.deadletter import classify_decode_error
 from llmops.fetchwait import AdaptiveWait, FetchWaitTuner
 from llmops.kafka_security import process_security
 from llmops.propagation import header_value
+from llmops.ratelog import RejectionLog
 from llmops.telemetry import (
     genai_request_attributes,
     genai_response_attributes,
@@ -117,6 +119,8 @@ class LLMOpsClient:
         self._reader: asyncio.Task[None] | None = None
         self._pending: dict[str, _Pending] = {}
         self.duplicates = 0
+        # Records on the reply topic that are no reply: a line per kind at a bounded rate.
+        self._rejections = RejectionLog(log, f"sdk-{self.client_id}")
         self._tracer = trace.get_tracer(TRACER_NAME, tracer_provider=tracer_provider)
 
     async def __aenter__(self) -> LLMOpsClient:
@@ -343,12 +347,20 @@ class LLMOpsClient:
             tuner.after_poll(sum(map(len, batches.values())) + len(self._pending))
             for records in batches.values():
                 for record in records:
-                    try:
-                        self._on_reply(
-                            record.value, header_value(record.headers, EVENT_TYPE_HEADER)
-                        )
-                    except Exception:  # one bad reply must not end the reader
-                        log.exception("undecodable reply at offset %d", record.offset)
+                    self._take_reply(record)
+
+    def _take_reply(self, record: ConsumerRecord[Any, Any]) -> None:
+        """One reply record; anything on the topic that is no reply is skipped, logged at a
+        bounded rate (no traceback: it is input, not a bug), and never ends the reader."""
+        where = f"{record.topic}[{record.partition}]@{record.offset}"
+        try:
+            self._on_reply(record.value, header_value(record.headers, EVENT_TYPE_HEADER))
+        except (ValueError, RecursionError) as error:  # pydantic's ValidationError included
+            rejected = classify_decode_error(record.value or b"", error)
+            self._rejections.rejected(rejected.kind, rejected.reason, where)
+        except Exception as error:  # a bug: its traceback once per interval
+            kind = f"processing_error:{type(error).__name__}"
+            self._rejections.rejected(kind, str(error), where, error=error, level=logging.ERROR)
 
     def _on_reply(self, value: bytes | None, event_type: str | None) -> None:
         if event_type == "ResponseChunk":

@@ -52,7 +52,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -422,7 +422,8 @@ class MetricsWorker:
             except (ValueError, RecursionError) as error:
                 # Nobody but this worker should write the topic, so there is no dead-letter
                 # owner: skipped and counted, logged at a bounded rate.
-                self._skip_features(event, classify_decode_error(payload, error).kind, str(error))
+                rejected = classify_decode_error(payload, error)
+                self._skip_features(event, rejected.kind, rejected.reason)
                 continue
             key = self.windows.add(features, now)
             if key is None:  # already counted in its window: nothing more to wait for
@@ -436,7 +437,8 @@ class MetricsWorker:
         self._rejections.rejected(
             kind,
             reason,
-            f"{tp.topic}[{tp.partition}]@{event.message.offset} (skipped, not dead-lettered)",
+            # One token, like every rejection line (the features topic has no dead letters).
+            f"{tp.topic}[{tp.partition}]@{event.message.offset}",
         )
         metrics.count_skipped(SERVICE, tp.topic, kind)
         event.ack()
@@ -462,7 +464,10 @@ class MetricsWorker:
         again on every tick (and after every restart) and hold its partition's offsets."""
         for key, reason in self.windows.unbuildable():
             self._rejections.rejected(
-                "unbuildable_window", reason, f"window {key}", level=logging.ERROR
+                "unbuildable_window",
+                reason,
+                f"window@{key.start_ms}:{key.group_text}",
+                level=logging.ERROR,
             )
             metrics.count_skipped(SERVICE, METRICS.name, "unbuildable")
             stream = self._features_stream
@@ -479,9 +484,7 @@ class MetricsWorker:
         with self.tracer.start_as_current_span(
             "SELECT responses", attributes={"llmops.windows": len(keys)}
         ):
-            stored = [
-                backfill.features_from_row(r) for r in await self.reader.rows(sql, parameters)
-            ]
+            stored = self._stored_features(await self.reader.rows(sql, parameters))
         # Windows created while the query ran were not in it: they stay unseeded for now.
         by_key: dict[WindowKey, list[ResponseFeatures]] = {key: [] for key in keys}
         for features in stored:
@@ -490,6 +493,17 @@ class MetricsWorker:
                 by_key[key].append(features)
         added = sum(self.windows.seed(key, found) for key, found in by_key.items())
         log.info("seeded %d late windows with %d stored responses", len(keys), added)
+
+    def _stored_features(self, found: Iterable[Mapping[str, Any]]) -> list[ResponseFeatures]:
+        """The stored rows as features; a row outside their bounds is left out (logged at a
+        bounded rate) rather than stopping the timer that seeds and emits every window."""
+        stored: list[ResponseFeatures] = []
+        for row in found:
+            try:
+                stored.append(backfill.features_from_row(row))
+            except ValueError as error:
+                self._rejections.rejected("unusable_stored_response", str(error), "a seed row")
+        return stored
 
     async def _emit(
         self, due: Sequence[tuple[WindowKey, MetricWindow]], held: Sequence[EventT[bytes]]

@@ -62,23 +62,26 @@ def features_from_row(row: Mapping[str, Any]) -> ResponseFeatures:
     """A stored response row as the features it was counted with."""
     error_kind = str(row["error_kind"])
     finish_reason = str(row["finish_reason"])
-    return ResponseFeatures(
-        request_id=row["request_id"],
-        ts=row["ts"],
-        prompt_name=row["prompt_name"],
-        prompt_version=row["prompt_version"],
-        variant=row["variant"],
-        pool=row["pool"],
-        model=row["model"],
-        is_error=bool(error_kind) or finish_reason == "error",
-        error_kind=error_kind,
-        finish_reason=finish_reason,
-        input_tokens=row["input_tokens"],
-        output_tokens=row["output_tokens"],
-        latency_ms=row["total_ms"],
-        ttft_ms=row["ttft_ms"],
-        tpot_ms=row["tpot_ms"],
-        queue_ms=row["queue_ms"],
-        output_chars=row["output_chars"],
-        cost_usd=row["cost_usd"],
+    # Validated: the row's strings stand for the features' literals (finish reason, kind).
+    return ResponseFeatures.model_validate(
+        dict(
+            request_id=row["request_id"],
+            ts=row["ts"],
+            prompt_name=row["prompt_name"],
+            prompt_version=row["prompt_version"],
+            variant=row["variant"],
+            pool=row["pool"],
+            model=row["model"],
+            is_error=bool(error_kind) or finish_reason == "error",
+            error_kind=error_kind,
+            finish_reason=finish_reason,
+            input_tokens=row["input_tokens"],
+            output_tokens=row["output_tokens"],
+            latency_ms=row["total_ms"],
+            ttft_ms=row["ttft_ms"],
+            tpot_ms=row["tpot_ms"],
+            queue_ms=row["queue_ms"],
+            output_chars=row["output_chars"],
+            cost_usd=row["cost_usd"],
+        )
     )

@@ -5,13 +5,19 @@ by a late reply, or made by hand); the SDK leaves its topic in place on close.""
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 import uuid
+from collections import Counter
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from llmops.bus import BusConfig, Producer
+from llmops.ratelog import REJECTION_LOG_INTERVAL_S
 from llmops.sdk import LLMOpsClient
 from llmops.topics import ensure_topics, list_topics
+from schemas import InferenceResult
 from schemas.topics import TopicSpec, reply_topic
 from tests.integration.platform import running_platform
 
@@ -75,3 +81,33 @@ async def test_close_keeps_the_reply_topic_and_a_reused_client_id_still_works(
                 assert result.error is None
             topics = await asyncio.to_thread(list_topics, bootstrap)
             assert topics[client.reply_topic] == 1
+
+
+async def test_garbage_on_a_reply_topic_is_logged_at_a_bounded_rate_without_tracebacks(
+    bootstrap: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    garbage = [b"\xff not json", b'{"request_id": 5}', b"[" * 100_000, b""] * 8
+    async with LLMOpsClient(bootstrap, client_id=f"junk-{uuid.uuid4().hex[:8]}") as client:
+        rid = uuid.uuid4().hex
+        pending = client.expect(rid)
+        producer = Producer(BusConfig(bootstrap, client_id="reply-junk"))
+        await producer.start()
+        started = time.monotonic()
+        try:
+            with caplog.at_level(logging.DEBUG, logger="llmops.sdk"):
+                for value in garbage:
+                    await producer.send(client.reply_topic, value, key=rid)
+                reply = InferenceResult(request_id=rid, finish_reason="stop", text="after junk")
+                await (await producer.send_event(client.reply_topic, reply, key=rid))
+                result = await client.wait(rid, pending, 30)
+        finally:
+            await producer.stop()
+        elapsed = time.monotonic() - started
+    assert result.text == "after junk"  # the reader lived through the garbage
+    lines = [r for r in caplog.records if r.name == "llmops.sdk"]
+    assert lines, "the garbage was not logged at all"
+    assert all(r.exc_info is None for r in lines), "a traceback for bad input"
+    kinds = Counter(r.getMessage().split(" as ", 1)[1].split(":", 1)[0] for r in lines)
+    assert set(kinds) <= {"not_json", "schema_invalid"}, kinds
+    bound = 1 + elapsed / REJECTION_LOG_INTERVAL_S
+    assert all(n <= bound for n in kinds.values()), (kinds, elapsed)
