@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -16,6 +17,7 @@ from faust.types import EventT
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
+from opentelemetry.util.types import AttributeValue
 
 from llmops import metrics, telemetry
 from llmops.bus import Record
@@ -118,19 +120,27 @@ class Converter:
         self.dead_letter_rejected = dead_letter_rejected and dlq_topic is not None
         self._rejections = RejectionLog(log, service)
 
+    def _span(
+        self, record: Record, attributes: Mapping[str, AttributeValue] | None = None
+    ) -> AbstractContextManager[Span]:
+        """The processing span of one record, a child of the context in its headers."""
+        return telemetry.consumer_span(
+            self.tracer,
+            telemetry.messaging_span_name("process", record.topic),
+            record.headers,
+            record.topic,
+            record.partition,
+            record.offset,
+            key=record.key,
+            consumer_group=self.consumer_group,
+            attributes=attributes,
+        )
+
     def convert(self, records: Sequence[Record], contract: type[E], handle: Handler[E]) -> Batch:
         batch = Batch()
         for record in records:
-            with telemetry.consumer_span(
-                self.tracer,
-                telemetry.messaging_span_name("process", record.topic),
-                record.headers,
-                record.topic,
-                record.partition,
-                record.offset,
-                key=record.key,
-                consumer_group=self.consumer_group,
-                attributes={"messaging.message.body.size": len(record.value or b"")},
+            with self._span(
+                record, {"messaging.message.body.size": len(record.value or b"")}
             ) as span:
                 batch.contexts.append(trace.set_span_in_context(span))
                 rows_before, outgoing_before = len(batch.rows), len(batch.outgoing)
@@ -231,16 +241,7 @@ class Converter:
             if self.dlq_topic is None:
                 metrics.count_skipped(self.service, record.topic, rejected.kind)
             else:
-                with telemetry.consumer_span(
-                    self.tracer,
-                    telemetry.messaging_span_name("process", record.topic),
-                    record.headers,
-                    record.topic,
-                    record.partition,
-                    record.offset,
-                    key=record.key,
-                    consumer_group=self.consumer_group,
-                ) as span:
+                with self._span(record) as span:
                     span.set_status(Status(StatusCode.ERROR, rejected.reason[:256]))
                     span.set_attribute("error.type", rejected.kind)
                     kept.append(self._dead_letter(record, rejected))
