@@ -74,6 +74,7 @@ async def test_first_reply_is_timed_from_the_start_not_from_each_send(
             rows_timeout_s=0.1,
         )
     assert report.total.replies == 6 and report.first_reply_at is not None
-    # Requests sent after the warm-up are fast; the first reply still came after it.
-    fastest_s = min(o.latency_ms for o in report.outcomes) / 1000
-    assert fastest_s < WARM_UP_S <= report.first_reply_at - started
+    # No reply can come before the engine is warm, whatever the requests' own latencies
+    # (the old line added the smallest latency to the start: too early by the warm-up). A
+    # causal bound, not a speed threshold: it holds however slow the machine is.
+    assert report.first_reply_at - started >= WARM_UP_S
