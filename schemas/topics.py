@@ -24,6 +24,11 @@ EVENT_TYPE_HEADER = "llmops-event"
 JSON_CONTENT_TYPE = "application/json"
 
 
+# Far above any topic here (12 at most) and what a Kafka cluster is sized for per topic; a
+# count past it is a mistake, not a plan, and an admin request for it must never be sent.
+MAX_TOPIC_PARTITIONS = 10_000
+
+
 @dataclass(frozen=True)
 class TopicSpec:
     name: str
@@ -33,6 +38,13 @@ class TopicSpec:
     contracts: tuple[type[Event], ...]
     compacted: bool = False
     configs: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.partitions <= MAX_TOPIC_PARTITIONS:
+            raise ValueError(
+                f"topic {self.name!r}: {self.partitions} partitions, "
+                f"not within 1..{MAX_TOPIC_PARTITIONS}"
+            )
 
 
 REQUESTS = TopicSpec(

@@ -15,7 +15,13 @@ from schemas import (
     Variant,
 )
 from schemas.export import JSON_DIR, render_all
-from schemas.topics import CORE_TOPICS, inference_topic, reply_topic
+from schemas.topics import (
+    CORE_TOPICS,
+    MAX_TOPIC_PARTITIONS,
+    TopicSpec,
+    inference_topic,
+    reply_topic,
+)
 
 
 def _msg(text: str = "hi") -> list[ChatMessage]:
@@ -116,3 +122,14 @@ def test_topic_catalogue_is_consistent() -> None:
     assert all(t.partitions >= 1 and t.contracts for t in CORE_TOPICS)
     assert inference_topic("gpu-a").name == "llm.inference.gpu-a"
     assert reply_topic("c1").name == "llm.replies.c1"
+
+
+@pytest.mark.parametrize("partitions", [0, -1, MAX_TOPIC_PARTITIONS + 1, 2**31])
+def test_a_topic_spec_refuses_a_partition_count_out_of_bounds(partitions: int) -> None:
+    with pytest.raises(ValueError, match="partitions"):
+        TopicSpec("t", partitions, "key", "purpose", ())
+
+
+def test_a_topic_spec_takes_the_bounds_themselves() -> None:
+    assert TopicSpec("t", 1, "k", "p", ()).partitions == 1
+    assert TopicSpec("t", MAX_TOPIC_PARTITIONS, "k", "p", ()).partitions == MAX_TOPIC_PARTITIONS
