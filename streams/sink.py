@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from llmops import store
-from streams.failures import classify
+from streams.failures import StoreFailure, classify
 from streams.isolate import DataRefused, Unstorable, insert_isolating
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,10 @@ async def _retrying(what: str, backoff: Backoff, connection: _Connection, call: 
             await asyncio.sleep(delay)
 
 
+class _NotConnected(Exception):
+    """Opening the connection failed: the store's (or its address's) fault, not the rows'."""
+
+
 class TableWriter:
     """Inserts batches into one table over its own connection (one query at a time)."""
 
@@ -120,7 +124,11 @@ class TableWriter:
                 await asyncio.to_thread(self._insert_now, rows)
                 return
             except Exception as error:
-                failure = classify(error)
+                failure = (
+                    StoreFailure("store", f"cannot connect: {error}")  # never the rows' fault
+                    if isinstance(error, _NotConnected)
+                    else classify(error)
+                )
                 if failure.kind == "data":
                     raise DataRefused(failure.reason) from error
                 self._connection.close()
@@ -138,7 +146,11 @@ class TableWriter:
                 await asyncio.sleep(delay)
 
     def _insert_now(self, rows: Sequence[Row]) -> None:
-        store.insert_rows(self._connection.client(), self.table, rows, self.columns)
+        try:
+            client = self._connection.client()
+        except Exception as error:
+            raise _NotConnected(str(error)) from error
+        store.insert_rows(client, self.table, rows, self.columns)
 
     def close(self) -> None:
         self._connection.close()
