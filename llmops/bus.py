@@ -25,6 +25,7 @@ from llmops.deadletter import (
     Rejected,
     build_dead_letter,
     classify_decode_error,
+    rejection_for,
     sniff_reply_fields,
 )
 from llmops.fetchwait import AdaptiveWait, FetchWaitTuner
@@ -33,7 +34,7 @@ from llmops.offsets import OffsetTracker
 from llmops.propagation import Headers, inject_context
 from llmops.ratelog import RejectionLog
 from llmops.signing import SigningKeys, process_keys
-from schemas import Event
+from schemas import DeadLetter, Event
 from schemas.topics import CONTENT_TYPE_HEADER, DLQ, EVENT_TYPE_HEADER, JSON_CONTENT_TYPE
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,24 @@ class Record:
     value: bytes | None
     headers: Headers
     timestamp_ms: int
+
+    @property
+    def where(self) -> str:
+        """topic[partition]@offset, as logs name a record."""
+        return f"{self.topic}[{self.partition}]@{self.offset}"
+
+    def dead_letter(self, rejected: Rejected, service: str) -> DeadLetter:
+        """This record, whole, as a dead letter from `service` with the reason."""
+        return build_dead_letter(
+            rejected=rejected,
+            service=service,
+            topic=self.topic,
+            partition=self.partition,
+            offset=self.offset,
+            key=self.key,
+            payload=self.value,
+            headers=self.headers,
+        )
 
     def verify(self, keys: SigningKeys | None, expect: type[Event]) -> None:
         """Raise SignatureError (a Rejected) unless the record is signed under `keys` as an
@@ -184,9 +203,9 @@ class Producer:
         """`sign`: add the signature header (llmops/signing.py) when this producer has a key."""
         if topic not in self._tracked_topics:
             await self._track_topic(topic)
-        raw_key, headers = _as_key(key), list(headers or [])
-        if sign and self._config.signer is not None:
-            headers.append(self._config.signer.header(topic, headers, raw_key, value))
+        raw_key, headers = _as_key(key), headers or []
+        if sign and self._config.signer is not None:  # a new list: the caller's stays as given
+            headers = [*headers, self._config.signer.header(topic, headers, raw_key, value)]
         future: asyncio.Future[RecordMetadata] = await self._producer.send(
             topic, value=value, key=raw_key, headers=headers, partition=partition
         )
@@ -200,6 +219,7 @@ class Producer:
         extra_headers: Iterable[tuple[str, bytes]] = (),
         exclude: set[str] | None = None,
         sign: bool = False,
+        partition: int | None = None,
     ) -> asyncio.Future[RecordMetadata]:
         """JSON value, content-type and event-type headers, and the current trace context;
         `sign` for control-plane events and results (see `send`)."""
@@ -208,7 +228,8 @@ class Producer:
             if exclude is None
             else event.model_dump_json(exclude_none=True, exclude=exclude).encode()
         )
-        return await self.send(topic, value, key, event_headers(event, extra_headers), sign=sign)
+        headers = event_headers(event, extra_headers)
+        return await self.send(topic, value, key, headers, partition=partition, sign=sign)
 
     async def flush(self) -> None:
         await self._producer.flush()
@@ -296,7 +317,7 @@ class ConsumerLoop:
         self.records_done = 0
         self.dead_letters = 0
         self._rejections = RejectionLog(log, config.service)
-        self._fetch_wait: FetchWaitTuner | None = None
+        self._consumed: dict[str, Any] = {}  # topic -> its records_consumed counter
         metrics.IN_FLIGHT.labels(config.service).set_function(self._tracker.in_flight)
 
     @property
@@ -310,7 +331,7 @@ class ConsumerLoop:
         """Run until `stop()`; then drain in-flight work and make a final commit."""
         self.consumer.subscribe(list(self.config.topics), listener=_Rebalance(self))
         await self.consumer.start()
-        self._fetch_wait = tuner = FetchWaitTuner(
+        tuner = FetchWaitTuner(
             self.consumer,
             AdaptiveWait(
                 self.config.fetch_max_wait_ms,
@@ -408,46 +429,30 @@ class ConsumerLoop:
             raw.timestamp,
         )
         self._tracker.start(record.topic, record.partition, record.offset)
-        metrics.RECORDS_CONSUMED.labels(self.config.service, record.topic).inc()
+        consumed = self._consumed.get(record.topic)
+        if consumed is None:  # the labelled child once per topic, not a lookup per record
+            consumed = self._consumed[record.topic] = metrics.RECORDS_CONSUMED.labels(
+                self.config.service, record.topic
+            )
+        consumed.inc()
         try:
             pending = await self._handler(record)
-        except Rejected as rejected:
-            pending = self._reject(record, rejected)
-        except RecursionError:  # input nested deeper than the handler's parsing can go
-            pending = self._reject(
-                record, Rejected("schema_invalid", "nested too deeply to process")
-            )
-        except Exception as exc:  # a handler bug must not stop the consumer: dead-letter it
-            failed = Rejected("processing_error", f"{type(exc).__name__}: {exc}")
-            pending = self._reject(record, failed, exc)
+        except Exception as exc:  # bad input or a handler bug: dead-lettered, never fatal
+            rejected, bug = rejection_for(exc)
+            pending = self._reject(record, rejected, bug)
         self._track(record, pending)
 
     def _reject(
-        self, record: Record, rejected: Rejected, error: Exception | None = None
+        self, record: Record, rejected: Rejected, bug: Exception | None = None
     ) -> Awaitable[Any]:
         # Bounded: one line per kind per interval (a handler bug's traceback included once).
-        self._rejections.rejected(
-            rejected.kind if error is None else f"{rejected.kind}:{type(error).__name__}",
-            rejected.reason,
-            f"{record.topic}[{record.partition}]@{record.offset}",
-            error=error,
-            level=logging.WARNING if error is None else logging.ERROR,
-        )
+        self._rejections.failed(rejected.kind, rejected.reason, record.where, bug)
         return asyncio.ensure_future(self._send_rejection(record, rejected))
 
     async def _send_rejection(self, record: Record, rejected: Rejected) -> None:
         self.dead_letters += 1
         metrics.count_dead_letter(self.config.service, rejected.kind)
-        letter = build_dead_letter(
-            rejected=rejected,
-            service=self.config.service,
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key,
-            payload=record.value,
-            headers=record.headers,
-        )
+        letter = record.dead_letter(rejected, self.config.service)
         acks: list[Awaitable[Any]] = [
             await self._producer.send_event(self.config.dlq_topic, letter, key=record.topic)
         ]

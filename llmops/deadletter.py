@@ -33,6 +33,17 @@ class Rejected(Exception):
         self.reply_to = reply_to
 
 
+def rejection_for(error: Exception) -> tuple[Rejected, Exception | None]:
+    """What a handler's exception makes of its record, and the bug behind it if any (its
+    traceback is worth a log line): bad input it rejected, input nested deeper than parsing
+    can go, or a bug, which fails that record alone."""
+    if isinstance(error, Rejected):
+        return error, None
+    if isinstance(error, RecursionError):
+        return Rejected("schema_invalid", "nested too deeply to process"), None
+    return Rejected("processing_error", f"{type(error).__name__}: {error}"), error
+
+
 def describe_validation_error(error: ValidationError, limit: int = 5) -> str:
     """One line per problem, `field.path: message`, capped so reasons stay readable."""
     problems = [

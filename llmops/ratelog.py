@@ -61,6 +61,14 @@ class RejectionLog:
         self._limiter = RateLimiter(interval_s)
         self._clock = clock
 
+    def failed(self, kind: str, reason: str, where: str, bug: BaseException | None) -> bool:
+        """A record rejected as `kind`; with `bug` (a handler's unexpected exception) the kind
+        names its type and the line is an error with its traceback."""
+        if bug is None:
+            return self.rejected(kind, reason, where)
+        kind = f"{kind}:{type(bug).__name__}"
+        return self.rejected(kind, reason, where, error=bug, level=logging.ERROR)
+
     def rejected(
         self,
         kind: str,

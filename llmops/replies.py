@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from llmops.bus import Producer, Record, event_headers
+from llmops.bus import Producer, Record
 from llmops.deadletter import Rejected
 from schemas import (
     ErrorInfo,
@@ -87,16 +87,11 @@ async def send_reply(
     signed. Never to a topic outside the reply prefix (an internal llm.* topic, Kafka's own)."""
     if not is_reply_topic(reply_to):
         raise ValueError(f"{reply_to!r} is not a reply topic")
-    value = (
-        event.to_bytes()
-        if exclude is None
-        else event.model_dump_json(exclude_none=True, exclude=exclude).encode()
-    )
-    return await producer.send(
+    return await producer.send_event(
         reply_to,
-        value,
-        event.request_id,
-        event_headers(event),
+        event,
+        key=event.request_id,
+        exclude=exclude,
         partition=REPLY_PARTITION,
         sign=True,
     )

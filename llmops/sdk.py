@@ -359,8 +359,7 @@ class LLMOpsClient:
             rejected = classify_decode_error(record.value or b"", error)
             self._rejections.rejected(rejected.kind, rejected.reason, where)
         except Exception as error:  # a bug: its traceback once per interval
-            kind = f"processing_error:{type(error).__name__}"
-            self._rejections.rejected(kind, str(error), where, error=error, level=logging.ERROR)
+            self._rejections.failed("processing_error", str(error), where, error)
 
     def _on_reply(self, value: bytes | None, event_type: str | None) -> None:
         if event_type == "ResponseChunk":

@@ -20,26 +20,32 @@ class SecretFileError(RuntimeError):
 
 
 def read_or_create_secret(path: Path, make: Callable[[], str]) -> str:
-    """The secret in `path`; made with `make` and written there first if there is none.
-
-    Written to a private staging file and linked into place: no reader ever sees half a
-    file, and of two first starts at once both keep the file that landed first.
-    """
+    """The secret in `path`; made with `make` and written there first if there is none
+    (`write_private_once`: of two first starts at once, both keep the same secret)."""
     try:
         return _read(path)
     except FileNotFoundError:
         pass
+    write_private_once(path, make() + "\n")
+    return _read(path)
+
+
+def write_private_once(path: Path, text: str) -> None:
+    """Write `text` to `path` unless a file is there already, mode 0600 from the first byte.
+
+    Written to a private staging file and linked into place: no reader ever sees half a
+    file, and of two first writers at once both keep the file that landed first.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(make() + "\n")
+            out.write(text)
         with contextlib.suppress(FileExistsError):
             os.link(staging, path)
     finally:
         staging.unlink(missing_ok=True)
-    return _read(path)
 
 
 def _read(path: Path) -> str:

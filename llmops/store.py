@@ -107,6 +107,7 @@ def ensure_database(url: str, *, login: tuple[str, str] | None = None) -> Client
         raise ValueError(
             f"name a database of our own in the ClickHouse URL (…/llmops), not {database!r}: {url}"
         )
+    login = login or login_for(url)  # one look at the credentials file for both clients
     admin = connect(with_database(url, "default"), login=login)
     try:
         admin.command(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(database)}")

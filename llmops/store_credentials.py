@@ -6,12 +6,12 @@ directory (mode 0600), so our services and CLI authenticate without anyone typin
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import secrets
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from llmops.secretfile import write_private_once
 
 CREDENTIALS_FILE = "store-credentials.json"
 SERVICE_USER = "default"  # clickhouse-connect's and curl users' default name
@@ -51,25 +51,14 @@ def load_or_create_credentials(data_dir: Path) -> StoreCredentials:
     found = load_credentials(data_dir)
     if found is not None:
         return found
-    data_dir.mkdir(parents=True, exist_ok=True)
     fresh = StoreCredentials(
         service_user=SERVICE_USER,
         service_password=secrets.token_urlsafe(24),
         analyst_user=ANALYST_USER,
         analyst_password=secrets.token_urlsafe(24),
     )
-    final = credentials_path(data_dir)
-    staging = data_dir / f".{CREDENTIALS_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
-    # Created 0600 from the first byte; linked into place so no reader sees half a file and
-    # a concurrent first start keeps whichever file landed first.
-    fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(asdict(fresh), out)
-        with contextlib.suppress(FileExistsError):
-            os.link(staging, final)
-    finally:
-        staging.unlink(missing_ok=True)
+    # 0600 from the first byte; a concurrent first start keeps whichever file landed first.
+    write_private_once(credentials_path(data_dir), json.dumps(asdict(fresh)))
     created = load_credentials(data_dir)
     assert created is not None
     return created

@@ -127,9 +127,8 @@ class TopicTail:
         try:
             self._on_record(record)
         except Exception as exc:  # one record must not end the reader (nor flood the log)
-            where = f"{tp.topic}[{tp.partition}]@{record.offset}"
             self._rejections.rejected(
-                type(exc).__name__, str(exc), where, error=exc, level=logging.ERROR
+                type(exc).__name__, str(exc), record.where, error=exc, level=logging.ERROR
             )
 
     async def _reached_end(self, partitions: list[TopicPartition]) -> bool:

@@ -36,6 +36,9 @@ FEATURE_COLUMNS: tuple[str, ...] = (
     "cost_usd",
 )
 
+# The one column named apart from its feature.
+_FEATURE_OF_COLUMN = {"total_ms": "latency_ms"}
+
 
 def stored_responses_query(keys: Sequence[WindowKey], length_ms: int) -> tuple[str, dict[str, Any]]:
     """One query for the responses of all `keys`: their time span, their groups.
@@ -62,26 +65,13 @@ def features_from_row(row: Mapping[str, Any]) -> ResponseFeatures:
     """A stored response row as the features it was counted with."""
     error_kind = str(row["error_kind"])
     finish_reason = str(row["finish_reason"])
+    values = {_FEATURE_OF_COLUMN.get(c, c): row[c] for c in FEATURE_COLUMNS}
     # Validated: the row's strings stand for the features' literals (finish reason, kind).
     return ResponseFeatures.model_validate(
-        dict(
-            request_id=row["request_id"],
-            ts=row["ts"],
-            prompt_name=row["prompt_name"],
-            prompt_version=row["prompt_version"],
-            variant=row["variant"],
-            pool=row["pool"],
-            model=row["model"],
-            is_error=bool(error_kind) or finish_reason == "error",
-            error_kind=error_kind,
-            finish_reason=finish_reason,
-            input_tokens=row["input_tokens"],
-            output_tokens=row["output_tokens"],
-            latency_ms=row["total_ms"],
-            ttft_ms=row["ttft_ms"],
-            tpot_ms=row["tpot_ms"],
-            queue_ms=row["queue_ms"],
-            output_chars=row["output_chars"],
-            cost_usd=row["cost_usd"],
-        )
+        {
+            **values,
+            "error_kind": error_kind,
+            "finish_reason": finish_reason,
+            "is_error": bool(error_kind) or finish_reason == "error",
+        }
     )

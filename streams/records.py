@@ -21,7 +21,7 @@ from opentelemetry.util.types import AttributeValue
 
 from llmops import metrics, telemetry
 from llmops.bus import Record
-from llmops.deadletter import Rejected, build_dead_letter
+from llmops.deadletter import Rejected, rejection_for
 from llmops.propagation import Headers
 from llmops.ratelog import RejectionLog
 from schemas import Event
@@ -146,14 +146,9 @@ class Converter:
                 rows_before, outgoing_before = len(batch.rows), len(batch.outgoing)
                 try:
                     handle(record.decode(contract, self.max_bytes), record, span, batch)
-                except Rejected as rejected:
-                    self._reject(record, rejected, span, batch)
-                except RecursionError:  # nested deeper than the handler's parsing can go
-                    failed = Rejected("schema_invalid", "nested too deeply to process")
-                    self._reject(record, failed, span, batch)
-                except Exception as error:  # a bug on one record must not stop the worker
-                    failed = Rejected("processing_error", f"{type(error).__name__}: {error}")
-                    self._reject(record, failed, span, batch, error)
+                except Exception as error:  # bad input or a bug: that record alone fails
+                    rejected, bug = rejection_for(error)
+                    self._reject(record, rejected, span, batch, bug)
                 batch.row_sources.extend([record] * (len(batch.rows) - rows_before))
                 batch.outgoing_sources.extend([record] * (len(batch.outgoing) - outgoing_before))
         return batch
@@ -164,7 +159,7 @@ class Converter:
         rejected: Rejected,
         span: Span,
         batch: Batch,
-        error: Exception | None = None,
+        bug: Exception | None = None,
     ) -> None:
         span.set_status(Status(StatusCode.ERROR, rejected.reason[:256]))
         span.set_attribute("error.type", rejected.kind)
@@ -174,13 +169,11 @@ class Converter:
         del batch.rows[len(batch.row_sources) :]
         del batch.outgoing[len(batch.outgoing_sources) :]
         # Bounded: one line per kind per interval (a bug's traceback included once).
-        self._rejections.rejected(
-            rejected.kind if error is None else f"{rejected.kind}:{type(error).__name__}",
+        self._rejections.failed(
+            rejected.kind,
             rejected.reason,
-            f"{record.topic}[{record.partition}]@{record.offset}"
-            + ("" if self.dead_letter_rejected else " (skipped, not dead-lettered)"),
-            error=error,
-            level=logging.WARNING if error is None else logging.ERROR,
+            record.where + ("" if self.dead_letter_rejected else " (skipped, not dead-lettered)"),
+            bug,
         )
         if not self.dead_letter_rejected:
             metrics.count_skipped(self.service, record.topic, rejected.kind)
@@ -190,16 +183,7 @@ class Converter:
     def _dead_letter(self, record: Record, rejected: Rejected) -> Outgoing:
         assert self.dlq_topic is not None
         metrics.count_dead_letter(self.service, rejected.kind)
-        letter = build_dead_letter(
-            rejected=rejected,
-            service=self.service,
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key,
-            payload=record.value,
-            headers=record.headers,
-        )
+        letter = record.dead_letter(rejected, self.service)
         # Keyed by source topic, as the catalogue says for llm.dlq.
         return Outgoing(
             self.dlq_topic, record.topic.encode(), letter.to_bytes(), json_headers("DeadLetter")
@@ -234,8 +218,7 @@ class Converter:
             self._rejections.rejected(
                 "unstorable",
                 rejected.reason,
-                f"{record.topic}[{record.partition}]@{record.offset}"
-                + ("" if self.dlq_topic else " (skipped, not dead-lettered)"),
+                record.where + ("" if self.dlq_topic else " (skipped, not dead-lettered)"),
                 level=logging.ERROR,
             )
             if self.dlq_topic is None:

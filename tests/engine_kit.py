@@ -12,7 +12,7 @@ import itertools
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +57,28 @@ def make_engine(kind: str, fake: FakeEngineConfig | None = None) -> Engine:
     tokenizer = build_tiny_tokenizer()
     model = build_tiny_model(tokenizer)
     return TransformersEngine("tiny-random", lambda: (model, tokenizer), TINY_CONFIG)
+
+
+def breakable_tiny_engine() -> tuple[TransformersEngine, Callable[[], None]]:
+    """A tiny transformers engine, and a call after which its model's forward pass fails
+    (a kernel failure stand-in: the engine's generation loop dies on its next step)."""
+    tokenizer = build_tiny_tokenizer()
+    model = build_tiny_model(tokenizer)
+    forward = model.forward
+    broken = False
+
+    def failing_forward(*args: object, **kwargs: object) -> object:
+        if broken:
+            raise RuntimeError("simulated kernel failure")
+        return forward(*args, **kwargs)
+
+    def break_model() -> None:
+        nonlocal broken
+        broken = True
+
+    model.forward = failing_forward  # type: ignore[method-assign]
+    engine = TransformersEngine("tiny-random", lambda: (model, tokenizer), TINY_CONFIG)
+    return engine, break_model
 
 
 def request(prompt: str = "Tell me about the broker", **kwargs: object) -> GenerationRequest:

@@ -107,13 +107,7 @@ class Rescuer:
             rescued_or_reply = self.decide(routed)
             if isinstance(rescued_or_reply, RoutedRequest):
                 span.set_attribute("llmops.pool", rescued_or_reply.pool)
-                self.rerouted += 1
-                metrics.count_routed(rescued_or_reply.pool, "rescued")
-                return await self._producer.send_event(
-                    inference_topic(rescued_or_reply.pool).name,
-                    rescued_or_reply,
-                    key=routed.request.sticky_key,
-                )
+                return await self._send_rescued(rescued_or_reply)
             kind, message = rescued_or_reply
             wait_s = self._wait_s(routed)
             if kind == "no_healthy_pool" and wait_s > 0:
@@ -168,13 +162,15 @@ class Rescuer:
                 await (await self._answer(routed, "no_healthy_pool", message))
                 return
             span.set_attribute("llmops.pool", copy.pool)
-            self.rerouted += 1
-            metrics.count_routed(copy.pool, "rescued")
-            await (
-                await self._producer.send_event(
-                    inference_topic(copy.pool).name, copy, key=routed.request.sticky_key
-                )
-            )
+            await (await self._send_rescued(copy))
+
+    async def _send_rescued(self, copy: RoutedRequest) -> Any:
+        """The rescued copy to its new pool's topic (same key: the user's order holds)."""
+        self.rerouted += 1
+        metrics.count_routed(copy.pool, "rescued")
+        return await self._producer.send_event(
+            inference_topic(copy.pool).name, copy, key=copy.request.sticky_key
+        )
 
     def decide(self, routed: RoutedRequest) -> RoutedRequest | tuple[Any, str]:
         """The re-routed copy, or (error kind, message) for the app."""

@@ -19,7 +19,7 @@ from opentelemetry.trace import Span
 from llmops import metrics
 from llmops.bus import BusConfig, ConsumerConfig, ConsumerLoop, Producer, Record
 from llmops.config import Settings
-from llmops.deadletter import Rejected, build_dead_letter
+from llmops.deadletter import Rejected
 from llmops.ratelog import RejectionLog
 from llmops.replies import error_result, publish_result, rejection_replier
 from llmops.signing import keys_from_settings
@@ -73,11 +73,7 @@ class Router:
             status = record.decode(PoolStatus, self._settings.max_message_bytes)
         except Rejected as rejected:
             self.bad_statuses += 1
-            self._status_rejections.rejected(
-                rejected.kind,
-                rejected.reason,
-                f"{record.topic}[{record.partition}]@{record.offset}",
-            )
+            self._status_rejections.rejected(rejected.kind, rejected.reason, record.where)
             # Only live ones: the history was dead-lettered when it was live (no replays
             # of old letters at every restart).
             if self.board.live:
@@ -90,16 +86,7 @@ class Router:
 
     async def _dead_letter(self, record: Record, rejected: Rejected) -> None:
         metrics.count_dead_letter("router-status", rejected.kind)
-        letter = build_dead_letter(
-            rejected=rejected,
-            service="router-status",
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key,
-            payload=record.value,
-            headers=record.headers,
-        )
+        letter = record.dead_letter(rejected, "router-status")
         try:
             await (await self._producer.send_event(DLQ.name, letter, key=record.topic))
         except Exception as exc:

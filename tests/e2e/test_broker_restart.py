@@ -9,8 +9,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -24,9 +22,9 @@ from llmops.sdk import LLMOpsClient
 from llmops.store import connect, login_for
 from llmops.topics import list_topics, platform_topics
 from schemas import utc_now
+from tests.e2e.up_kit import start_up
 
 pytestmark = pytest.mark.e2e
-LLMOPS = str(Path(sys.executable).with_name("llmops"))
 POOL = "fake"
 
 
@@ -95,16 +93,8 @@ def test_kill_9_of_the_broker_is_survived(tmp_path: Path) -> None:
         }
     )
     log = tmp_path / "up.log"
-    with open(log, "wb") as out:
-        up = subprocess.Popen(
-            [LLMOPS, "up"], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    up = start_up(env, log, 120)
     try:
-        wait_until(
-            lambda: b"platform up" in log.read_bytes() or up.poll() is not None,
-            120,
-            "`llmops up` to report the platform up",
-        )
         up_seen_at = utc_now()
         assert up.poll() is None, log.read_text()
         # "platform up" only once the pool can answer: its first "serving" beat came before.

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,9 +18,9 @@ from llmops.config import Settings
 from llmops.procs import free_port, port_open, wait_until
 from llmops.store import connect, login_for
 from services.traces.tree import rows_as_dicts, trace_tree
+from tests.e2e.up_kit import LLMOPS, start_up
 
 pytestmark = pytest.mark.e2e
-LLMOPS = str(Path(sys.executable).with_name("llmops"))
 POOL = "tiny"
 RUNNING: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -55,17 +54,8 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
     data_dir = tmp_path_factory.mktemp("platform") / ".llmops"
     env = _env(data_dir)
     log = data_dir.parent / "up.log"
-    with open(log, "wb") as out:
-        # A job of its own, as a shell starts it: Ctrl-C goes to its whole process group.
-        up = subprocess.Popen(
-            [LLMOPS, "up"], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    up = start_up(env, log, 180)
     try:
-        wait_until(
-            lambda: b"platform up" in log.read_bytes() or up.poll() is not None,
-            180,
-            "`llmops up` to report the platform up",
-        )
         assert up.poll() is None, log.read_text()
         env["UP_LOG"] = str(log)
         RUNNING["up"] = up

@@ -18,7 +18,7 @@ from services.inference.engines.streaming import encode_prompt
 from services.inference.engines.transformers_engine import TransformersEngine
 from services.inference.models import build_tiny_model, build_tiny_tokenizer
 from services.inference.service import generation_request
-from tests.engine_kit import TINY_CONFIG, collect, request
+from tests.engine_kit import TINY_CONFIG, breakable_tiny_engine, collect, request
 
 pytestmark = pytest.mark.integration
 
@@ -115,25 +115,14 @@ def _small_cache() -> ContinuousBatchingConfig:
 
 
 async def test_a_dying_loop_fails_its_requests_and_reports_the_failure() -> None:
-    tokenizer = build_tiny_tokenizer()
-    model = build_tiny_model(tokenizer)
-    forward = model.forward
-    broken = {"now": False}
-
-    def failing_forward(*args: object, **kwargs: object) -> object:
-        if broken["now"]:
-            raise RuntimeError("simulated kernel failure")
-        return forward(*args, **kwargs)
-
-    model.forward = failing_forward  # type: ignore[method-assign]
-    eng = TransformersEngine("tiny-random", lambda: (model, tokenizer), TINY_CONFIG)
+    eng, break_model = breakable_tiny_engine()
     await eng.start()
     try:
         assert eng.failure() is None
         streams = [eng.generate(request(f"long answer {i}", max_tokens=400)) for i in range(3)]
         for stream in streams:
             assert (await anext(stream)).finish is None  # all three are in flight
-        broken["now"] = True
+        break_model()
         for stream in streams:
             with pytest.raises(EngineError, match="simulated kernel failure"):
                 async for _ in stream:

@@ -15,7 +15,13 @@ from services.inference.engines.transformers_engine import (
     TransformersEngineConfig,
 )
 from services.inference.models import build_tiny_model, build_tiny_tokenizer
-from tests.engine_kit import TINY_CONFIG, assert_well_formed, collect, request
+from tests.engine_kit import (
+    TINY_CONFIG,
+    assert_well_formed,
+    breakable_tiny_engine,
+    collect,
+    request,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -144,22 +150,11 @@ def test_chat_template_is_used_when_the_tokenizer_has_one() -> None:
 
 
 async def test_a_crashing_model_fails_requests_and_marks_the_engine_unhealthy() -> None:
-    tokenizer = build_tiny_tokenizer()
-    model = build_tiny_model(tokenizer)
-    forward = model.forward
-    broken = {"now": False}
-
-    def failing_forward(*args: object, **kwargs: object) -> object:
-        if broken["now"]:
-            raise RuntimeError("simulated kernel failure")
-        return forward(*args, **kwargs)
-
-    model.forward = failing_forward  # type: ignore[method-assign]
-    eng = TransformersEngine("tiny-random", lambda: (model, tokenizer), TINY_CONFIG)
+    eng, break_model = breakable_tiny_engine()
     await eng.start()
     try:
         assert eng.stats().extra["healthy"] == 1.0
-        broken["now"] = True
+        break_model()
         with pytest.raises(EngineError, match="simulated kernel failure"):
             await collect(eng, request(max_tokens=5))
         for _ in range(100):  # the reader notices the dead loop within its poll interval
