@@ -26,9 +26,6 @@ COPY schemas /app/schemas
 COPY llmops /app/llmops
 COPY services /app/services
 COPY streams /app/streams
-# llmops/store.py finds its migrations beside the packages: the project is installed
-# editable from /app so that /app/infra/clickhouse is where it looks.
-COPY infra/clickhouse /app/infra/clickhouse
 
 # ---------------------------------------------------------------- shared base
 FROM ${PYTHON_IMAGE} AS base
@@ -92,7 +89,7 @@ RUN apt-get update \
 RUN pip install "vllm==${VLLM_VERSION}" -r /tmp/requirements-cuda.txt \
  && pip install --no-deps "faust-streaming==${FAUST_VERSION}"
 COPY --from=source /app /app
-RUN pip install --no-deps -e /app && python -m compileall -q /app
+RUN pip install --no-deps /app
 ENV VLLM_CACHE_ROOT=/data/cache/vllm
 USER 10001:10001
 CMD ["llmops", "--help"]
@@ -106,6 +103,6 @@ RUN pip install --index-url "${TORCH_INDEX_URL}" -r /tmp/requirements-torch.txt 
  && pip install -r /tmp/requirements.txt \
  && pip install --no-deps "faust-streaming==${FAUST_VERSION}"
 COPY --from=source /app /app
-RUN pip install --no-deps -e /app && python -m compileall -q /app
+RUN pip install --no-deps /app
 USER 10001:10001
 CMD ["llmops", "--help"]

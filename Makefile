@@ -11,7 +11,7 @@ VLLM_PIP   := $(VLLM_PY) -m pip --disable-pip-version-check -q
 VLLM_STAMP := $(VLLM_VENV)/.installed
 VLLM_PYTEST := VLLM_CPU_KVCACHE_SPACE=1 VLLM_ENABLE_V1_MULTIPROCESSING=0 \
 	VLLM_CACHE_ROOT=$(CURDIR)/$(VLLM_VENV)/cache LLMOPS_TEST_ENGINES=vllm \
-	$(VLLM_PY) -m pytest -q -p no:cacheprovider tests/integration/test_engine_contract.py tests/vllm
+	$(VLLM_PY) -m pytest -q -p no:cacheprovider tests/integration/inference/test_engine_contract.py tests/vllm
 # Whole test files per worker (their module fixtures stay shared); each worker has its own
 # broker and store. PYTEST_PARALLEL= runs the suite in one process.
 PYTEST_PARALLEL ?= -n 3 --dist loadfile
@@ -35,7 +35,7 @@ test-vllm: $(VLLM_STAMP)         ## the engine contract suite and live tests on 
 	$(VLLM_PYTEST)
 
 test-gemma: $(STAMP)             ## the real-model smoke test (prepares Gemma-3-270M once, ~75 s)
-	LLMOPS_TEST_GEMMA=1 $(PY) -m pytest -q -p no:cacheprovider tests/integration/test_gemma_smoke.py
+	LLMOPS_TEST_GEMMA=1 $(PY) -m pytest -q -p no:cacheprovider tests/integration/inference/test_gemma_smoke.py
 
 venv: $(STAMP)
 

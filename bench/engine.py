@@ -72,11 +72,11 @@ from engine_streams import (
 from rich.console import Console
 from rich.table import Table
 
-from llmops.broker import start_broker
-from llmops.bus import BusConfig, Producer, event_headers
 from llmops.config import PoolConfig, Settings, VllmOptions
-from llmops.procs import free_port, stop_process
-from llmops.topics import ensure_topics, platform_topics
+from llmops.kafka.bus import BusConfig, Producer, event_headers
+from llmops.kafka.topics import ensure_topics, platform_topics
+from llmops.local.broker import start_broker
+from llmops.local.procs import free_port, stop_process
 from schemas import ChatMessage, PromptRequest, RoutedRequest, SamplingParams, utc_now
 from schemas.topics import inference_topic, reply_topic
 from services.inference.engines.base import Engine

@@ -24,12 +24,12 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
-from llmops.procs import free_port
+from llmops.local.procs import free_port
 
 ROLES = {
     "tansu": "broker",
-    "services.store": "store",
-    "services.traces": "traces",
+    "llmops.local.clickhouse_server": "store",
+    "llmops.local.otlp_receiver": "traces",
     "services.router": "router",
     "services.inference": "pool",
     "streams": "streams",

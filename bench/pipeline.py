@@ -27,10 +27,10 @@ from rich.console import Console
 from rich.table import Table
 
 from llmops.config import PoolConfig, Settings
-from llmops.procs import free_port
-from llmops.report import percentiles
+from llmops.local.demo.report import percentiles
+from llmops.local.procs import free_port
+from llmops.local.stack import LocalStack
 from llmops.sdk import LLMOpsClient
-from llmops.stack import LocalStack
 
 console = Console()
 POOL = "bench-fake"
@@ -52,20 +52,20 @@ class RequestPathStack(LocalStack):
     """Broker + router + pool only: the request/reply path without the metrics side."""
 
     def _start_infrastructure(self) -> None:
-        from llmops.broker import start_broker
-        from llmops.supervisor import Child
+        from llmops.local.broker import start_broker
+        from llmops.local.supervisor import Child
 
         port = self.settings.broker_port
         log = self.log_dir / "broker.log"
         self.supervisor.add(Child("broker", lambda: start_broker("127.0.0.1", port, log), False))
 
     def _prepare(self) -> None:
-        from llmops.topics import ensure_topics, platform_topics
+        from llmops.kafka.topics import ensure_topics, platform_topics
 
         ensure_topics(self.addresses.kafka, platform_topics([POOL]))
 
     def _start_services(self) -> None:
-        from llmops.supervisor import python_child
+        from llmops.local.supervisor import python_child
 
         env = self.service_env()
         self.supervisor.add(python_child("router", ["services.router"], env, self.log_dir))

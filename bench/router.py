@@ -48,17 +48,17 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
-from llmops.broker import start_broker
 from llmops.config import PoolConfig
-from llmops.procs import free_port
+from llmops.kafka.signing import SigningKeys
+from llmops.kafka.topics import ensure_topics, platform_topics
+from llmops.local.broker import start_broker
+from llmops.local.procs import free_port
+from llmops.prompts.registry import PromptSet
 from llmops.routing_config import RoutingConfig
-from llmops.signing import SigningKeys
-from llmops.topics import ensure_topics, platform_topics
 from schemas import ChatMessage, PoolStatus, PromptRequest
 from schemas.topics import EVENT_TYPE_HEADER, POOL_STATUS, REQUESTS, RESPONSES, inference_topic
 from services.router.policy import route
 from services.router.pools import PoolBoard
-from services.router.prompts import PromptSet
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "gemma-3-270m"

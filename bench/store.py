@@ -27,9 +27,9 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from llmops import store
-from llmops.procs import free_port
-from services.store.launcher import service_url, start_store, stop_store
+from llmops.clickhouse import client as store
+from llmops.local.clickhouse_server.launcher import service_url, start_store, stop_store
+from llmops.local.procs import free_port
 
 DDL = """
 CREATE TABLE bench

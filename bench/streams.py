@@ -1,6 +1,7 @@
 """How many responses/s the metrics worker takes from llm.responses into ClickHouse.
 
-Real parts only: Tansu (the broker), `python -m services.store` (chDB behind ClickHouse's HTTP
+Real parts only: Tansu (the broker), `python -m llmops.local.clickhouse_server`
+(chDB behind ClickHouse's HTTP
 interface) and `python -m streams` (the faust worker) as subprocesses. A backlog of N
 InferenceResults is produced first; then the worker starts and the clock runs from the first
 `responses` row to the last. A response counts once its row is stored and its features are
@@ -31,14 +32,14 @@ from kafka import KafkaProducer
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-from llmops.broker import start_broker
-from llmops.procs import free_port
-from llmops.signing import SigningKeys
-from llmops.store import apply_migrations, ensure_database
-from llmops.topics import ensure_topics
+from llmops.clickhouse.client import apply_migrations, ensure_database
+from llmops.kafka.signing import SigningKeys
+from llmops.kafka.topics import ensure_topics
+from llmops.local.broker import start_broker
+from llmops.local.clickhouse_server.launcher import service_url, start_store, stop_store
+from llmops.local.procs import free_port
 from schemas import InferenceResult, Timings, Usage
 from schemas.topics import EVENT_TYPE_HEADER
-from services.store.launcher import service_url, start_store, stop_store
 from streams.app import WorkerOptions, topics_needed
 
 REPO = Path(__file__).resolve().parents[1]

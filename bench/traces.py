@@ -1,6 +1,7 @@
 """How many spans/s the trace receiver ingests into ClickHouse (store server over chDB).
 
-Real parts only: `python -m services.store` (chDB) and `python -m services.traces` as
+Real parts only: `python -m llmops.local.clickhouse_server` (chDB) and
+`python -m llmops.local.otlp_receiver` as
 subprocesses, HTTP clients posting OTLP requests built by the SDK's own encoder. A request
 counts when it is answered 200, which the receiver does only after the insert, so spans/s is
 spans *stored* per second. Every run ends by checking that otel_traces holds exactly the spans
@@ -30,17 +31,17 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.trace import SpanKind
 
-from llmops.procs import free_port
-from llmops.store import apply_migrations, connect, ensure_database
-from llmops.telemetry import (
+from llmops.clickhouse.client import apply_migrations, connect, ensure_database
+from llmops.local.clickhouse_server.launcher import service_url, start_store, stop_store
+from llmops.local.otlp_receiver.batcher import DEFAULT_FLUSH_MS
+from llmops.local.otlp_receiver.launcher import start_traces, stop_traces
+from llmops.local.procs import free_port
+from llmops.telemetry.tracing import (
     genai_request_attributes,
     genai_response_attributes,
     memory_tracer_provider,
     messaging_attributes,
 )
-from services.store.launcher import service_url, start_store, stop_store
-from services.traces.batcher import DEFAULT_FLUSH_MS
-from services.traces.launcher import start_traces, stop_traces
 
 
 @dataclass

@@ -107,7 +107,7 @@ class Settings(BaseSettings):
         default="127.0.0.1:19092",
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "LLMOPS_KAFKA_BOOTSTRAP_SERVERS"),
     )
-    # How every Kafka client we create authenticates (llmops/kafka_security.py): standard
+    # How every Kafka client we create authenticates (llmops/kafka/security.py): standard
     # names, as Kafka's own clients call them. SASL needs a mechanism, a user and a password.
     kafka_security_protocol: KafkaSecurityProtocol = Field(
         default="PLAINTEXT",
@@ -199,12 +199,12 @@ class Settings(BaseSettings):
     fetch_max_wait_ms: int = Field(default=5, ge=0, le=10_000)
     # That short wait costs an idle consumer a broker round trip every few ms. After
     # `fetch_quiet_after_s` without records the wait grows (half the quiet time) up to this,
-    # and the first record brings the short wait back (llmops/fetchwait.py). The first record
+    # and the first record brings the short wait back (llmops/kafka/fetchwait.py). The first record
     # after a pause is then late by at most this per hop. <= fetch_max_wait_ms: a fixed wait.
     fetch_idle_wait_ms: int = Field(default=500, ge=0, le=10_000)
     fetch_quiet_after_s: float = Field(default=0.5, ge=0.0, le=60.0)
 
-    # Signed heartbeats and results (llmops/signing.py): HMAC-SHA256 under this deployment
+    # Signed heartbeats and results (llmops/kafka/signing.py): HMAC-SHA256 under this deployment
     # key; readers dead-letter records without a valid signature. `llmops up` generates a
     # key into the data dir; a service without one refuses to start unless signing is "off".
     signing: Literal["required", "off"] = "required"

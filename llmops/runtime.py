@@ -10,10 +10,10 @@ from collections.abc import Awaitable, Callable
 
 import uvloop
 
-from llmops.bus import ConsumerLoop
 from llmops.config import Settings
-from llmops.metrics import start_metrics_server
-from llmops.telemetry import setup_telemetry, shutdown_telemetry
+from llmops.kafka.bus import ConsumerLoop
+from llmops.telemetry.metrics import start_metrics_server
+from llmops.telemetry.tracing import setup_telemetry, shutdown_telemetry
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,8 @@ def run_service(
 def require_trust_settings(settings: Settings) -> None:
     """Refuse to start, in one line, without a signing key (unless signing is off) or with
     Kafka security settings that contradict each other: a service must never run open."""
-    from llmops.kafka_security import KafkaSecurity, KafkaSecurityError
-    from llmops.signing import SigningConfigError, keys_from_settings
+    from llmops.kafka.security import KafkaSecurity, KafkaSecurityError
+    from llmops.kafka.signing import SigningConfigError, keys_from_settings
 
     try:
         keys_from_settings(settings)

@@ -30,19 +30,19 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, StatusCode, TracerProvider
 
-from llmops.bus import BusConfig, Producer
-from llmops.deadletter import classify_decode_error
-from llmops.fetchwait import AdaptiveWait, FetchWaitTuner
-from llmops.kafka_security import process_security
-from llmops.propagation import header_value
-from llmops.ratelog import RejectionLog
-from llmops.telemetry import (
+from llmops.kafka.bus import BusConfig, Producer
+from llmops.kafka.deadletter import classify_decode_error
+from llmops.kafka.fetchwait import AdaptiveWait, FetchWaitTuner
+from llmops.kafka.security import process_security
+from llmops.kafka.topics import delete_topics, ensure_topics
+from llmops.telemetry.propagation import header_value
+from llmops.telemetry.ratelog import RejectionLog
+from llmops.telemetry.tracing import (
     genai_request_attributes,
     genai_response_attributes,
     genai_span_name,
     producer_span,
 )
-from llmops.topics import delete_topics, ensure_topics
 from schemas import (
     ChatMessage,
     InferenceResult,
@@ -339,7 +339,7 @@ class LLMOpsClient:
     async def _read_replies(self) -> None:
         assert self._consumer is not None
         # Waiting replies count as traffic: the reader is quick while any is owed, and
-        # slows to settings' idle wait only when nothing is (llmops/fetchwait.py).
+        # slows to settings' idle wait only when nothing is (llmops/kafka/fetchwait.py).
         policy = AdaptiveWait(self._fetch_max_wait_ms, *self._fetch_idle)
         tuner = FetchWaitTuner(self._consumer, policy, time.monotonic)
         while True:

@@ -1,7 +1,7 @@
 """Secrets the embedded stack makes for itself: generated once into the data directory,
 readable by its owner only (mode 0600 from the first byte), then reused at every start.
 
-Used for the signing key (llmops/signing.py); any other generated secret can use it too.
+Used for the signing key (llmops/kafka/signing.py); any other generated secret can use it too.
 """
 
 from __future__ import annotations

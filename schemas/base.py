@@ -18,7 +18,7 @@ MAX_ATTRIBUTES = 64
 MAX_ATTRIBUTE_LEN = 256
 
 # Numeric ceilings: every number on the wire fits what reads it. Engines hold token counts and
-# sampling knobs in int32 tensors; the ClickHouse columns (infra/clickhouse/*.sql) are UInt32
+# sampling knobs in int32 tensors; the ClickHouse columns (clickhouse/migrations/*.sql) are UInt32
 # (tokens, versions, sizes, partitions) and UInt64 (offsets, window counts); JSON readers in
 # other languages parse int64 exactly. Floats are finite (no NaN or Infinity, which JSON cannot
 # carry and a sum or percentile would spread), with ceilings no real value comes near.

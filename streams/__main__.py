@@ -15,10 +15,10 @@ from collections.abc import Callable
 import faust
 
 from llmops.config import Settings
-from llmops.metrics import start_metrics_server
+from llmops.kafka.topics import ensure_topics
 from llmops.runtime import require_trust_settings
-from llmops.telemetry import setup_telemetry, shutdown_telemetry
-from llmops.topics import ensure_topics
+from llmops.telemetry.metrics import start_metrics_server
+from llmops.telemetry.tracing import setup_telemetry, shutdown_telemetry
 from streams.app import DEFAULT_APP_ID, SERVICE, WorkerOptions, build_worker, topics_needed
 from streams.sink import Backoff
 
@@ -60,7 +60,7 @@ def retry_until_done(what: str, action: Callable[[], object], attempts: int = 0)
 
 
 def migrate(url: str) -> None:
-    from llmops.store import apply_migrations, ensure_database
+    from llmops.clickhouse.client import apply_migrations, ensure_database
 
     client = ensure_database(url)
     try:

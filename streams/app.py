@@ -61,14 +61,14 @@ import faust
 from faust.types import TP, EventT, StreamT, TopicT
 from opentelemetry.trace import Span
 
-from llmops import metrics, telemetry
-from llmops.bus import Record
 from llmops.config import Settings
-from llmops.deadletter import classify_decode_error
-from llmops.kafka_security import KafkaSecurity
-from llmops.propagation import extract_context
-from llmops.ratelog import RejectionLog
-from llmops.signing import keys_from_settings
+from llmops.kafka.bus import Record
+from llmops.kafka.deadletter import classify_decode_error
+from llmops.kafka.security import KafkaSecurity
+from llmops.kafka.signing import keys_from_settings
+from llmops.telemetry import metrics, tracing
+from llmops.telemetry.propagation import extract_context
+from llmops.telemetry.ratelog import RejectionLog
 from schemas import DeadLetter, InferenceResult, MetricWindow, PromptRequest
 from schemas.topics import DLQ, METRICS, REQUESTS, RESPONSES, TopicSpec
 from streams import backfill, retention, rows
@@ -166,7 +166,7 @@ class MetricsWorker:
         self.app = app
         self.settings = settings
         self.options = options
-        self.tracer = telemetry.get_tracer("llmops.streams")
+        self.tracer = tracing.get_tracer("llmops.streams")
         self.batch_size = settings.sink_batch_size
         self.flush_s = settings.sink_flush_s
         self.backoff = Backoff()
@@ -268,7 +268,7 @@ class MetricsWorker:
         record.verify(self.signing, InferenceResult)  # raises a Rejected: dead-lettered
         features = extract_features(result)
         span.set_attributes(
-            telemetry.genai_response_attributes(
+            tracing.genai_response_attributes(
                 input_tokens=result.usage.input_tokens,
                 output_tokens=result.usage.output_tokens,
                 finish_reasons=[result.finish_reason],
@@ -311,7 +311,7 @@ class MetricsWorker:
     ) -> None:
         """Insert the batch's rows (retrying while the store is down), then publish its
         records (retrying), with dead letters for the rows the store refused."""
-        with telemetry.batch_span(
+        with tracing.batch_span(
             self.tracer,
             f"INSERT {writer.table}",
             batch.contexts,
@@ -509,7 +509,7 @@ class MetricsWorker:
         self, due: Sequence[tuple[WindowKey, MetricWindow]], held: Sequence[EventT[bytes]]
     ) -> None:
         contexts = [extract_context(message_headers(e)) for e in held[:MAX_LINKS]]
-        with telemetry.batch_span(
+        with tracing.batch_span(
             self.tracer,
             f"emit {METRICS.name}",
             contexts,

@@ -19,11 +19,11 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 from opentelemetry.util.types import AttributeValue
 
-from llmops import metrics, telemetry
-from llmops.bus import Record
-from llmops.deadletter import Rejected, rejection_for
-from llmops.propagation import Headers
-from llmops.ratelog import RejectionLog
+from llmops.kafka.bus import Record
+from llmops.kafka.deadletter import Rejected, rejection_for
+from llmops.telemetry import metrics, tracing
+from llmops.telemetry.propagation import Headers
+from llmops.telemetry.ratelog import RejectionLog
 from schemas import Event
 from schemas.topics import CONTENT_TYPE_HEADER, EVENT_TYPE_HEADER, JSON_CONTENT_TYPE
 from streams.isolate import Unstorable
@@ -63,7 +63,7 @@ Handler = Callable[[E, Record, Span, Batch], None]
 
 def json_headers(event_type: str) -> Headers:
     """Content headers plus the current trace context (call inside the record's span)."""
-    return telemetry.producer_headers(
+    return tracing.producer_headers(
         [
             (CONTENT_TYPE_HEADER, JSON_CONTENT_TYPE.encode()),
             (EVENT_TYPE_HEADER, event_type.encode()),
@@ -124,9 +124,9 @@ class Converter:
         self, record: Record, attributes: Mapping[str, AttributeValue] | None = None
     ) -> AbstractContextManager[Span]:
         """The processing span of one record, a child of the context in its headers."""
-        return telemetry.consumer_span(
+        return tracing.consumer_span(
             self.tracer,
-            telemetry.messaging_span_name("process", record.topic),
+            tracing.messaging_span_name("process", record.topic),
             record.headers,
             record.topic,
             record.partition,

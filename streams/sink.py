@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from llmops import store
+from llmops.clickhouse import client as store
 from streams.failures import StoreFailure, classify
 from streams.isolate import DataRefused, Unstorable, insert_isolating
 

@@ -27,9 +27,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.update(LLMOPS_SIGNING_KEY=TEST_SIGNING_KEY, LLMOPS_SIGNING_KEY_ID=TEST_KEY_ID)
 os.environ.pop("LLMOPS_SIGNING", None)
 
-from llmops.broker import start_broker  # noqa: E402
-from llmops.procs import free_port  # noqa: E402
-from llmops.store_credentials import StoreCredentials  # noqa: E402
+from llmops.clickhouse.credentials import StoreCredentials  # noqa: E402
+from llmops.local.broker import start_broker  # noqa: E402
+from llmops.local.procs import free_port  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -78,8 +78,8 @@ def store_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoreServ
     """A real ClickHouse HTTP interface: the store service (chDB) as a subprocess, on a data
     dir of this session. pytest itself never opens a chDB path (one path per process):
     everything goes through this server."""
-    from llmops.store_credentials import load_credentials
-    from services.store.launcher import start_store, stop_store
+    from llmops.clickhouse.credentials import load_credentials
+    from llmops.local.clickhouse_server.launcher import start_store, stop_store
 
     port = free_port()
     root = tmp_path_factory.mktemp("store")
@@ -105,7 +105,7 @@ def store_url(store_server: StoreServer) -> str:
 @pytest.fixture
 def database(store_url: str) -> str:
     """A fresh database of this test on the session's store, migrated; its URL."""
-    from llmops.store import apply_migrations, ensure_database
+    from llmops.clickhouse.client import apply_migrations, ensure_database
 
     url = f"{store_url}/t_{uuid.uuid4().hex[:12]}"
     client = ensure_database(url)

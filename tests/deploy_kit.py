@@ -1,4 +1,4 @@
-"""Helpers for the deployment-file tests (tests/unit/test_deploy_*.py): load the files, and
+"""Helpers for the deployment-file tests (tests/unit/deploy/test_*.py): load the files, and
 check a container's command line and environment against this repository's own code."""
 
 from __future__ import annotations
@@ -120,10 +120,10 @@ def _check_python_module(module: str, args: Sequence[str]) -> None:
 def _check_llmops_cli(args: Sequence[str]) -> None:
     import typer
 
-    from llmops.cli import app
+    from llmops.cli.main import app
 
     scripts = pyproject()["project"]["scripts"]
-    assert scripts.get("llmops") == "llmops.cli:app", "the `llmops` console script moved"
+    assert scripts.get("llmops") == "llmops.cli.main:app", "the `llmops` console script moved"
     group = typer.main.get_command(app)
     ctx = group.context_class(group, info_name="llmops")
     try:

@@ -7,7 +7,7 @@ it, as the services of one deployment do.
 
 from __future__ import annotations
 
-from llmops.signing import SigningKeys
+from llmops.kafka.signing import SigningKeys
 from schemas.topics import CONTENT_TYPE_HEADER, EVENT_TYPE_HEADER, JSON_CONTENT_TYPE
 
 TEST_SIGNING_KEY = "tests-only-signing-key-5f0c2a9e4b7d1c36"

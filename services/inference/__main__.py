@@ -6,10 +6,10 @@ import argparse
 import asyncio
 import logging
 
-from llmops.bus import BusConfig, Producer
 from llmops.config import get_settings
+from llmops.kafka.bus import BusConfig, Producer
+from llmops.kafka.topics import ensure_topics, platform_topics
 from llmops.runtime import consume_until, require_trust_settings, run_service
-from llmops.topics import ensure_topics, platform_topics
 from services.inference.engines.factory import create_engine
 from services.inference.heartbeat import Heartbeat
 from services.inference.service import EngineDiedError, build_worker

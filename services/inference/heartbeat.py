@@ -23,9 +23,9 @@ from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer
 
-from llmops import metrics
-from llmops.bus import Producer
 from llmops.config import PoolConfig, Settings
+from llmops.kafka.bus import Producer
+from llmops.telemetry import metrics
 from schemas import PoolPhase, PoolStatus, utc_now
 from schemas.topics import POOL_STATUS
 from services.inference.engines.base import Engine

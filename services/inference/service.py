@@ -1,7 +1,7 @@
 """The inference consumer: one pool's topic -> engine (continuously batched) -> replies.
 
 Each routed request becomes a task: the consumer keeps fetching while the engine works, taking
-at most the pool's capacity (llmops/bus.py: backpressure), and a record's offset is committed only
+at most the pool's capacity (llmops/kafka: backpressure), and a record's offset is committed only
 after its final result is acknowledged on the reply topic and on llm.responses.
 
 A request the engine cannot take, or that fails in it, gets an error result of its own. An engine
@@ -21,17 +21,17 @@ from typing import Any
 
 from opentelemetry import trace
 
-from llmops import metrics
-from llmops.bus import BusConfig, ConsumerConfig, ConsumerLoop, Producer, Record
 from llmops.config import PoolConfig, Settings
-from llmops.replies import (
+from llmops.kafka.bus import BusConfig, ConsumerConfig, ConsumerLoop, Producer, Record
+from llmops.kafka.replies import (
     error_result,
     publish_result,
     rejection_replier,
     send_reply,
     settle_best_effort,
 )
-from llmops.telemetry import consumer_span
+from llmops.telemetry import metrics
+from llmops.telemetry.tracing import consumer_span
 from schemas import (
     ErrorInfo,
     FinishReason,

@@ -7,16 +7,16 @@ import asyncio
 from importlib import resources
 from pathlib import Path
 
-from llmops.bus import BusConfig, Producer
 from llmops.config import get_settings
+from llmops.kafka.bus import BusConfig, Producer
+from llmops.kafka.topics import ensure_topics, platform_topics
+from llmops.prompts.registry import load_prompt_set
 from llmops.runtime import consume_until, require_trust_settings, run_service
-from llmops.topics import ensure_topics, platform_topics
-from services.router.prompts import load_prompt_set
 from services.router.service import build_router
 
 
 def default_prompts_file() -> Path:
-    return Path(str(resources.files("llmops.demo") / "prompts.yaml"))
+    return Path(str(resources.files("llmops.local.demo") / "prompts.yaml"))
 
 
 async def main(stop: asyncio.Event) -> None:

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from llmops.config import PoolConfig
+from llmops.experiments.assignment import bucket, pick_weighted
+from llmops.prompts.registry import PromptError, PromptSet, render
 from schemas import ChatMessage, Experiment, PromptRequest, RoutedRequest
-from services.router.buckets import bucket, pick_weighted
 from services.router.pools import NoHealthyPool, PoolBoard, RoutingError
-from services.router.prompts import PromptError, PromptSet, render
 
 DEFAULT_VARIANT = "default"
 MAX_REASON = 512  # RoutedRequest.route_reason's bound

@@ -44,9 +44,9 @@ from datetime import datetime
 from typing import Literal
 
 from llmops.config import PoolConfig
+from llmops.experiments.assignment import bucket
 from llmops.routing_config import RoutingConfig, TrafficShift
 from schemas import PoolStatus
-from services.router.buckets import bucket
 
 PoolState = Literal[
     "up",

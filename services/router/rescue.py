@@ -39,15 +39,22 @@ from typing import Any
 
 from opentelemetry import trace
 
-from llmops import metrics
-from llmops.bus import DRAIN_TIMEOUT_S, BusConfig, ConsumerConfig, ConsumerLoop, Producer, Record
 from llmops.config import Settings
-from llmops.replies import error_result, publish_result, rejection_replier
-from llmops.telemetry import consumer_span
+from llmops.kafka.bus import (
+    DRAIN_TIMEOUT_S,
+    BusConfig,
+    ConsumerConfig,
+    ConsumerLoop,
+    Producer,
+    Record,
+)
+from llmops.kafka.replies import error_result, publish_result, rejection_replier
+from llmops.prompts.registry import PromptError, PromptSet
+from llmops.telemetry import metrics
+from llmops.telemetry.tracing import consumer_span
 from schemas import PromptRef, RoutedRequest, utc_now
 from schemas.topics import inference_group, inference_topic
 from services.router.pools import Decision, PoolBoard, RoutingError
-from services.router.prompts import PromptError, PromptSet
 from services.router.waiting import PoolWait
 
 log = logging.getLogger(__name__)

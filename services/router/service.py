@@ -16,20 +16,20 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import Span
 
-from llmops import metrics
-from llmops.bus import BusConfig, ConsumerConfig, ConsumerLoop, Producer, Record
 from llmops.config import Settings
-from llmops.deadletter import Rejected
-from llmops.ratelog import RejectionLog
-from llmops.replies import error_result, publish_result, rejection_replier
-from llmops.signing import keys_from_settings
-from llmops.tail import TopicTail
-from llmops.telemetry import consumer_span
+from llmops.kafka.bus import BusConfig, ConsumerConfig, ConsumerLoop, Producer, Record
+from llmops.kafka.deadletter import Rejected
+from llmops.kafka.replies import error_result, publish_result, rejection_replier
+from llmops.kafka.signing import keys_from_settings
+from llmops.kafka.tail import TopicTail
+from llmops.prompts.registry import MissingVariable, PromptError, PromptSet
+from llmops.telemetry import metrics
+from llmops.telemetry.ratelog import RejectionLog
+from llmops.telemetry.tracing import consumer_span
 from schemas import PoolStatus, PromptRequest, RoutedRequest, utc_now
 from schemas.topics import DLQ, POOL_STATUS, REQUESTS, inference_topic
 from services.router.policy import NoHealthyPool, RoutingError, route
 from services.router.pools import PoolBoard
-from services.router.prompts import MissingVariable, PromptError, PromptSet
 from services.router.rescue import RescueManager
 from services.router.waiting import PoolWait
 

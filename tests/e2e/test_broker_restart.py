@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from llmops.clickhouse.client import connect, login_for
 from llmops.config import Settings
-from llmops.procs import free_port, wait_until
-from llmops.readiness import StatusFeed
+from llmops.kafka.topics import list_topics, platform_topics
+from llmops.local.procs import free_port, wait_until
+from llmops.local.readiness import StatusFeed
 from llmops.sdk import LLMOpsClient
-from llmops.store import connect, login_for
-from llmops.topics import list_topics, platform_topics
 from schemas import utc_now
 from tests.e2e.up_kit import start_up
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from llmops.store import connect
+from llmops.clickhouse.client import connect
 from tests.signing_kit import TEST_SIGNING_KEY
 
 pytestmark = pytest.mark.e2e

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from clickhouse_connect.driver.client import Client
 
+from llmops.cli.traces import rows_as_dicts, trace_tree
+from llmops.clickhouse.client import connect, login_for
 from llmops.config import Settings
-from llmops.procs import free_port, port_open, wait_until
-from llmops.store import connect, login_for
-from services.traces.tree import rows_as_dicts, trace_tree
+from llmops.local.procs import free_port, port_open, wait_until
 from tests.e2e.up_kit import LLMOPS, start_up
 
 pytestmark = pytest.mark.e2e

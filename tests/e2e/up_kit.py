@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from llmops.procs import wait_until
+from llmops.local.procs import wait_until
 
 LLMOPS = str(Path(sys.executable).with_name("llmops"))
 

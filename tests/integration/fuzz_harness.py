@@ -27,13 +27,14 @@ from typing import Any
 
 from aiokafka.structs import RecordMetadata
 
-from llmops.broker import start_broker
-from llmops.bus import BusConfig, Producer
+from llmops.clickhouse.client import apply_migrations, ensure_database
 from llmops.config import PoolConfig, Settings
-from llmops.procs import free_port
+from llmops.kafka.bus import BusConfig, Producer
+from llmops.kafka.topics import ensure_topics, platform_topics
+from llmops.local.broker import start_broker
+from llmops.local.procs import free_port
+from llmops.prompts.registry import prompt_set_from_data
 from llmops.sdk import LLMOpsClient
-from llmops.store import apply_migrations, ensure_database
-from llmops.topics import ensure_topics, platform_topics
 from schemas import InferenceResult
 from schemas.topics import (
     DLQ,
@@ -46,7 +47,6 @@ from schemas.topics import (
 from services.inference.engines.fake import FakeEngine
 from services.inference.heartbeat import Heartbeat
 from services.inference.service import build_worker
-from services.router.prompts import prompt_set_from_data
 from services.router.service import GROUP_ID as ROUTER_GROUP
 from services.router.service import build_router
 from streams.app import WorkerOptions, topics_needed
@@ -60,8 +60,8 @@ from tests.integration.fuzz_kit import (
 )
 from tests.integration.platform import PROMPTS
 
-try:  # signed heartbeats and results (llmops/signing.py), where this tree has them
-    signing: Any = importlib.import_module("llmops.signing")
+try:  # signed heartbeats and results (llmops/kafka/signing.py), where this tree has them
+    signing: Any = importlib.import_module("llmops.kafka.signing")
 except ImportError:
     signing = None
 

@@ -8,13 +8,13 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from llmops.bus import BusConfig, ConsumerLoop, Producer
 from llmops.config import PoolConfig, Settings
-from llmops.topics import ensure_topics, platform_topics
+from llmops.kafka.bus import BusConfig, ConsumerLoop, Producer
+from llmops.kafka.topics import ensure_topics, platform_topics
+from llmops.prompts.registry import PromptSet, prompt_set_from_data
 from services.inference.engines.base import Engine
 from services.inference.engines.fake import FakeEngine
 from services.inference.service import InferenceWorker, build_worker
-from services.router.prompts import PromptSet, prompt_set_from_data
 from services.router.service import Router, build_router
 
 PROMPTS = {

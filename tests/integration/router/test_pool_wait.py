@@ -1,0 +1,94 @@
+"""While the only pool restarts, a request waits for it instead of failing at once.
+
+On the real broker: the router and one fake-engine pool in this process; the pool is stopped
+and declared dead, a request is sent, the pool is started again, and the request is served
+by it (before: answered `no_healthy_pool` within a moment of arriving).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+
+import pytest
+
+from llmops.config import PoolConfig, Settings
+from llmops.kafka.bus import BusConfig, Producer
+from llmops.kafka.topics import ensure_topics, platform_topics
+from llmops.prompts.registry import prompt_set_from_data
+from llmops.routing_config import RoutingConfig
+from llmops.sdk import LLMOpsClient
+from schemas import utc_now
+from services.inference.engines.fake import FakeEngine
+from services.inference.service import PoolLoop, build_worker
+from services.router.service import build_router
+from tests.integration.platform import PROMPTS
+
+pytestmark = pytest.mark.integration
+
+
+async def eventually(check: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def run_pool(settings: Settings, pool: PoolConfig) -> tuple[PoolLoop, asyncio.Task[None]]:
+    producer = Producer(BusConfig(settings.kafka_bootstrap_servers, client_id="pool-wait-pool"))
+    await producer.start()
+    engine = FakeEngine(model=pool.model)
+    await engine.start()
+    _, loop = build_worker(settings, pool, engine, producer)
+
+    async def run() -> None:
+        try:
+            await loop.run()
+        finally:
+            await engine.stop()
+            await producer.stop()
+
+    return loop, asyncio.create_task(run())
+
+
+async def test_a_request_waits_for_the_only_pool_to_come_back(bootstrap: str) -> None:
+    pool = PoolConfig(name=f"only-{uuid.uuid4().hex[:6]}", engine="fake", model="fake")
+    settings = Settings(
+        kafka_bootstrap_servers=bootstrap,
+        pools=[pool],
+        routing=RoutingConfig(dead_after_s=1.0, wait_for_pool_s=120.0),
+    )
+    await asyncio.to_thread(ensure_topics, bootstrap, platform_topics([pool.name]))
+    producer = Producer(BusConfig(bootstrap, client_id="pool-wait-router"))
+    await producer.start()
+    router, router_loop = build_router(settings, prompt_set_from_data(PROMPTS), producer)
+    routing = asyncio.create_task(router_loop.run())
+    pool_loop, pool_task = await run_pool(settings, pool)
+    try:
+        await eventually(lambda: router.board.view(pool.name, utc_now()).state == "up", "pool up")
+        pool_loop.stop()
+        await pool_task
+        await eventually(lambda: router.board.view(pool.name, utc_now()).state == "dead", "dead")
+
+        async with LLMOpsClient(bootstrap, app="pool-wait") as client:
+            request = client.build_request([{"role": "user", "content": "wait for me"}])
+            pending = await client.submit(request)
+            await eventually(lambda: router.waiting.parked == 1, "the request parked")
+            assert router_loop.in_flight >= 1  # its offset is not committed while it waits
+            assert not pending.result.done()
+
+            pool_loop, pool_task = await run_pool(settings, pool)
+            result = await client.wait(request.request_id, pending, 90)
+
+        assert result.error is None, result.error
+        assert result.pool == pool.name
+        assert router.no_healthy_pool == 0
+        assert router.waiting.parked == 0
+    finally:
+        pool_loop.stop()
+        router_loop.stop()
+        await asyncio.gather(pool_task, routing, return_exceptions=True)
+        await producer.stop()

@@ -1,0 +1,209 @@
+from collections import Counter
+from datetime import UTC, datetime
+
+import pytest
+
+from llmops.config import PoolConfig
+from llmops.prompts.registry import PromptError, PromptSet, prompt_set_from_data, render
+from schemas import ChatMessage, PromptRef, PromptRequest
+from services.router.policy import (
+    RoutingError,
+    bucket,
+    choose_pool,
+    choose_prompt,
+    pick_weighted,
+    route,
+)
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+PROMPTS = {
+    "prompts": [
+        {
+            "name": "greet",
+            "versions": [
+                {
+                    "version": 1,
+                    "labels": ["production"],
+                    "messages": [{"role": "user", "content": "Hello {{ name }}"}],
+                },
+                {
+                    "version": 2,
+                    "labels": ["candidate"],
+                    "messages": [
+                        {"role": "system", "content": "Be brief."},
+                        {"role": "user", "content": "Hi {{ name }}!"},
+                    ],
+                },
+                {
+                    "version": 3,
+                    "labels": ["production"],
+                    "model": "big",
+                    "messages": [{"role": "user", "content": "Hey {{ name }}"}],
+                },
+            ],
+        },
+        {
+            "name": "plain",
+            "versions": [
+                {
+                    "version": 1,
+                    "labels": ["production"],
+                    "messages": [{"role": "user", "content": "x"}],
+                }
+            ],
+        },
+    ],
+    "experiments": [
+        {
+            "name": "greet-ab",
+            "prompt_name": "greet",
+            "variants": [
+                {"name": "control", "prompt_version": 1, "weight": 1},
+                {"name": "treatment", "prompt_version": 2, "weight": 1},
+            ],
+        },
+    ],
+}
+
+
+@pytest.fixture
+def prompts() -> PromptSet:
+    return prompt_set_from_data(PROMPTS)
+
+
+def _req(**kw: object) -> PromptRequest:
+    if "prompt" not in kw and "messages" not in kw:
+        kw["messages"] = [ChatMessage(role="user", content="hi")]
+    return PromptRequest.model_validate(kw)
+
+
+def test_bucket_is_stable_and_uniform() -> None:
+    assert bucket("e", "user-1") == bucket("e", "user-1")
+    assert bucket("e", "user-1") != bucket("f", "user-1")
+    points = [bucket("e", f"u{i}") for i in range(10_000)]
+    assert all(0 <= p < 1 for p in points)
+    assert 0.45 < sum(p < 0.5 for p in points) / len(points) < 0.55
+
+
+def test_pick_weighted_edges() -> None:
+    assert pick_weighted(["a", "b"], [1, 3], 0.0) == "a"
+    assert pick_weighted(["a", "b"], [1, 3], 0.2499) == "a"
+    assert pick_weighted(["a", "b"], [1, 3], 0.25) == "b"
+    assert pick_weighted(["a", "b"], [1, 3], 0.999999) == "b"
+    assert pick_weighted(["a", "b"], [0, 1], 0.0) == "b"
+    with pytest.raises(ValueError):
+        pick_weighted(["a"], [0], 0.5)
+
+
+def test_raw_messages_pass_through(prompts: PromptSet) -> None:
+    choice = choose_prompt(_req(), prompts)
+    assert choice.prompt_name is None and choice.variant == "default"
+    assert choice.messages[0].content == "hi"
+
+
+def test_experiment_splits_by_weight_and_sticks_to_the_user(prompts: PromptSet) -> None:
+    seen = Counter()
+    for i in range(2000):
+        req = _req(prompt=PromptRef(name="greet", variables={"name": "Ada"}), user_id=f"u{i}")
+        choice = choose_prompt(req, prompts)
+        seen[choice.variant] += 1
+        assert choice.experiment == "greet-ab"
+        assert choice.prompt_version == (1 if choice.variant == "control" else 2)
+    assert 0.45 < seen["control"] / 2000 < 0.55
+    same = {
+        choose_prompt(
+            _req(prompt=PromptRef(name="greet", variables={"name": "A"}), user_id="u7"), prompts
+        ).variant
+        for _ in range(20)
+    }
+    assert len(same) == 1
+
+
+def test_pinned_version_and_label_bypass_the_experiment(prompts: PromptSet) -> None:
+    pinned = choose_prompt(
+        _req(prompt=PromptRef(name="greet", version=2, variables={"name": "A"})), prompts
+    )
+    assert (pinned.prompt_version, pinned.variant, pinned.experiment) == (2, "v2", None)
+    labelled = choose_prompt(
+        _req(prompt=PromptRef(name="greet", label="production", variables={"name": "A"})), prompts
+    )
+    assert labelled.prompt_version == 3  # highest version with the label
+    assert labelled.model == "big"
+
+
+def test_rendering_substitutes_and_rejects_missing_variables(prompts: PromptSet) -> None:
+    v2 = prompts.resolve(PromptRef(name="greet"), 2)
+    assert [m.content for m in render(v2, {"name": "Ada"})] == ["Be brief.", "Hi Ada!"]
+    with pytest.raises(PromptError, match="undefined"):
+        render(v2, {})
+
+
+def test_template_variables_cannot_execute_code(prompts: PromptSet) -> None:
+    v1 = prompts.resolve(PromptRef(name="greet"), 1)
+    evil = "{{ ''.__class__.__mro__ }}"
+    assert render(v1, {"name": evil})[0].content == f"Hello {evil}"
+
+
+@pytest.mark.parametrize(
+    ("ref", "match"),
+    [
+        (PromptRef(name="nope"), "unknown prompt"),
+        (PromptRef(name="greet", version=9), "no version 9"),
+        (PromptRef(name="greet", label="beta"), "no version labelled 'beta'"),
+    ],
+)
+def test_unresolvable_references(prompts: PromptSet, ref: PromptRef, match: str) -> None:
+    with pytest.raises(PromptError, match=match):
+        prompts.resolve(ref)
+
+
+def test_experiment_pointing_at_a_missing_version_is_refused_at_load() -> None:
+    bad = {
+        **PROMPTS,
+        "experiments": [
+            {
+                "name": "x",
+                "prompt_name": "greet",
+                "variants": [{"name": "a", "prompt_version": 7, "weight": 1}],
+            }
+        ],
+    }
+    with pytest.raises(PromptError):
+        prompt_set_from_data(bad)
+
+
+POOLS = [
+    PoolConfig(name="pricey", model="m", cost_per_1k_tokens=3.0),
+    PoolConfig(name="cheap", model="m", cost_per_1k_tokens=0.5),
+    PoolConfig(name="cheap-hi", model="m", cost_per_1k_tokens=0.5, priority=5),
+    PoolConfig(name="other", model="big", cost_per_1k_tokens=0.1, adapters=["sql"]),
+]
+
+
+def test_cheapest_pool_for_the_model_wins_ties_by_priority() -> None:
+    pool, reason = choose_pool(POOLS, "m", None)
+    assert pool.name == "cheap-hi"
+    assert reason.startswith("cheapest_healthy")
+
+
+def test_any_model_takes_the_cheapest_overall_and_adapters_filter() -> None:
+    assert choose_pool(POOLS, None, None)[0].name == "other"
+    pool, reason = choose_pool(POOLS, None, "sql")
+    assert pool.name == "other" and reason.startswith("only_pool")
+
+
+def test_no_pool_is_a_routing_error() -> None:
+    with pytest.raises(RoutingError, match="no configured pool serves model 'x'"):
+        choose_pool(POOLS, "x", None)
+    with pytest.raises(RoutingError, match="adapter 'nope'"):
+        choose_pool(POOLS, "m", "nope")
+
+
+def test_route_builds_the_routed_request(prompts: PromptSet) -> None:
+    req = _req(prompt=PromptRef(name="plain"), model="m")
+    routed = route(req, prompts, POOLS, NOW)
+    assert routed.pool == "cheap-hi" and routed.model == "m"
+    assert routed.prompt_name == "plain" and routed.prompt_version == 1
+    assert routed.request == req and routed.routed_at == NOW
+    assert routed.route_reason

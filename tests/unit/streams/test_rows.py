@@ -1,0 +1,301 @@
+"""Schema objects -> rows, held against the migrations' column lists (no database)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from llmops.clickhouse.client import MIGRATIONS_DIR, split_statements
+from schemas import (
+    ChatMessage,
+    DeadLetter,
+    ErrorInfo,
+    InferenceResult,
+    MetricWindow,
+    PromptRef,
+    PromptRequest,
+    SamplingParams,
+    Timings,
+    Usage,
+)
+from streams import rows
+from streams.backfill import FEATURE_COLUMNS, features_from_row, stored_responses_query
+from streams.features import extract_features
+from streams.windows import WindowKey
+
+TS = datetime(2026, 3, 4, 5, 6, 7, 890000, tzinfo=UTC)
+# Filled by ClickHouse itself (the tables' version column).
+SERVER_COLUMNS = {"inserted_at"}
+
+
+def ddl_columns(filename: str) -> tuple[str, ...]:
+    [statement] = split_statements((MIGRATIONS_DIR / filename).read_text())
+    body = statement[statement.index("(") + 1 : statement.rindex(")")]
+    body = body[: body.rindex("ENGINE")] if "ENGINE" in body else body
+    names = re.findall(r"^\s*([a-z_][a-z0-9_]*)\s+[A-Z]", body, flags=re.MULTILINE)
+    return tuple(n for n in names if n not in SERVER_COLUMNS)
+
+
+@pytest.mark.parametrize(
+    ("filename", "columns"),
+    [
+        ("002_requests.sql", rows.REQUEST_COLUMNS),
+        ("003_responses.sql", rows.RESPONSE_COLUMNS),
+        ("004_metric_windows.sql", rows.METRIC_WINDOW_COLUMNS),
+        ("005_dead_letters.sql", rows.DEAD_LETTER_COLUMNS),
+    ],
+)
+def test_columns_are_the_tables_columns(filename: str, columns: tuple[str, ...]) -> None:
+    assert Path(MIGRATIONS_DIR / filename).is_file()
+    assert columns == ddl_columns(filename)
+
+
+def full_request() -> PromptRequest:
+    return PromptRequest(
+        request_id="req-1",
+        ts=TS,
+        tenant="acme",
+        app="chat",
+        user_id="u1",
+        session_id="s1",
+        messages=[
+            ChatMessage(role="system", content="be brief"),
+            ChatMessage(role="user", content="héllo"),
+        ],
+        model="gemma",
+        adapter="lora-a",
+        sampling=SamplingParams(max_tokens=64, temperature=0.5, top_p=0.9),
+        stream=True,
+        reply_to="llm.replies.app-1",
+        deadline=TS + timedelta(seconds=30),
+        attributes={"segment": "beta"},
+        context="some grounding",
+    )
+
+
+def test_request_row() -> None:
+    row = rows.request_row(full_request(), payload_size=321)
+    assert tuple(row) == rows.REQUEST_COLUMNS
+    assert row == {
+        "request_id": "req-1",
+        "event_id": row["event_id"],
+        "ts": TS,
+        "tenant": "acme",
+        "app": "chat",
+        "user_id": "u1",
+        "session_id": "s1",
+        "prompt_name": "",
+        "prompt_label": "",
+        "prompt_version": 0,
+        "model": "gemma",
+        "adapter": "lora-a",
+        "stream": True,
+        "max_tokens": 64,
+        "temperature": 0.5,
+        "top_p": 0.9,
+        "message_count": 2,
+        "input_chars": len("be brief") + len("héllo"),
+        "has_context": True,
+        "reply_to": "llm.replies.app-1",
+        "deadline": TS + timedelta(seconds=30),
+        "attributes": {"segment": "beta"},
+        "payload_size": 321,
+    }
+
+
+def test_request_row_of_a_prompt_reference_with_defaults() -> None:
+    request = PromptRequest(
+        request_id="req-2",
+        ts=TS,
+        prompt=PromptRef(name="greet", label="prod", version=3, variables={"who": "Ada"}),
+    )
+    row = rows.request_row(request, payload_size=10)
+    assert (row["prompt_name"], row["prompt_label"], row["prompt_version"]) == ("greet", "prod", 3)
+    assert (row["message_count"], row["input_chars"]) == (0, 3)
+    assert (row["user_id"], row["model"], row["reply_to"]) == ("", "", "")
+    assert row["deadline"] is None
+    assert row["has_context"] is False
+    assert row["stream"] is False
+
+
+def full_result(**overrides: object) -> InferenceResult:
+    fields: dict[str, object] = {
+        "request_id": "req-1",
+        "ts": TS,
+        "tenant": "acme",
+        "app": "chat",
+        "text": "bonjour",
+        "finish_reason": "length",
+        "usage": Usage(input_tokens=11, output_tokens=3),
+        "timings": Timings(queue_ms=1.5, ttft_ms=20.0, tpot_ms=5.0, total_ms=31.5),
+        "chunks": 3,
+        "pool": "gpu",
+        "model": "gemma",
+        "engine": "transformers",
+        "prompt_name": "greet",
+        "prompt_version": 2,
+        "experiment": "exp1",
+        "variant": "b",
+        "route_reason": "weighted",
+        "attributes": {"segment": "beta"},
+        "cost_usd": 0.002,
+        "context": "ctx",
+    }
+    fields.update(overrides)
+    return InferenceResult.model_validate(fields)
+
+
+def test_response_row() -> None:
+    result = full_result()
+    row = rows.response_row(result, extract_features(result), payload_size=99)
+    assert tuple(row) == rows.RESPONSE_COLUMNS
+    assert row == {
+        "request_id": "req-1",
+        "event_id": result.event_id,
+        "ts": TS,
+        "tenant": "acme",
+        "app": "chat",
+        "pool": "gpu",
+        "model": "gemma",
+        "engine": "transformers",
+        "prompt_name": "greet",
+        "prompt_version": 2,
+        "experiment": "exp1",
+        "variant": "b",
+        "route_reason": "weighted",
+        "finish_reason": "length",
+        "error_kind": "",
+        "error_message": "",
+        "input_tokens": 11,
+        "output_tokens": 3,
+        "queue_ms": 1.5,
+        "ttft_ms": 20.0,
+        "tpot_ms": 5.0,
+        "total_ms": 31.5,
+        "output_chars": 7,
+        "chunks": 3,
+        "cost_usd": 0.002,
+        "has_context": True,
+        "text": "bonjour",
+        "attributes": {"segment": "beta"},
+        "payload_size": 99,
+    }
+
+
+def test_response_row_of_an_error_with_nothing_routed() -> None:
+    result = InferenceResult(
+        request_id="req-9",
+        ts=TS,
+        finish_reason="error",
+        error=ErrorInfo(kind="no_healthy_pool", message="all pools down"),
+    )
+    row = rows.response_row(result, extract_features(result), payload_size=1)
+    assert (row["error_kind"], row["error_message"]) == ("no_healthy_pool", "all pools down")
+    assert (row["pool"], row["model"], row["engine"], row["prompt_version"]) == ("", "", "", 0)
+    assert row["has_context"] is False
+
+
+def test_metric_window_row_is_the_event_field_for_field() -> None:
+    window = MetricWindow(
+        window_start=TS,
+        window_end=TS + timedelta(seconds=10),
+        prompt_name="greet",
+        prompt_version=2,
+        variant="b",
+        pool="gpu",
+        model="gemma",
+        requests=5,
+        errors=1,
+        input_tokens=50,
+        output_tokens=20,
+        cost_usd=0.5,
+        latency_p50_ms=10.0,
+        latency_p95_ms=20.0,
+        latency_p99_ms=30.0,
+        ttft_p50_ms=1.0,
+        ttft_p95_ms=2.0,
+        output_chars_mean=12.5,
+        finish_reasons={"stop": 4, "error": 1},
+    )
+    row = rows.metric_window_row(window)
+    assert tuple(row) == rows.METRIC_WINDOW_COLUMNS
+    assert row == window.model_dump(exclude={"schema_version"})
+
+
+def test_dead_letter_row() -> None:
+    letter = DeadLetter(
+        ts=TS,
+        kind="schema_invalid",
+        reason="messages: too short",
+        service="streams",
+        source_topic="llm.requests",
+        source_partition=4,
+        source_offset=77,
+        key_b64=None,
+        payload_b64="e30=",
+        payload_size=2,
+        headers={"traceparent": "00-x"},
+        request_id="req-5",
+    )
+    row = rows.dead_letter_row(letter)
+    assert tuple(row) == rows.DEAD_LETTER_COLUMNS
+    assert row == {
+        "event_id": letter.event_id,
+        "ts": TS,
+        "kind": "schema_invalid",
+        "reason": "messages: too short",
+        "service": "streams",
+        "source_topic": "llm.requests",
+        "source_partition": 4,
+        "source_offset": 77,
+        "request_id": "req-5",
+        "reply_to": "",
+        "payload_size": 2,
+        "payload_b64": "e30=",
+        "key_b64": "",
+        "headers": {"traceparent": "00-x"},
+    }
+
+
+# --- reading windows back ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        full_result(),
+        full_result(
+            finish_reason="error", text="", error=ErrorInfo(kind="engine_error", message="x")
+        ),
+        full_result(finish_reason="error"),
+        full_result(pool=None, model=None, prompt_name=None, prompt_version=None, variant=None),
+    ],
+)
+def test_a_stored_response_reads_back_as_its_features(result: InferenceResult) -> None:
+    features = extract_features(result)
+    row = rows.response_row(result, features, payload_size=1)
+    stored = {column: row[column] for column in FEATURE_COLUMNS}
+    stored["ts"] = TS.replace(tzinfo=None)  # ClickHouse hands back naive UTC
+    assert features_from_row(stored) == features
+
+
+def test_the_query_spans_all_windows_and_names_their_groups() -> None:
+    g1 = ("greet", 1, "a", "gpu", "m")
+    g2 = ("greet", 1, "b", "gpu", "m")
+    start = int(TS.timestamp() * 1000)
+    sql, params = stored_responses_query(
+        [WindowKey(start + 10_000, g1), WindowKey(start, g2), WindowKey(start, g1)], 10_000
+    )
+    assert "FROM responses" in sql and "FINAL" not in sql
+    assert all(f"{{{name}:" in sql for name in params)
+    assert params["lo"] == datetime.fromtimestamp(start / 1000, tz=UTC)
+    assert params["hi"] == datetime.fromtimestamp((start + 20_000) / 1000, tz=UTC)
+    assert params["groups"] == [g1, g2]
+
+
+def test_the_query_needs_windows() -> None:
+    with pytest.raises(ValueError):
+        stored_responses_query([], 1000)
