@@ -9,9 +9,11 @@ from typing import Any
 
 import yaml
 
+from llmops.clickhouse.client import MIGRATIONS_DIR
+
 ROOT = Path(__file__).resolve().parents[3]
 CONFIG = ROOT / "infra" / "otel" / "collector.yaml"
-DDL = ROOT / "infra" / "clickhouse" / "006_otel_traces.sql"
+DDL = MIGRATIONS_DIR / "006_otel_traces.sql"
 
 
 def load() -> dict[str, Any]:
