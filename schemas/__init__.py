@@ -1,18 +1,11 @@
 """Wire contracts of llmops-streams. Data only: imports nothing of ours."""
 
 from schemas.base import SCHEMA_VERSION, Contract, Event, new_id, utc_now
-from schemas.operations import (
-    Alert,
-    DeadLetter,
-    DeadLetterKind,
-    DriftReport,
-    Experiment,
-    MetricWindow,
-    PoolPhase,
-    PoolStatus,
-    PromptVersion,
-    Variant,
-)
+from schemas.deadletters import DeadLetter, DeadLetterKind
+from schemas.experiments import Experiment, Variant
+from schemas.monitoring import Alert, DriftReport, MetricWindow
+from schemas.pools import PoolPhase, PoolStatus
+from schemas.prompts import PromptVersion
 from schemas.requests import ChatMessage, PromptRef, PromptRequest, RoutedRequest, SamplingParams
 from schemas.responses import (
     ErrorInfo,

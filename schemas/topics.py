@@ -6,15 +6,11 @@ import re
 from dataclasses import dataclass, field
 
 from schemas.base import Event
-from schemas.operations import (
-    Alert,
-    DeadLetter,
-    DriftReport,
-    Experiment,
-    MetricWindow,
-    PoolStatus,
-    PromptVersion,
-)
+from schemas.deadletters import DeadLetter
+from schemas.experiments import Experiment
+from schemas.monitoring import Alert, DriftReport, MetricWindow
+from schemas.pools import PoolStatus
+from schemas.prompts import PromptVersion
 from schemas.requests import MAX_TOPIC_LEN, REPLIES_PREFIX, PromptRequest, RoutedRequest
 from schemas.responses import InferenceResult, ResponseChunk
 
