@@ -32,7 +32,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from engine_streams import direct_round, median_round, rates_table
 from rich.console import Console
 
-from llmops.config import PoolConfig, VllmOptions
+from llmops.config import POOL_ADAPTER, VllmOptions
 from services.inference.engines.factory import create_engine
 
 
@@ -42,9 +42,11 @@ async def main(args: argparse.Namespace) -> None:
     options = VllmOptions(
         dtype=args.dtype, max_model_len=args.max_model_len, enforce_eager=not args.compile
     )
-    pool = PoolConfig(
-        name="bench", engine=args.engine, model=args.model, capacity=max(levels), vllm=options
-    )
+    # Only a vllm pool takes vLLM's options; the other kinds are built without them.
+    fields = {"name": "bench", "engine": args.engine, "model": args.model, "capacity": max(levels)}
+    if args.engine == "vllm":
+        fields["vllm"] = options
+    pool = POOL_ADAPTER.validate_python(fields)
     data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="llmops-bench-"))
     engine = create_engine(pool, data_dir)
     started = time.perf_counter()

@@ -26,7 +26,7 @@ import uvloop
 from rich.console import Console
 from rich.table import Table
 
-from llmops.config import PoolConfig, Settings
+from llmops.config import FakePool, Settings
 from llmops.local.demo.report import percentiles
 from llmops.local.procs import free_port
 from llmops.local.stack import LocalStack
@@ -37,7 +37,7 @@ POOL = "bench-fake"
 
 
 def bench_settings(data_dir: Path, capacity: int) -> Settings:
-    pool = PoolConfig(name=POOL, engine="fake", model="fake", capacity=capacity)
+    pool = FakePool(name=POOL, model="fake", capacity=capacity)
     return Settings(
         data_dir=data_dir,
         broker_port=free_port(),

@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AliasChoices,
     BaseModel,
+    Discriminator,
     Field,
     SecretStr,
+    Tag,
+    TypeAdapter,
     field_validator,
     model_validator,
 )
@@ -56,11 +59,12 @@ class VllmOptions(BaseModel):
     engine_args: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
 
 
-class PoolConfig(BaseModel):
-    """One inference pool: a consumer group over its own topic, served by one engine kind."""
+class PoolBase(BaseModel):
+    """What every inference pool has, whatever its engine: a consumer group over its own
+    topic, a model, a place and a price. Built as one of its engine's kinds below."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$", max_length=64)
-    engine: EngineKind = "transformers"
+    engine: EngineKind
     model: str = "gemma-3-270m"
     provider: str = "local"
     region: str = "local"
@@ -72,19 +76,52 @@ class PoolConfig(BaseModel):
     adapters: list[str] = Field(default_factory=list)
     priority: int = 0
     weight: float = Field(default=1.0, ge=0.0)
-    # fake engine only: simulated time to first token and per output token
+
+    @model_validator(mode="before")
+    @classmethod
+    def _own_engine_options_only(cls, data: Any) -> Any:
+        # Another engine's option would be silently ignored: refuse it, naming its engine.
+        if isinstance(data, dict):
+            engine = cls.model_fields["engine"].default
+            foreign = {
+                key: owner
+                for key, owner in _engine_options().items()
+                if key in data and owner != engine
+            }
+            if foreign:
+                named = ", ".join(f"{key} ({owner} pools only)" for key, owner in foreign.items())
+                raise ValueError(f"not an option of a {engine} pool: {named}")
+        return data
+
+
+class FakePool(PoolBase):
+    """A pool of the fake engine: canned text at simulated speeds, for tests and demos."""
+
+    engine: Literal["fake"] = "fake"
+    # simulated time to first token and per output token
     fake_ttft_ms: float = Field(default=0.0, ge=0.0)
     fake_tpot_ms: float = Field(default=0.0, ge=0.0)
-    # transformers engine only: the torch device ("cpu", "cuda", "cuda:1"); on a GPU it computes
-    # in bfloat16, on the CPU in float32
+
+
+class TransformersPool(PoolBase):
+    """A pool of the transformers engine (the default kind)."""
+
+    engine: Literal["transformers"] = "transformers"
+    # the torch device ("cpu", "cuda", "cuda:1"); on a GPU it computes in bfloat16, on the
+    # CPU in float32
     device: str = Field(default="cpu", pattern=r"^(cpu|cuda(:\d+)?)$")
-    # vllm engine only
+
+
+class VllmPool(PoolBase):
+    """A pool of the vllm engine."""
+
+    engine: Literal["vllm"] = "vllm"
     vllm: VllmOptions = Field(default_factory=VllmOptions)
 
     @model_validator(mode="after")
-    def _adapters_have_paths(self) -> PoolConfig:
+    def _adapters_have_paths(self) -> VllmPool:
         # A vllm pool must be able to load every adapter the router may send it.
-        if self.engine == "vllm" and self.adapters:
+        if self.adapters:
             if not self.vllm.enable_lora:
                 raise ValueError(f"pool {self.name!r} serves adapters: set vllm.enable_lora")
             missing = [a for a in self.adapters if a not in self.vllm.lora_paths]
@@ -93,8 +130,40 @@ class PoolConfig(BaseModel):
         return self
 
 
+_POOL_KINDS: tuple[type[PoolBase], ...] = (FakePool, TransformersPool, VllmPool)
+
+
+@lru_cache(maxsize=1)
+def _engine_options() -> dict[str, str]:
+    """Each engine-specific option -> the engine it belongs to."""
+    common = set(PoolBase.model_fields)
+    return {
+        key: kind.model_fields["engine"].default
+        for kind in _POOL_KINDS
+        for key in kind.model_fields
+        if key not in common
+    }
+
+
+def _engine_of(value: Any) -> str:
+    # A pool that names no engine is a transformers pool, as it always was.
+    if isinstance(value, dict):
+        return str(value.get("engine", "transformers"))
+    return str(getattr(value, "engine", "transformers"))
+
+
+# One inference pool, of the kind its `engine` names: an option of another engine is refused.
+PoolConfig = Annotated[
+    Annotated[FakePool, Tag("fake")]
+    | Annotated[TransformersPool, Tag("transformers")]
+    | Annotated[VllmPool, Tag("vllm")],
+    Discriminator(_engine_of),
+]
+POOL_ADAPTER: TypeAdapter[PoolConfig] = TypeAdapter(PoolConfig)
+
+
 def _default_pools() -> list[PoolConfig]:
-    return [PoolConfig(name="local-cpu")]
+    return [TransformersPool(name="local-cpu")]
 
 
 class Settings(BaseSettings):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from llmops.config import PoolConfig
+from llmops.config import VllmPool
 from services.inference.engines.base import EngineError, GenerationRequest
 from services.inference.engines.factory import create_engine
 from services.inference.engines.streaming import encode_prompt
@@ -104,9 +104,8 @@ async def vllm_engine(
             "lora_paths": adapters,
         }
     )
-    pool = PoolConfig(
+    pool = VllmPool(
         name="vllm-cpu",
-        engine="vllm",
         model=str(chat_model_dir),
         capacity=8,
         adapters=sorted(adapters),

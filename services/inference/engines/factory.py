@@ -8,7 +8,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from llmops.config import PoolConfig
+from llmops.config import FakePool, PoolConfig, TransformersPool, VllmPool
 from services.inference.engines.base import Engine
 
 _MAX_KV_CACHE_TOKENS = 65_536
@@ -20,12 +20,12 @@ class EngineUnavailableError(NotImplementedError):
 
 def create_engine(pool: PoolConfig, data_dir: Path) -> Engine:
     """An unstarted engine for `pool`; its `model` is the pool's model name, its `name` the kind."""
-    if pool.engine == "fake":
+    if isinstance(pool, FakePool):
         from services.inference.engines.fake import FakeEngine, FakeEngineConfig
 
         timings = FakeEngineConfig(ttft_ms=pool.fake_ttft_ms, tpot_ms=pool.fake_tpot_ms)
         return FakeEngine(model=pool.model, config=timings)
-    if pool.engine == "transformers":
+    if isinstance(pool, TransformersPool):
         import torch
 
         from services.inference.engines.transformers_engine import (
@@ -50,7 +50,7 @@ def create_engine(pool: PoolConfig, data_dir: Path) -> Engine:
         return TransformersEngine(
             model=pool.model, load=lambda: load_model(spec, data_dir, dtype, device), config=config
         )
-    if pool.engine == "vllm":
+    if isinstance(pool, VllmPool):
         from services.inference.engines.vllm_engine import VllmEngine
 
         spec = pool.model

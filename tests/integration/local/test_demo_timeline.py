@@ -13,7 +13,7 @@ import pytest
 from rich.console import Console
 
 from llmops.clickhouse.client import apply_migrations, ensure_database
-from llmops.config import PoolConfig
+from llmops.config import FakePool
 from llmops.local.demo.traffic import run_demo
 from llmops.prompts.registry import prompt_set_from_data
 from services.inference.engines.base import GenerationChunk, GenerationRequest
@@ -58,7 +58,7 @@ async def test_first_reply_is_timed_from_the_start_not_from_each_send(
     client = ensure_database(url)
     apply_migrations(client)
     client.close()
-    pool = PoolConfig(name=f"cold-{uuid.uuid4().hex[:6]}", engine="fake", model="fake")
+    pool = FakePool(name=f"cold-{uuid.uuid4().hex[:6]}", model="fake")
     prompts = {"prompts": [*PROMPTS["prompts"], *DEMO_PROMPTS]}
     started = time.monotonic()
     async with running_platform(

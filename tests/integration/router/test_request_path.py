@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from llmops.config import PoolConfig
+from llmops.config import FakePool
 from llmops.sdk import LLMOpsClient, LLMOpsError
 from schemas import InferenceResult, PromptRef, utc_now
 from services.inference.engines.fake import FakeEngine, FakeEngineConfig
@@ -61,7 +61,7 @@ async def test_named_prompt_goes_through_the_experiment(bootstrap: str) -> None:
 
 async def test_streaming_yields_ordered_pieces_that_make_the_text(bootstrap: str) -> None:
     engines = {}
-    pool = PoolConfig(name=f"stream-{uuid.uuid4().hex[:6]}", engine="fake", model="fake")
+    pool = FakePool(name=f"stream-{uuid.uuid4().hex[:6]}", model="fake")
     engines[pool.name] = FakeEngine(model="fake", config=FakeEngineConfig(burst=1))
     async with running_platform(bootstrap, [pool], engines), LLMOpsClient(bootstrap) as client:
         pieces = [
@@ -100,7 +100,7 @@ async def test_expired_deadline_gets_a_timeout_reply_without_generation(bootstra
 
 
 async def test_deadline_mid_generation_aborts_and_replies_timeout(bootstrap: str) -> None:
-    pool = PoolConfig(name=f"slow-{uuid.uuid4().hex[:6]}", engine="fake", model="fake")
+    pool = FakePool(name=f"slow-{uuid.uuid4().hex[:6]}", model="fake")
     slow = FakeEngine(model="fake", config=FakeEngineConfig(tpot_ms=200))
     async with (
         running_platform(bootstrap, [pool], {pool.name: slow}),

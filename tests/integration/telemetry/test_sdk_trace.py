@@ -9,9 +9,9 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
-from llmops.config import PoolConfig
+from llmops.config import FakePool
 from llmops.sdk import LLMOpsClient
-from llmops.telemetry.tracing import install_memory_exporter
+from tests.telemetry_kit import install_memory_exporter
 from services.inference.engines.fake import FakeEngine, FakeEngineConfig
 from tests.integration.platform import running_platform
 
@@ -30,7 +30,7 @@ def _ancestors(span: ReadableSpan, by_id: dict[int, ReadableSpan]) -> list[str]:
 
 async def test_root_span_covers_the_reply_and_parents_every_hop(bootstrap: str) -> None:
     exporter = install_memory_exporter()  # the global provider: router and pool record too
-    pool = PoolConfig(name=f"slow-{uuid.uuid4().hex[:6]}", engine="fake", model="fake")
+    pool = FakePool(name=f"slow-{uuid.uuid4().hex[:6]}", model="fake")
     engine = FakeEngine(model="fake", config=FakeEngineConfig(ttft_ms=50, tpot_ms=20))
     async with (
         running_platform(bootstrap, [pool], {pool.name: engine}),

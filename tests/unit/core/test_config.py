@@ -3,7 +3,14 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from llmops.config import PoolConfig, Settings
+from llmops.config import (
+    POOL_ADAPTER,
+    FakePool,
+    Settings,
+    TransformersPool,
+    VllmOptions,
+    VllmPool,
+)
 
 
 def test_standard_variable_names_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -46,10 +53,62 @@ def test_missing_config_file_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -
 
 def test_bounds_and_uniqueness() -> None:
     with pytest.raises(ValidationError, match="unique"):
-        Settings(pools=[PoolConfig(name="a"), PoolConfig(name="a")])
+        Settings(pools=[TransformersPool(name="a"), TransformersPool(name="a")])
     with pytest.raises(ValidationError):
         Settings(pools=[])
     with pytest.raises(ValidationError):
         Settings(max_message_bytes=10)
     with pytest.raises(ValidationError):
-        PoolConfig(name="bad name")
+        TransformersPool(name="bad name")
+
+
+def test_a_pool_is_the_kind_its_engine_names_transformers_when_unnamed() -> None:
+    pools = [{"name": "t"}, {"name": "f", "engine": "fake"}, {"name": "v", "engine": "vllm"}]
+    s = Settings.model_validate({"pools": pools})
+    assert [type(p) for p in s.pools] == [TransformersPool, FakePool, VllmPool]
+    assert [p.engine for p in s.pools] == ["transformers", "fake", "vllm"]
+    assert isinstance(Settings().pools[0], TransformersPool)  # the default pool
+
+
+def test_each_engine_has_its_own_defaults() -> None:
+    fake = FakePool(name="f")
+    assert (fake.fake_ttft_ms, fake.fake_tpot_ms) == (0.0, 0.0)
+    assert TransformersPool(name="t").device == "cpu"
+    assert VllmPool(name="v").vllm == VllmOptions()
+    # only its own options: a pool carries no other engine's fields
+    assert "device" not in FakePool.model_fields and "vllm" not in TransformersPool.model_fields
+
+
+@pytest.mark.parametrize(
+    ("pool", "refused"),
+    [
+        ({"engine": "fake", "device": "cuda"}, "device \\(transformers pools only\\)"),
+        ({"engine": "fake", "vllm": {}}, "vllm \\(vllm pools only\\)"),
+        ({"fake_ttft_ms": 5}, "fake_ttft_ms \\(fake pools only\\)"),
+        ({"engine": "transformers", "vllm": {"seed": 1}}, "vllm \\(vllm pools only\\)"),
+        ({"engine": "vllm", "fake_tpot_ms": 1}, "fake_tpot_ms \\(fake pools only\\)"),
+        ({"engine": "vllm", "device": "cuda:1"}, "device \\(transformers pools only\\)"),
+    ],
+)
+def test_an_option_of_another_engine_is_refused(pool: dict[str, object], refused: str) -> None:
+    engine = pool.get("engine", "transformers")
+    with pytest.raises(ValidationError, match=f"not an option of a {engine} pool: {refused}"):
+        Settings.model_validate({"pools": [{"name": "p", **pool}]})
+    with pytest.raises(ValidationError, match="not an option"):
+        POOL_ADAPTER.validate_python({"name": "p", **pool})
+
+
+def test_an_unknown_engine_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLMOPS_POOLS", '[{"name": "a", "engine": "tgi"}]')
+    with pytest.raises(ValidationError, match="'fake', 'transformers', 'vllm'"):
+        Settings()
+
+
+def test_a_pool_dumped_and_read_back_is_the_same_pool() -> None:
+    pools = [
+        FakePool(name="f", fake_ttft_ms=3),
+        TransformersPool(name="t", device="cuda:1"),
+        VllmPool(name="v", vllm=VllmOptions(tensor_parallel_size=2)),
+    ]
+    for pool in pools:
+        assert POOL_ADAPTER.validate_json(pool.model_dump_json()) == pool

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import torch
 
-from llmops.config import PoolConfig, VllmOptions
+from llmops.config import FakePool, TransformersPool, VllmOptions, VllmPool
 from services.inference.engines.base import EngineError
 from services.inference.engines.factory import (
     EngineUnavailableError,
@@ -27,7 +27,7 @@ from tests.engine_kit import collect, request
 
 
 async def test_fake_pool_gets_a_fake_engine_with_its_timings(tmp_path: Path) -> None:
-    pool = PoolConfig(name="p", engine="fake", model="m1", fake_ttft_ms=5, fake_tpot_ms=2)
+    pool = FakePool(name="p", model="m1", fake_ttft_ms=5, fake_tpot_ms=2)
     engine = create_engine(pool, tmp_path)
     assert isinstance(engine, FakeEngine)
     assert (engine.name, engine.model) == ("fake", "m1")
@@ -37,13 +37,13 @@ async def test_fake_pool_gets_a_fake_engine_with_its_timings(tmp_path: Path) -> 
 
 
 async def test_transformers_pool_loads_its_model_on_start(tmp_path: Path) -> None:
-    pool = PoolConfig(name="p", engine="transformers", model="tiny-random", capacity=4)
+    pool = TransformersPool(name="p", model="tiny-random", capacity=4)
     engine = create_engine(pool, tmp_path)
     assert isinstance(engine, TransformersEngine)
     assert (engine.name, engine.model) == ("transformers", "tiny-random")
     assert engine.config.max_batch_requests == 4
     assert engine.config.kv_cache_tokens == 4 * engine.config.max_model_len
-    big = create_engine(PoolConfig(name="b", engine="transformers", capacity=1024), tmp_path)
+    big = create_engine(TransformersPool(name="b", capacity=1024), tmp_path)
     assert isinstance(big, TransformersEngine)
     assert big.config.kv_cache_tokens == 65_536  # bounded
     await engine.start()
@@ -55,7 +55,7 @@ async def test_transformers_pool_loads_its_model_on_start(tmp_path: Path) -> Non
 
 def test_vllm_pool_gets_an_unstarted_vllm_engine_without_importing_vllm(tmp_path: Path) -> None:
     options = VllmOptions(tensor_parallel_size=2, max_model_len=1024, enforce_eager=True)
-    pool = PoolConfig(name="p", engine="vllm", model="tiny-random", capacity=12, vllm=options)
+    pool = VllmPool(name="p", model="tiny-random", capacity=12, vllm=options)
     engine = create_engine(pool, tmp_path)
     assert isinstance(engine, VllmEngine)
     assert (engine.name, engine.model, engine.capacity) == ("vllm", "tiny-random", 12)
@@ -107,12 +107,12 @@ async def test_an_engine_on_a_missing_device_fails_to_start_before_loading() -> 
 
 
 def test_a_gpu_pool_gets_its_device_and_bfloat16(tmp_path: Path) -> None:
-    pool = PoolConfig(name="g", engine="transformers", model="random-llama-1b", device="cuda:1")
+    pool = TransformersPool(name="g", model="random-llama-1b", device="cuda:1")
     engine = create_engine(pool, tmp_path)
     assert isinstance(engine, TransformersEngine)
     assert (engine.config.device, engine.config.dtype) == ("cuda:1", "bfloat16")
-    cpu = create_engine(PoolConfig(name="c", engine="transformers"), tmp_path)
+    cpu = create_engine(TransformersPool(name="c"), tmp_path)
     assert isinstance(cpu, TransformersEngine)
     assert (cpu.config.device, cpu.config.dtype) == ("cpu", "float32")
     with pytest.raises(ValueError, match="device"):
-        PoolConfig(name="x", device="gpu")
+        TransformersPool(name="x", device="gpu")

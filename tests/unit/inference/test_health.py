@@ -2,7 +2,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from llmops.config import PoolConfig
+from llmops.config import FakePool
 from services.inference.health import HealthSnapshot, HealthWindow, percentile, pool_status
 
 TS = datetime(2026, 1, 1, tzinfo=UTC)
@@ -57,9 +57,8 @@ def test_window_must_be_positive() -> None:
 
 
 def test_pool_status_carries_the_pool_config_and_the_numbers() -> None:
-    pool = PoolConfig(
+    pool = FakePool(
         name="gpu-a",
-        engine="fake",
         model="m",
         provider="aws",
         region="us-east-1",
@@ -93,7 +92,7 @@ def test_pool_status_carries_the_pool_config_and_the_numbers() -> None:
 
 @pytest.mark.parametrize("phase", ["starting", "stopping"])
 def test_only_a_serving_instance_is_healthy(phase: str) -> None:
-    pool = PoolConfig(name="p", engine="fake")
+    pool = FakePool(name="p", engine="fake")
     health = HealthSnapshot(0, 0, 0, 0, 0, 0, 0)
     status = pool_status(
         pool,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from llmops.config import PoolConfig, VllmOptions
+from llmops.config import POOL_ADAPTER, FakePool, VllmOptions, VllmPool
 from services.inference.engines.base import EngineError
 from services.inference.engines.vllm_engine import (
     VllmEngine,
@@ -105,23 +105,21 @@ def test_lora_ids_are_stable_and_start_at_one() -> None:
 
 def test_a_vllm_pool_with_adapters_needs_lora_and_a_path_for_each() -> None:
     with pytest.raises(ValidationError, match="enable_lora"):
-        PoolConfig(name="p", engine="vllm", adapters=["sql"])
+        VllmPool(name="p", adapters=["sql"])
     with pytest.raises(ValidationError, match="lora_paths entry for \\['chat'\\]"):
-        PoolConfig(
+        VllmPool(
             name="p",
-            engine="vllm",
             adapters=["sql", "chat"],
             vllm=VllmOptions(enable_lora=True, lora_paths={"sql": "/a/sql"}),
         )
-    ok = PoolConfig(
+    ok = VllmPool(
         name="p",
-        engine="vllm",
         adapters=["sql"],
         vllm=VllmOptions(enable_lora=True, lora_paths={"sql": "/a/sql"}),
     )
     assert ok.vllm.lora_paths == {"sql": "/a/sql"}
-    # other engines ignore the vllm block (their adapters are the router's concern)
-    assert PoolConfig(name="p", engine="fake", adapters=["sql"]).adapters == ["sql"]
+    # other engines' adapters are the router's concern
+    assert FakePool(name="p", adapters=["sql"]).adapters == ["sql"]
     with pytest.raises(ValidationError):
         VllmOptions(max_lora_rank=12)  # not a rank vLLM supports
     with pytest.raises(ValidationError):
@@ -129,7 +127,7 @@ def test_a_vllm_pool_with_adapters_needs_lora_and_a_path_for_each() -> None:
 
 
 def test_options_from_settings_json() -> None:
-    pool = PoolConfig.model_validate(
+    pool = POOL_ADAPTER.validate_python(
         {
             "name": "gpu-a100",
             "engine": "vllm",
@@ -137,6 +135,7 @@ def test_options_from_settings_json() -> None:
             "vllm": {"tensor_parallel_size": 8, "pipeline_parallel_size": 2},
         }
     )
+    assert isinstance(pool, VllmPool)
     assert (pool.vllm.tensor_parallel_size, pool.vllm.pipeline_parallel_size) == (8, 2)
 
 
