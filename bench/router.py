@@ -48,7 +48,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
-from llmops.config import PoolConfig
+from llmops.config import FakePool, PoolConfig
 from llmops.kafka.signing import SigningKeys
 from llmops.kafka.topics import ensure_topics, platform_topics
 from llmops.local.broker import start_broker
@@ -57,15 +57,15 @@ from llmops.prompts.registry import PromptSet
 from llmops.routing_config import RoutingConfig
 from schemas import ChatMessage, PoolStatus, PromptRequest
 from schemas.topics import EVENT_TYPE_HEADER, POOL_STATUS, REQUESTS, RESPONSES, inference_topic
+from services.router.board import PoolBoard
 from services.router.policy import route
-from services.router.pools import PoolBoard
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "gemma-3-270m"
 POOLS = [
-    PoolConfig(name="cheap", engine="fake", model=MODEL, cost_per_1k_tokens=0.1, capacity=64),
-    PoolConfig(name="mid", engine="fake", model=MODEL, cost_per_1k_tokens=0.2, capacity=64),
-    PoolConfig(name="dear", engine="fake", model=MODEL, cost_per_1k_tokens=0.3, capacity=64),
+    FakePool(name="cheap", model=MODEL, cost_per_1k_tokens=0.1, capacity=64),
+    FakePool(name="mid", model=MODEL, cost_per_1k_tokens=0.2, capacity=64),
+    FakePool(name="dear", model=MODEL, cost_per_1k_tokens=0.3, capacity=64),
 ]
 ARRIVALS_PER_S = 20_000  # simulated request rate: heartbeats come every this many decisions
 FINISHED_PER_S = 8_000.0  # what each pool reports finishing per second

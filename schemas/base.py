@@ -16,6 +16,7 @@ MAX_NAME_LEN = 128
 MAX_TEXT_LEN = 1_000_000
 MAX_ATTRIBUTES = 64
 MAX_ATTRIBUTE_LEN = 256
+MAX_ROUTE_REASON = 512  # why the router sent a request where it did: a sentence, not a log
 
 # Numeric ceilings: every number on the wire fits what reads it. Engines hold token counts and
 # sampling knobs in int32 tensors; the ClickHouse columns (clickhouse/migrations/*.sql) are UInt32

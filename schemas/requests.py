@@ -12,6 +12,7 @@ from schemas.base import (
     MAX_ATTRIBUTE_LEN,
     MAX_INT32,
     MAX_INT64,
+    MAX_ROUTE_REASON,
     MAX_TEXT_LEN,
     MIN_INT64,
     Attributes,
@@ -124,7 +125,7 @@ class RoutedRequest(Event):
     messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
     pool: Name
     model: Name
-    route_reason: str = Field(max_length=512)
+    route_reason: str = Field(max_length=MAX_ROUTE_REASON)
     routed_at: UtcDatetime
     # Set when the request was rescued from a dead pool's topic: a request is rescued once.
     rerouted_from: Name | None = None

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from schemas.base import (
+    MAX_ROUTE_REASON,
     MAX_TEXT_LEN,
     MAX_TOKENS,
     Attributes,
@@ -81,7 +82,7 @@ class InferenceResult(Event):
     prompt_version: Version | None = None
     experiment: Name | None = None
     variant: Name | None = None
-    route_reason: str | None = Field(default=None, max_length=512)
+    route_reason: str | None = Field(default=None, max_length=MAX_ROUTE_REASON)
     attributes: Attributes = Field(default_factory=dict)
     cost_usd: CostUsd = 0.0
     error: ErrorInfo | None = None

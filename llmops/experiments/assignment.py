@@ -1,9 +1,11 @@
-"""Stable buckets: the same key lands on the same side of every weighted split."""
+"""Stable buckets: the same key lands on the same side of every weighted split. Pure."""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+
+from schemas import Experiment
 
 
 def bucket(salt: str, key: str) -> float:
@@ -23,3 +25,13 @@ def pick_weighted(names: Sequence[str], weights: Sequence[float], point: float) 
         if point < edge:
             return name
     return names[-1]  # rounding at the top edge
+
+
+def assign_variant(experiment: Experiment, sticky_key: str) -> tuple[str, int | None]:
+    """The variant (and its prompt version) for a user: by weight, the same one every time."""
+    names = [v.name for v in experiment.variants]
+    chosen = pick_weighted(
+        names, [v.weight for v in experiment.variants], bucket(experiment.name, sticky_key)
+    )
+    variant = next(v for v in experiment.variants if v.name == chosen)
+    return variant.name, variant.prompt_version

@@ -1,18 +1,17 @@
 """The prompt set: named, versioned templates with labels, and the experiments over them.
 
-Pure: built from plain data (a YAML file today, the compacted llm.prompts topic later).
+Pure: built from plain data (`prompt_set_from_data`); reading that data from YAML files is
+llmops/prompts/files.py's (the compacted llm.prompts topic later).
 Templates are Jinja2 in a sandbox with strict undefined variables, so a missing variable is
 a clear error and a variable's value can never run template code.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import yaml
 from jinja2 import StrictUndefined, TemplateError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -89,12 +88,3 @@ def prompt_set_from_data(data: Mapping[str, Any]) -> PromptSet:
             if variant.prompt_version is not None:
                 prompts.resolve(PromptRef(name=experiment.prompt_name), variant.prompt_version)
     return prompts
-
-
-def load_prompt_set(paths: Iterable[Path]) -> PromptSet:
-    merged: dict[str, list[Any]] = {"prompts": [], "experiments": []}
-    for path in paths:
-        data = yaml.safe_load(path.read_text()) or {}
-        merged["prompts"].extend(data.get("prompts") or [])
-        merged["experiments"].extend(data.get("experiments") or [])
-    return prompt_set_from_data(merged)

@@ -8,9 +8,10 @@ from importlib import resources
 from pathlib import Path
 
 from llmops.config import get_settings
-from llmops.kafka.bus import BusConfig, Producer
+from llmops.kafka.config import BusConfig
+from llmops.kafka.producer import Producer
 from llmops.kafka.topics import ensure_topics, platform_topics
-from llmops.prompts.registry import load_prompt_set
+from llmops.prompts.files import load_prompt_set
 from llmops.runtime import consume_until, require_trust_settings, run_service
 from services.router.service import build_router
 

@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from llmops.config import PoolConfig
-from llmops.experiments.assignment import bucket, pick_weighted
-from llmops.prompts.registry import PromptError, PromptSet, render
-from schemas import ChatMessage, Experiment, PromptRequest, RoutedRequest
-from services.router.pools import NoHealthyPool, PoolBoard, RoutingError
+from llmops.experiments.assignment import assign_variant
+from llmops.prompts.registry import PromptSet, render
+from schemas import ChatMessage, PromptRequest, RoutedRequest
+from schemas.base import MAX_ROUTE_REASON
+from services.router.board import PoolBoard
+from services.router.choice import RoutingError, cost_rank
 
 DEFAULT_VARIANT = "default"
-MAX_REASON = 512  # RoutedRequest.route_reason's bound
 
 
 @dataclass(frozen=True)
@@ -24,15 +25,6 @@ class PromptChoice:
     experiment: str | None = None
     variant: str = DEFAULT_VARIANT
     model: str | None = None
-
-
-def assign_variant(experiment: Experiment, sticky_key: str) -> tuple[str, int | None]:
-    names = [v.name for v in experiment.variants]
-    chosen = pick_weighted(
-        names, [v.weight for v in experiment.variants], bucket(experiment.name, sticky_key)
-    )
-    variant = next(v for v in experiment.variants if v.name == chosen)
-    return variant.name, variant.prompt_version
 
 
 def choose_prompt(request: PromptRequest, prompts: PromptSet) -> PromptChoice:
@@ -72,7 +64,7 @@ def choose_pool(
         if adapter:
             wanted += f" with adapter {adapter!r}"
         raise RoutingError(f"no configured pool serves {wanted}; pools: {[p.name for p in pools]}")
-    ranked = sorted(candidates, key=lambda p: (p.cost_per_1k_tokens, -p.priority, p.name))
+    ranked = sorted(candidates, key=cost_rank)
     chosen = ranked[0]
     if len(candidates) == 1:
         return chosen, f"only_pool: {chosen.name} is the one pool serving it"
@@ -116,20 +108,6 @@ def route(
         messages=choice.messages,
         pool=pool_name,
         model=pool_model,
-        route_reason=reason[:MAX_REASON],
+        route_reason=reason[:MAX_ROUTE_REASON],
         routed_at=now,
     )
-
-
-__all__ = [
-    "NoHealthyPool",
-    "PoolBoard",
-    "PromptError",
-    "RoutingError",
-    "assign_variant",
-    "bucket",
-    "choose_pool",
-    "choose_prompt",
-    "pick_weighted",
-    "route",
-]

@@ -40,28 +40,26 @@ from typing import Any
 from opentelemetry import trace
 
 from llmops.config import Settings
-from llmops.kafka.bus import (
-    DRAIN_TIMEOUT_S,
-    BusConfig,
-    ConsumerConfig,
-    ConsumerLoop,
-    Producer,
-    Record,
-)
+from llmops.kafka.config import BusConfig
+from llmops.kafka.consumer import DRAIN_TIMEOUT_S, ConsumerConfig, ConsumerLoop
+from llmops.kafka.producer import Producer
+from llmops.kafka.record import Record
 from llmops.kafka.replies import error_result, publish_result, rejection_replier
 from llmops.prompts.registry import PromptError, PromptSet
 from llmops.telemetry import metrics
-from llmops.telemetry.tracing import consumer_span
+from llmops.telemetry.conventions import llmops_attributes, messaging_span_name
+from llmops.telemetry.spans import consumer_span
 from schemas import PromptRef, RoutedRequest, utc_now
+from schemas.base import MAX_ROUTE_REASON
 from schemas.topics import inference_group, inference_topic
-from services.router.pools import Decision, PoolBoard, RoutingError
+from services.router.board import PoolBoard
+from services.router.choice import Decision, RoutingError
 from services.router.waiting import PoolWait
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("llmops.router")
 RECONCILE_S = 0.5
 STOP_MARGIN_S = 5.0
-MAX_REASON = 512
 
 
 class Rescuer:
@@ -101,26 +99,23 @@ class Rescuer:
         routed = record.decode(RoutedRequest, self._settings.max_message_bytes)
         with consumer_span(
             tracer,
-            "rescue " + record.topic,
+            messaging_span_name("rescue", record.topic),
             record.headers,
             record.topic,
             record.partition,
             record.offset,
-            attributes={
-                "llmops.request_id": routed.request_id,
-                "llmops.rescued_from": self.pool,
-            },
+            attributes=llmops_attributes(request_id=routed.request_id, rescued_from=self.pool),
         ) as span:
             rescued_or_reply = self.decide(routed)
             if isinstance(rescued_or_reply, RoutedRequest):
-                span.set_attribute("llmops.pool", rescued_or_reply.pool)
+                span.set_attributes(llmops_attributes(pool=rescued_or_reply.pool))
                 return await self._send_rescued(rescued_or_reply)
             kind, message = rescued_or_reply
             wait_s = self._wait_s(routed)
             if kind == "no_healthy_pool" and wait_s > 0:
-                span.set_attribute("llmops.parked_s", wait_s)
+                span.set_attributes(llmops_attributes(parked_s=wait_s))
                 return asyncio.ensure_future(self._park(routed, message, wait_s))
-            span.set_attribute("llmops.error", kind)
+            span.set_attributes(llmops_attributes(error=kind))
             return await self._answer(routed, kind, message)
 
     async def _answer(self, routed: RoutedRequest, kind: Any, message: str) -> Any:
@@ -134,7 +129,7 @@ class Rescuer:
             request=request,
             finish_reason="timeout" if kind == "deadline_exceeded" else "error",
             pool=self.pool,
-            route_reason=f"rescue: {message}"[:MAX_REASON],
+            route_reason=f"rescue: {message}"[:MAX_ROUTE_REASON],
         )
         return asyncio.gather(*await publish_result(self._producer, result, request.reply_to))
 
@@ -165,10 +160,10 @@ class Rescuer:
         with tracer.start_as_current_span("wait for a pool") as span:
             copy = await self._waiting.retry(lambda: self._retry(routed), wait_s)
             if copy is None:
-                span.set_attribute("llmops.error", "no_healthy_pool")
+                span.set_attributes(llmops_attributes(error="no_healthy_pool"))
                 await (await self._answer(routed, "no_healthy_pool", message))
                 return
-            span.set_attribute("llmops.pool", copy.pool)
+            span.set_attributes(llmops_attributes(pool=copy.pool))
             await (await self._send_rescued(copy))
 
     async def _send_rescued(self, copy: RoutedRequest) -> Any:
@@ -207,7 +202,7 @@ class Rescuer:
             update={
                 "pool": decision.pool,
                 "model": decision.model or routed.model,
-                "route_reason": f"rescued: from {why} -> {decision.reason}"[:MAX_REASON],
+                "route_reason": f"rescued: from {why} -> {decision.reason}"[:MAX_ROUTE_REASON],
                 "routed_at": now,
                 "rerouted_from": self.pool,
             }

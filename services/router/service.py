@@ -17,19 +17,29 @@ from opentelemetry import trace
 from opentelemetry.trace import Span
 
 from llmops.config import Settings
-from llmops.kafka.bus import BusConfig, ConsumerConfig, ConsumerLoop, Producer, Record
+from llmops.kafka.config import BusConfig
+from llmops.kafka.consumer import ConsumerConfig, ConsumerLoop, Handler, RejectHook
 from llmops.kafka.deadletter import Rejected
+from llmops.kafka.producer import Producer
+from llmops.kafka.record import Record
 from llmops.kafka.replies import error_result, publish_result, rejection_replier
 from llmops.kafka.signing import keys_from_settings
 from llmops.kafka.tail import TopicTail
 from llmops.prompts.registry import MissingVariable, PromptError, PromptSet
 from llmops.telemetry import metrics
+from llmops.telemetry.conventions import (
+    genai_request_parameters,
+    llmops_attributes,
+    messaging_span_name,
+)
 from llmops.telemetry.ratelog import RejectionLog
-from llmops.telemetry.tracing import consumer_span
+from llmops.telemetry.spans import consumer_span
 from schemas import PoolStatus, PromptRequest, RoutedRequest, utc_now
+from schemas.base import MAX_ROUTE_REASON
 from schemas.topics import DLQ, POOL_STATUS, REQUESTS, inference_topic
-from services.router.policy import NoHealthyPool, RoutingError, route
-from services.router.pools import PoolBoard
+from services.router.board import PoolBoard
+from services.router.choice import NoHealthyPool, RoutingError
+from services.router.policy import route
 from services.router.rescue import RescueManager
 from services.router.waiting import PoolWait
 
@@ -96,14 +106,12 @@ class Router:
         request = record.decode(PromptRequest, self._settings.max_message_bytes)
         with consumer_span(
             tracer,
-            "route " + record.topic,
+            messaging_span_name("route", record.topic),
             record.headers,
             record.topic,
             record.partition,
             record.offset,
-            attributes={
-                "llmops.request_id": request.request_id,
-            },
+            attributes=llmops_attributes(request_id=request.request_id),
         ) as span:
             now = utc_now()
             if request.expired(now):
@@ -132,9 +140,10 @@ class Router:
                 # Not bad input (no dead letter): the platform cannot serve it right now.
                 wait_s = self.waiting.wait_s(now, request.deadline)
                 if wait_s > 0 and self.waiting.can_park():
-                    span.set_attribute("llmops.parked_s", wait_s)
+                    span.set_attributes(llmops_attributes(parked_s=wait_s))
                     return asyncio.ensure_future(self._park(request, exc, wait_s))
-                span.set_attribute("llmops.route_reason", f"no_healthy_pool: {exc}"[:512])
+                reason = f"no_healthy_pool: {exc}"[:MAX_ROUTE_REASON]
+                span.set_attributes(llmops_attributes(route_reason=reason))
                 return await self._no_healthy_pool(request, str(exc))
             except RoutingError as exc:
                 raise Rejected(
@@ -145,10 +154,10 @@ class Router:
     async def _send_routed(self, routed: RoutedRequest, span: Span) -> Any:
         span.set_attributes(
             {
-                "llmops.pool": routed.pool,
-                "llmops.variant": routed.variant,
-                "llmops.route_reason": routed.route_reason,
-                "gen_ai.request.model": routed.model,
+                **llmops_attributes(
+                    pool=routed.pool, variant=routed.variant, route_reason=routed.route_reason
+                ),
+                **genai_request_parameters(model=routed.model),
             }
         )
         ack = await self._producer.send_event(
@@ -183,7 +192,8 @@ class Router:
                 await (await self._send_routed(routed, span))
                 return
             why = f"{last[0]} (waited {wait_s:.1f}s for a pool)"
-            span.set_attribute("llmops.route_reason", f"no_healthy_pool: {why}"[:512])
+            reason = f"no_healthy_pool: {why}"[:MAX_ROUTE_REASON]
+            span.set_attributes(llmops_attributes(route_reason=reason))
             await (await self._no_healthy_pool(request, why))
 
 
@@ -226,6 +236,20 @@ class ControlPlane:
         self._router.board.mark_live(utc_now())
         self.caught_up.set()
 
+    async def on_loop_start(self, loop: ConsumerLoop) -> None:
+        """The request loop's companion: start, and give the pool status history a bounded
+        while to be read before requests are routed."""
+        self.start()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CATCH_UP_WAIT_S):
+                await self.caught_up.wait()
+
+    def on_loop_stopping(self) -> None:
+        """Nothing to tell: rescues and the status feed run until the loop has drained."""
+
+    async def on_loop_end(self) -> None:
+        await self.stop()
+
     def start(self) -> None:
         self._stopping.clear()
         self._tasks = [
@@ -252,17 +276,18 @@ class ControlPlane:
 class RouterLoop(ConsumerLoop):
     """The router's request loop, with its control plane running beside it."""
 
-    control: ControlPlane
-
-    async def run(self) -> None:
-        self.control.start()
-        try:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(CATCH_UP_WAIT_S):
-                    await self.control.caught_up.wait()
-            await super().run()
-        finally:
-            await self.control.stop()
+    def __init__(
+        self,
+        bus: BusConfig,
+        config: ConsumerConfig,
+        handler: Handler,
+        producer: Producer,
+        *,
+        control: ControlPlane,
+        on_reject: RejectHook | None = None,
+    ) -> None:
+        super().__init__(bus, config, handler, producer, on_reject, companions=[control])
+        self.control = control
 
 
 def build_router(
@@ -285,9 +310,11 @@ def build_router(
         ),
         router.handle,
         producer,
+        control=ControlPlane(
+            settings,
+            router,
+            RescueManager(settings, prompts, router.board, producer, router.waiting),
+        ),
         on_reject=rejection_replier(producer),
-    )
-    loop.control = ControlPlane(
-        settings, router, RescueManager(settings, prompts, router.board, producer, router.waiting)
     )
     return router, loop

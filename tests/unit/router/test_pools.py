@@ -6,25 +6,25 @@ from typing import Any
 
 import pytest
 
-from llmops.config import PoolConfig
+from llmops.config import PoolConfig, TransformersPool
 from llmops.prompts.registry import PromptSet
 from llmops.routing_config import RoutingConfig, TrafficShift
 from schemas import PoolStatus, PromptRequest
-from services.router.policy import route
-from services.router.pools import (
+from services.router.board import PoolBoard
+from services.router.breaker import totals_delta
+from services.router.choice import (
     Decision,
     NoHealthyPool,
-    PoolBoard,
     RoutingError,
     choose,
     shift_percent,
-    totals_delta,
 )
+from services.router.policy import route
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-CHEAP = PoolConfig(name="cheap", model="m", cost_per_1k_tokens=0.1, capacity=4)
-MID = PoolConfig(name="mid", model="m", cost_per_1k_tokens=0.5, capacity=8)
-PRICEY = PoolConfig(name="pricey", model="m", cost_per_1k_tokens=2.0, capacity=8)
+CHEAP = TransformersPool(name="cheap", model="m", cost_per_1k_tokens=0.1, capacity=4)
+MID = TransformersPool(name="mid", model="m", cost_per_1k_tokens=0.5, capacity=8)
+PRICEY = TransformersPool(name="pricey", model="m", cost_per_1k_tokens=2.0, capacity=8)
 POOLS = [PRICEY, MID, CHEAP]  # configuration order must not matter
 CONFIG = RoutingConfig(
     dead_after_s=3.0,
@@ -132,9 +132,9 @@ def test_cheapest_healthy_pool_wins() -> None:
 
 
 def test_ties_go_to_higher_priority_then_to_the_name() -> None:
-    a = PoolConfig(name="a", model="m", cost_per_1k_tokens=1.0)
-    b_ = PoolConfig(name="b", model="m", cost_per_1k_tokens=1.0)
-    c = PoolConfig(name="c", model="m", cost_per_1k_tokens=1.0, priority=5)
+    a = TransformersPool(name="a", model="m", cost_per_1k_tokens=1.0)
+    b_ = TransformersPool(name="b", model="m", cost_per_1k_tokens=1.0)
+    c = TransformersPool(name="c", model="m", cost_per_1k_tokens=1.0, priority=5)
     tb = all_up(board([b_, a]), pools=[b_, a])
     assert pick(tb, 0).pool == "a"
     tb = all_up(board([a, b_, c]), pools=[a, b_, c])
@@ -150,7 +150,7 @@ def test_heartbeat_price_overrides_the_configured_one() -> None:
 
 
 def test_model_and_adapter_filter_the_candidates() -> None:
-    big = PoolConfig(name="big", model="big", cost_per_1k_tokens=0.01, adapters=["sql"])
+    big = TransformersPool(name="big", model="big", cost_per_1k_tokens=0.01, adapters=["sql"])
     pools = [*POOLS, big]
     b = all_up(board(pools), pools=pools)
     assert pick(b, 0, model=None).pool == "big"  # any model: cheapest overall
@@ -163,7 +163,7 @@ def test_model_and_adapter_filter_the_candidates() -> None:
 
 
 def test_unconfigured_pools_are_ignored_or_only_shown() -> None:
-    stranger = PoolConfig(name="stranger", model="m", cost_per_1k_tokens=0.0)
+    stranger = TransformersPool(name="stranger", model="m", cost_per_1k_tokens=0.0)
     b = all_up(board())
     b.observe(beat(stranger, 0), at(0))
     assert "stranger" not in b.names()
@@ -412,7 +412,7 @@ def test_totals_delta_handles_new_instances_and_restarts() -> None:
 
 # --- traffic shifting ---------------------------------------------------------------------
 
-CANARY = PoolConfig(name="canary", model="m", cost_per_1k_tokens=0.05, capacity=1000)
+CANARY = TransformersPool(name="canary", model="m", cost_per_1k_tokens=0.05, capacity=1000)
 
 
 def _shift_board(shift: TrafficShift) -> PoolBoard:

@@ -12,24 +12,18 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from llmops.config import PoolConfig
+from llmops.config import PoolConfig, TransformersPool
 from llmops.routing_config import RoutingConfig, TrafficShift
 from schemas import PoolStatus
-from services.router.pools import (
-    VIEW_TTL_S,
-    Decision,
-    NoHealthyPool,
-    PoolBoard,
-    RoutingError,
-    choose,
-)
+from services.router.board import VIEW_TTL_S, PoolBoard
+from services.router.choice import Decision, NoHealthyPool, RoutingError, choose
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 POOLS = [
-    PoolConfig(name="cheap", model="m", cost_per_1k_tokens=0.1, capacity=4, adapters=["a"]),
-    PoolConfig(name="mid", model="m", cost_per_1k_tokens=0.5, capacity=6),
-    PoolConfig(name="pricey", model="m", cost_per_1k_tokens=2.0, capacity=8),
-    PoolConfig(name="other", model="n", cost_per_1k_tokens=0.3, capacity=4),
+    TransformersPool(name="cheap", model="m", cost_per_1k_tokens=0.1, capacity=4, adapters=["a"]),
+    TransformersPool(name="mid", model="m", cost_per_1k_tokens=0.5, capacity=6),
+    TransformersPool(name="pricey", model="m", cost_per_1k_tokens=2.0, capacity=8),
+    TransformersPool(name="other", model="n", cost_per_1k_tokens=0.3, capacity=4),
 ]
 CONFIG = RoutingConfig(
     dead_after_s=1.0,

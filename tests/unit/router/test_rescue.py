@@ -3,19 +3,19 @@
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
-from llmops.config import PoolConfig, Settings
-from llmops.kafka.bus import Producer
+from llmops.config import PoolConfig, Settings, TransformersPool
+from llmops.kafka.producer import Producer
 from llmops.prompts.registry import PromptSet, prompt_set_from_data
 from llmops.routing_config import RoutingConfig
 from schemas import PoolStatus, PromptRequest, RoutedRequest
-from services.router.pools import PoolBoard
+from services.router.board import PoolBoard
 from services.router.rescue import Rescuer
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 NOW = T0 + timedelta(seconds=10)
-CHEAP = PoolConfig(name="cheap", model="m", cost_per_1k_tokens=0.1)
-MID = PoolConfig(name="mid", model="m", cost_per_1k_tokens=0.5)
-OTHER = PoolConfig(name="other", model="big", cost_per_1k_tokens=0.01)
+CHEAP = TransformersPool(name="cheap", model="m", cost_per_1k_tokens=0.1)
+MID = TransformersPool(name="mid", model="m", cost_per_1k_tokens=0.5)
+OTHER = TransformersPool(name="other", model="big", cost_per_1k_tokens=0.01)
 POOLS = [CHEAP, MID, OTHER]
 PROMPTS = prompt_set_from_data(
     {
