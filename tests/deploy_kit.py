@@ -120,10 +120,10 @@ def _check_python_module(module: str, args: Sequence[str]) -> None:
 def _check_llmops_cli(args: Sequence[str]) -> None:
     import typer
 
-    from llmops.cli.main import app
+    from llmops.cli.app import app
 
     scripts = pyproject()["project"]["scripts"]
-    assert scripts.get("llmops") == "llmops.cli.main:app", "the `llmops` console script moved"
+    assert scripts.get("llmops") == "llmops.cli.app:app", "the `llmops` console script moved"
     group = typer.main.get_command(app)
     ctx = group.context_class(group, info_name="llmops")
     try:

@@ -11,17 +11,21 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Annotated
 
+import typer
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from llmops.config import Settings
+from llmops.cli.console import console as stdout
+from llmops.config import Settings, get_settings
 from llmops.kafka.bus import Record
 from llmops.kafka.tail import TopicTail
 from schemas import PoolStatus, utc_now
 from schemas.topics import POOL_STATUS
-from services.router.pools import PoolBoard, PoolState, PoolView
+from services.router.board import PoolBoard
+from services.router.choice import PoolState, PoolView
 
 STATE_STYLE: dict[PoolState, str] = {
     "up": "green",
@@ -37,6 +41,29 @@ STATE_STYLE: dict[PoolState, str] = {
 }
 CATCH_UP_TIMEOUT_S = 15.0
 STOP_WAIT_S = 5.0
+
+commands = typer.Typer()
+
+
+@commands.command()
+def pools(
+    once: Annotated[bool, typer.Option(help="print one table and exit")] = False,
+    interval: Annotated[float, typer.Option(help="seconds between refreshes")] = 1.0,
+    since: Annotated[
+        float, typer.Option(help="also show unconfigured pools heard from this recently (s)")
+    ] = 300.0,
+) -> None:
+    """Show the pools live from their heartbeats: state, cost, load, traffic share."""
+    settings = get_settings()
+    try:
+        asyncio.run(watch_pools(settings, stdout, once=once, interval_s=interval, since_s=since))
+    except KeyboardInterrupt:
+        pass
+    except (OSError, TimeoutError, LookupError) as exc:
+        stdout.print(
+            f"[red]cannot read pool heartbeats from {settings.kafka_bootstrap_servers}[/]: {exc}"
+        )
+        raise typer.Exit(1) from exc
 
 
 def shown(views: Sequence[PoolView], since_s: float) -> list[PoolView]:

@@ -1,13 +1,20 @@
-"""The parent-child structure of one trace, from its `otel_traces` rows. Pure: no IO.
+"""`llmops trace <id>`: one request's trace, every hop, from the `otel_traces` table.
 
-Used by e2e tests (did every hop join the trace?) and `llmops trace <id>` (print it).
+The tree (`trace_tree`) is pure, no IO: e2e tests use it too (did every hop join the trace?).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
+
+import typer
+
+from llmops.cli.console import console
+from llmops.config import get_settings
+
+commands = typer.Typer()
 
 # Columns `trace_tree` reads; select them (FINAL collapses re-sent duplicates) with:
 TRACE_QUERY = (
@@ -130,3 +137,32 @@ def rows_as_dicts(columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> list
     """Zip a query's column names with its row tuples."""
     names = list(columns)
     return [dict(zip(names, row, strict=True)) for row in rows]
+
+
+@commands.command("trace")
+def show_trace(
+    request_id: Annotated[str, typer.Argument(help="request id whose trace to show")],
+) -> None:
+    """Show one request's trace, every hop, from the otel_traces table."""
+    from llmops.clickhouse.client import connect
+
+    client = connect(get_settings().clickhouse_url)
+    try:
+        ids = client.query(
+            "SELECT DISTINCT TraceId FROM otel_traces "
+            "WHERE SpanAttributes['llmops.request_id'] = {rid:String}",
+            parameters={"rid": request_id},
+        ).result_rows
+        if not ids:
+            console.print(f"[red]no spans for request {request_id}[/] (exported yet? OTEL_* set?)")
+            raise typer.Exit(1)
+        for (trace_id,) in ids:
+            result = client.query(
+                "SELECT * FROM otel_traces WHERE TraceId = {tid:String}",
+                parameters={"tid": trace_id},
+            )
+            tree = trace_tree(rows_as_dicts(result.column_names, result.result_rows))
+            console.print(f"[bold]trace {trace_id}[/] ({len(tree.spans)} spans)")
+            console.print(tree.render(), markup=False)
+    finally:
+        client.close()

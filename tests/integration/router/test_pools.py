@@ -129,7 +129,7 @@ async def test_all_pools_down_gets_a_no_healthy_pool_reply(bootstrap: str) -> No
 async def test_llmops_pools_once_shows_state_cost_and_load(
     bootstrap: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from llmops.cli.main import app
+    from llmops.cli.app import app
 
     suffix = uuid.uuid4().hex[:6]
     pool = PoolConfig(
