@@ -144,3 +144,25 @@ CORE_TOPICS: tuple[TopicSpec, ...] = (
     ALERTS,
     DLQ,
 )
+
+
+# The metrics worker's internal topics: it creates them itself, so they are not in
+# CORE_TOPICS, but the deployment files (infra/kafka/generate.py) and ACLs list them too.
+STREAMS_APP_ID = "llmops-streams"  # the worker's default faust app id = its consumer group
+RESPONSE_FEATURES_SUFFIX = "-response-features"
+# Partitions of the repartition topic = the most workers that can share the window work.
+RESPONSE_FEATURES_PARTITIONS = 12
+
+
+def response_features_topic(app_id: str = STREAMS_APP_ID) -> TopicSpec:
+    """The worker's repartition topic: each response's features keyed by its window group.
+
+    Its records are the worker's own `ResponseFeatures` (streams/features.py), not a public
+    contract, so no contract is listed."""
+    return TopicSpec(
+        app_id + RESPONSE_FEATURES_SUFFIX,
+        RESPONSE_FEATURES_PARTITIONS,
+        "window group (prompt|version|variant|pool|model)",
+        "per-response features repartitioned so one worker owns each window group",
+        (),
+    )

@@ -18,9 +18,11 @@ from llmops.config import Settings
 from llmops.kafka.topics import ensure_topics
 from llmops.runtime import require_trust_settings
 from llmops.telemetry.metrics import start_metrics_server
-from llmops.telemetry.tracing import setup_telemetry, shutdown_telemetry
-from streams.app import DEFAULT_APP_ID, SERVICE, WorkerOptions, build_worker, topics_needed
+from llmops.telemetry.setup import setup_telemetry, shutdown_telemetry
+from schemas.topics import STREAMS_APP_ID
+from streams import SERVICE
 from streams.sink import Backoff
+from streams.worker import WorkerOptions, build_worker, topics_needed
 
 log = logging.getLogger("streams")
 
@@ -31,7 +33,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m streams", description=__doc__)
     parser.add_argument(
         "--app-id",
-        default=os.environ.get(APP_ID_ENV, DEFAULT_APP_ID),
+        default=os.environ.get(APP_ID_ENV, STREAMS_APP_ID),
         help=f"faust app id = consumer group (env {APP_ID_ENV})",
     )
     parser.add_argument("--metrics-port", type=int, default=0, help="Prometheus port, 0: off")
@@ -60,13 +62,9 @@ def retry_until_done(what: str, action: Callable[[], object], attempts: int = 0)
 
 
 def migrate(url: str) -> None:
-    from llmops.clickhouse.client import apply_migrations, ensure_database
+    from llmops.clickhouse.client import migrate as migrate_store
 
-    client = ensure_database(url)
-    try:
-        applied = apply_migrations(client)
-    finally:
-        client.close()
+    applied = migrate_store(url)
     log.info("migrations applied: %s", ", ".join(applied) or "none new")
 
 

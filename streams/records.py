@@ -16,14 +16,16 @@ from typing import Any, TypeVar
 from faust.types import EventT
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Span, Status, StatusCode, Tracer
+from opentelemetry.trace import Span, Tracer
 from opentelemetry.util.types import AttributeValue
 
-from llmops.kafka.bus import Record
 from llmops.kafka.deadletter import Rejected, rejection_for
-from llmops.telemetry import metrics, tracing
+from llmops.kafka.record import Record, consumed_headers
+from llmops.telemetry import metrics
+from llmops.telemetry.conventions import MESSAGING_MESSAGE_BODY_SIZE, messaging_span_name
 from llmops.telemetry.propagation import Headers
 from llmops.telemetry.ratelog import RejectionLog
+from llmops.telemetry.spans import consumer_span, producer_headers, record_failure
 from schemas import Event
 from schemas.topics import CONTENT_TYPE_HEADER, EVENT_TYPE_HEADER, JSON_CONTENT_TYPE
 from streams.isolate import Unstorable
@@ -63,7 +65,7 @@ Handler = Callable[[E, Record, Span, Batch], None]
 
 def json_headers(event_type: str) -> Headers:
     """Content headers plus the current trace context (call inside the record's span)."""
-    return tracing.producer_headers(
+    return producer_headers(
         [
             (CONTENT_TYPE_HEADER, JSON_CONTENT_TYPE.encode()),
             (EVENT_TYPE_HEADER, event_type.encode()),
@@ -73,24 +75,19 @@ def json_headers(event_type: str) -> Headers:
 
 def message_headers(event: EventT[bytes]) -> Headers:
     """The record's headers as Kafka has them (repeats kept), whatever shape faust holds."""
-    raw = event.message.headers
-    if not raw:
-        return []
-    if isinstance(raw, Mapping):
-        return list(raw.items())
-    return list(raw)
+    return consumed_headers(event.message.headers)
 
 
 def to_record(event: EventT[bytes]) -> Record:
     message = event.message
-    return Record(
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        key=message.key,
-        value=message.value,
-        headers=message_headers(event),
-        timestamp_ms=int(message.timestamp * 1000),
+    return Record.consumed(
+        message.topic,
+        message.partition,
+        message.offset,
+        message.key,
+        message.value,
+        message.headers,
+        int(message.timestamp * 1000),
     )
 
 
@@ -124,9 +121,9 @@ class Converter:
         self, record: Record, attributes: Mapping[str, AttributeValue] | None = None
     ) -> AbstractContextManager[Span]:
         """The processing span of one record, a child of the context in its headers."""
-        return tracing.consumer_span(
+        return consumer_span(
             self.tracer,
-            tracing.messaging_span_name("process", record.topic),
+            messaging_span_name("process", record.topic),
             record.headers,
             record.topic,
             record.partition,
@@ -140,7 +137,7 @@ class Converter:
         batch = Batch()
         for record in records:
             with self._span(
-                record, {"messaging.message.body.size": len(record.value or b"")}
+                record, {MESSAGING_MESSAGE_BODY_SIZE: len(record.value or b"")}
             ) as span:
                 batch.contexts.append(trace.set_span_in_context(span))
                 rows_before, outgoing_before = len(batch.rows), len(batch.outgoing)
@@ -161,8 +158,7 @@ class Converter:
         batch: Batch,
         bug: Exception | None = None,
     ) -> None:
-        span.set_status(Status(StatusCode.ERROR, rejected.reason[:256]))
-        span.set_attribute("error.type", rejected.kind)
+        record_failure(span, rejected.kind, rejected.reason[:256])
         batch.rejected += 1
         # A record gives its outputs or a dead letter, never both: drop what a handler that
         # failed half way had added.
@@ -225,8 +221,7 @@ class Converter:
                 metrics.count_skipped(self.service, record.topic, rejected.kind)
             else:
                 with self._span(record) as span:
-                    span.set_status(Status(StatusCode.ERROR, rejected.reason[:256]))
-                    span.set_attribute("error.type", rejected.kind)
+                    record_failure(span, rejected.kind, rejected.reason[:256])
                     kept.append(self._dead_letter(record, rejected))
         return kept
 

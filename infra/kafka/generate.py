@@ -24,8 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from schemas.topics import CORE_TOPICS, TopicSpec, inference_topic
-from streams.app import DEFAULT_APP_ID, features_topic_spec
+from schemas.topics import CORE_TOPICS, TopicSpec, inference_topic, response_features_topic
 
 ROOT = Path(__file__).resolve().parents[2]
 TOPICS_YAML = ROOT / "infra" / "kafka" / "topics.yaml"
@@ -55,7 +54,7 @@ FEATURES_RETENTION_MS = DAY_MS  # streams' repartition topic: consumed within se
 # Compacted topics roll segments hourly so superseded heartbeats and versions are cleaned
 # within hours instead of the default week.
 COMPACTED_SEGMENT_MS = HOUR_MS
-# The producers' max_request_size (llmops/kafka/bus.py: 2 MiB) plus batch overhead: a dead letter
+# The producers' max_request_size (llmops/kafka/config.py: 2 MiB) plus batch overhead: a dead letter
 # carries a whole original payload and its reason, so Kafka's 1 MiB default is too small.
 MAX_MESSAGE_BYTES = 2 * 1_048_576 + 65_536
 
@@ -110,7 +109,7 @@ def catalogue(pools: Iterable[str] = POOLS) -> list[TopicSpec]:
     """Every topic the platform creates before traffic (SDK reply topics are per client)."""
     return [
         *CORE_TOPICS,
-        features_topic_spec(DEFAULT_APP_ID),
+        response_features_topic(),
         *(inference_topic(pool) for pool in pools),
     ]
 

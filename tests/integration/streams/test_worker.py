@@ -39,7 +39,7 @@ from schemas import (
     Usage,
 )
 from schemas.topics import DLQ, REQUESTS, RESPONSES
-from streams.app import WorkerOptions, topics_needed
+from streams.worker import WorkerOptions, topics_needed
 from tests.integration.platform import running_platform
 from tests.signing_kit import signed_headers
 

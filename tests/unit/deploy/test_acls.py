@@ -19,12 +19,13 @@ from schemas.topics import (
     PROMPTS,
     REQUESTS,
     RESPONSES,
+    STREAMS_APP_ID,
     inference_group,
     inference_topic,
     reply_topic,
+    response_features_topic,
 )
 from services.router.service import GROUP_ID as ROUTER_GROUP
-from streams.app import DEFAULT_APP_ID, features_topic_spec
 from tests.deploy_kit import ROOT
 
 RENDERER = ROOT / "infra" / "kafka" / "acls.py"
@@ -112,10 +113,10 @@ def test_each_service_may_read_its_input_in_its_own_group() -> None:
         assert may("llmops-router", "Read", inference_topic(pool).name)
         others = [p for p in acls.POOLS if p != pool]
         assert not any(may(user, "Read", inference_topic(o).name) for o in others)
-    features = features_topic_spec(DEFAULT_APP_ID).name
+    features = response_features_topic(STREAMS_APP_ID).name
     for topic in (REQUESTS.name, RESPONSES.name, DLQ.name, features):
         assert may("llmops-streams", "Read", topic)
-    assert in_group("llmops-streams", DEFAULT_APP_ID)
+    assert in_group("llmops-streams", STREAMS_APP_ID)
 
 
 @pytest.mark.parametrize(

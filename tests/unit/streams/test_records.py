@@ -13,9 +13,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import REGISTRY
 
 from llmops.config import Settings
-from llmops.kafka.bus import Record
+from llmops.kafka.record import Record
 from llmops.telemetry.propagation import header_value
-from llmops.telemetry.tracing import memory_tracer_provider
 from schemas import (
     ChatMessage,
     DeadLetter,
@@ -25,11 +24,12 @@ from schemas import (
     Timings,
     Usage,
 )
-from streams.app import MetricsWorker, WorkerOptions, build_worker
 from streams.features import ResponseFeatures
 from streams.isolate import Unstorable
 from streams.records import Batch, Converter
+from streams.worker import MetricsWorker, WorkerOptions, build_worker
 from tests.signing_kit import signed_headers
+from tests.telemetry_kit import memory_tracer_provider
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 PARENT_ID = "b7ad6b7169203331"
@@ -48,9 +48,8 @@ def traced() -> Iterator[tuple[MetricsWorker, InMemorySpanExporter]]:
     )
     provider, exporter = memory_tracer_provider()
     tracer = provider.get_tracer("test")
-    worker.converter.tracer = tracer
-    worker.requests_converter.tracer = tracer
-    worker.dlq_converter.tracer = tracer
+    for sink in worker.sinks.values():
+        sink.converter.tracer = tracer
     yield worker, exporter
     provider.shutdown()
 
@@ -102,7 +101,7 @@ def test_a_response_becomes_a_row_and_a_features_record(
 ) -> None:
     worker, _ = traced
     payload = result().to_bytes()
-    batch = worker.convert_responses([record("llm.responses", payload)])
+    batch = worker.sinks["llm.responses"].convert([record("llm.responses", payload)])
     [row] = batch.rows
     assert row["request_id"] == "req-1"
     assert row["payload_size"] == len(payload)
@@ -119,7 +118,7 @@ def test_the_process_span_is_the_child_of_the_producer(
     traced: tuple[MetricsWorker, InMemorySpanExporter],
 ) -> None:
     worker, exporter = traced
-    batch = worker.convert_responses([record("llm.responses", result().to_bytes())])
+    batch = worker.sinks["llm.responses"].convert([record("llm.responses", result().to_bytes())])
     span = only_span(exporter)
     assert span.name == "process llm.responses"
     assert span.kind == SpanKind.CONSUMER
@@ -149,7 +148,7 @@ def test_a_request_becomes_a_row(traced: tuple[MetricsWorker, InMemorySpanExport
         prompt=PromptRef(name="greet", label="prod", variables={"name": "Ada"}),
         model="gemma",
     )
-    batch = worker.convert_requests([record("llm.requests", request.to_bytes())])
+    batch = worker.sinks["llm.requests"].convert([record("llm.requests", request.to_bytes())])
     [row] = batch.rows
     assert (row["request_id"], row["prompt_name"], row["prompt_label"]) == (
         "req-2",
@@ -164,7 +163,9 @@ def test_not_json_goes_to_the_dead_letter_topic(
     traced: tuple[MetricsWorker, InMemorySpanExporter],
 ) -> None:
     worker, exporter = traced
-    batch = worker.convert_responses([record("llm.responses", b"\x00not json", offset=7)])
+    batch = worker.sinks["llm.responses"].convert(
+        [record("llm.responses", b"\x00not json", offset=7)]
+    )
     assert batch.rows == []
     assert batch.rejected == 1
     assert batch.outgoing[0].key == b"llm.responses"  # llm.dlq is keyed by source topic
@@ -188,7 +189,9 @@ def test_schema_invalid_is_named_with_the_fields(
 ) -> None:
     worker, _ = traced
     payload = json.dumps({"request_id": "req-3", "finish_reason": "nope"}).encode()
-    letter = dead_letter_of(worker.convert_responses([record("llm.responses", payload)]))
+    letter = dead_letter_of(
+        worker.sinks["llm.responses"].convert([record("llm.responses", payload)])
+    )
     assert letter.kind == "schema_invalid"
     assert "finish_reason" in letter.reason
     assert letter.request_id == "req-3"
@@ -199,7 +202,7 @@ def test_oversized_input_is_refused_before_decoding(
 ) -> None:
     worker, _ = traced
     big = result().model_copy(update={"text": "x" * 4000}).to_bytes()
-    letter = dead_letter_of(worker.convert_responses([record("llm.responses", big)]))
+    letter = dead_letter_of(worker.sinks["llm.responses"].convert([record("llm.responses", big)]))
     assert letter.kind == "oversized"
     assert letter.payload_size == len(big)
 
@@ -222,7 +225,7 @@ def test_bad_requests_are_skipped_and_counted_not_dead_lettered(
     invalid = json.dumps({"request_id": "req-3", "reply_to": "app1", "messages": []}).encode()
     big = PromptRequest(messages=[ChatMessage(role="user", content="x" * 4000)]).to_bytes()
     good = PromptRequest(request_id="req-4", prompt=PromptRef(name="p")).to_bytes()
-    batch = worker.convert_requests(
+    batch = worker.sinks["llm.requests"].convert(
         [
             record("llm.requests", invalid, offset=1),
             record("llm.requests", big, offset=2),
@@ -249,7 +252,7 @@ def test_a_failing_handler_dead_letters_that_record_only(
             raise RuntimeError("boom")
         batch.rows.append({"request_id": value.request_id})
 
-    converter: Converter = worker.converter
+    converter: Converter = worker.sinks["llm.responses"].converter
     payload = result().to_bytes()
     batch = converter.convert(
         [record("llm.responses", payload, offset=o) for o in range(3)], InferenceResult, handle
@@ -274,7 +277,7 @@ def test_a_bad_dead_letter_is_skipped_not_looped(
         payload_b64="",
         payload_size=0,
     )
-    batch = worker.convert_dead_letters(
+    batch = worker.sinks["llm.dlq"].convert(
         [record("llm.dlq", b"garbage", offset=0), record("llm.dlq", good.to_bytes(), offset=1)]
     )
     assert batch.outgoing == []  # nothing goes back to llm.dlq
@@ -295,7 +298,7 @@ def test_rows_keep_the_order_of_records(
         )
         for i in range(5)
     ]
-    batch = worker.convert_requests(records)
+    batch = worker.sinks["llm.requests"].convert(records)
     assert [r["request_id"] for r in batch.rows] == [f"r{i}" for i in range(5)]
     assert len(batch.contexts) == 5
 
@@ -305,11 +308,11 @@ def test_a_row_the_store_refused_is_dead_lettered_and_its_features_withheld(
 ) -> None:
     worker, _ = traced
     payloads = [result().model_copy(update={"request_id": f"req-{i}"}).to_bytes() for i in range(3)]
-    batch = worker.convert_responses(
+    batch = worker.sinks["llm.responses"].convert(
         [record("llm.responses", p, offset=10 + i) for i, p in enumerate(payloads)]
     )
     refused = [Unstorable(1, batch.rows[1], "OverflowError: int too big to convert")]
-    outgoing = worker.converter.refused(batch, refused)
+    outgoing = worker.sinks["llm.responses"].converter.refused(batch, refused)
     features = [ResponseFeatures.from_bytes(o.value).request_id for o in outgoing[:-1]]
     assert features == ["req-0", "req-2"]  # req-1's would count a row that is not stored
     letter = DeadLetter.from_bytes(outgoing[-1].value)
@@ -322,7 +325,7 @@ def test_a_row_the_store_refused_is_dead_lettered_and_its_features_withheld(
     )
     assert base64.b64decode(letter.payload_b64) == payloads[1]
     assert "OverflowError: int too big to convert" in letter.reason
-    assert worker.converter.refused(batch, []) == batch.outgoing
+    assert worker.sinks["llm.responses"].converter.refused(batch, []) == batch.outgoing
 
 
 def test_a_dead_letter_the_store_refused_is_counted_not_looped(
@@ -339,8 +342,10 @@ def test_a_dead_letter_the_store_refused_is_counted_not_looped(
         payload_b64="",
         payload_size=0,
     )
-    batch = worker.convert_dead_letters([record("llm.dlq", good.to_bytes(), offset=3)])
+    batch = worker.sinks["llm.dlq"].convert([record("llm.dlq", good.to_bytes(), offset=3)])
     key = {"service": "streams", "topic": "llm.dlq", "kind": "unstorable"}
     before = REGISTRY.get_sample_value("llmops_records_skipped_total", key) or 0.0
-    assert worker.dlq_converter.refused(batch, [Unstorable(0, batch.rows[0], "no")]) == []
+    assert (
+        worker.sinks["llm.dlq"].converter.refused(batch, [Unstorable(0, batch.rows[0], "no")]) == []
+    )
     assert REGISTRY.get_sample_value("llmops_records_skipped_total", key) == before + 1

@@ -1,0 +1,67 @@
+"""The faust app's configuration and the agents it registers (no IO)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import faust
+
+from llmops.config import Settings
+from schemas.topics import RESPONSE_FEATURES_PARTITIONS
+from streams.agents.sinks import SINKS
+from streams.worker import WorkerOptions, build_worker, create_app, faust_settings, topics_needed
+
+SETTINGS = Settings(
+    kafka_bootstrap_servers="127.0.0.1:1,127.0.0.1:2",
+    clickhouse_url="http://127.0.0.1:1/none",
+    metrics_window_s=10,
+    data_dir=Path("/tmp/llmops-unit"),
+)
+
+
+def test_faust_settings_follow_the_tansu_notes() -> None:
+    conf = faust_settings(SETTINGS, WorkerOptions())
+    assert conf["broker"] == ["kafka://127.0.0.1:1", "kafka://127.0.0.1:2"]
+    assert conf["broker_session_timeout"] == 6
+    assert conf["broker_heartbeat_interval"] == 1
+    assert conf["consumer_auto_offset_reset"] == "earliest"
+    assert conf["value_serializer"] == conf["key_serializer"] == "raw"
+    assert conf["stream_wait_empty"] is False
+    assert conf["web_enabled"] is False
+    assert conf["datadir"] == "/tmp/llmops-unit/faust"
+    assert "processing_guarantee" not in conf  # exactly_once fails on Tansu
+
+
+def test_the_web_server_only_ever_binds_loopback() -> None:
+    conf = faust_settings(SETTINGS, WorkerOptions(web_port=16066, data_dir=Path("/x")))
+    assert (conf["web_enabled"], conf["web_port"], conf["web_bind"]) == (True, 16066, "127.0.0.1")
+    assert conf["datadir"] == "/x"
+
+
+def test_the_app_is_configured_from_settings() -> None:
+    app = create_app(SETTINGS, WorkerOptions(app_id="unit-streams"))
+    assert isinstance(app, faust.App)
+    assert app.conf.id == "unit-streams"
+    assert app.conf.web_enabled is False
+    assert app.conf.broker_session_timeout == 6
+    assert len(app.agents) == 4
+
+
+def test_topics_needed_include_the_repartition_topic() -> None:
+    specs = {s.name: s.partitions for s in topics_needed(WorkerOptions(app_id="a1"))}
+    assert specs == {
+        "llm.requests": 12,
+        "llm.responses": 12,
+        "llm.dlq": 3,
+        "llm.metrics": 6,
+        "a1-response-features": RESPONSE_FEATURES_PARTITIONS,
+    }
+
+
+def test_every_declared_sink_is_an_agent_on_its_topic() -> None:
+    worker = build_worker(SETTINGS, WorkerOptions(app_id="unit-streams"))
+    assert list(worker.sinks) == [sink.topic.name for sink in SINKS]
+    agents = {agent.name: agent for agent in worker.app.agents.values()}
+    for sink in SINKS:
+        assert agents[sink.agent].channel.get_topic_name() == sink.topic.name
+    assert agents["streams.windows"].channel.get_topic_name() == "unit-streams-response-features"
