@@ -58,7 +58,21 @@ import re
 import tomllib
 
 with open("/tmp/pyproject.toml", "rb") as f:
-    deps = tomllib.load(f)["project"]["dependencies"]
+    project = tomllib.load(f)["project"]
+# The image runs every service: the base pins and those of the extras the Makefile installs
+# (less dev), each once; an extra naming other extras of this project adds nothing new.
+extras = project["optional-dependencies"]
+deps = list(
+    dict.fromkeys(
+        project["dependencies"]
+        + [
+            d
+            for extra in ("platform", "inference", "local")
+            for d in extras[extra]
+            if not d.startswith(project["name"] + "[")
+        ]
+    )
+)
 
 
 def name(requirement: str) -> str:

@@ -107,7 +107,15 @@ def test_requirement_files_split_pyprojects_pins(tmp_path: Path) -> None:
     def read(name: str) -> list[str]:
         return (tmp_path / name).read_text().split()
 
-    deps = [d.replace(" ", "") for d in pyproject()["project"]["dependencies"]]
+    project = pyproject()["project"]
+    extras = project["optional-dependencies"]
+    pins = [
+        *project["dependencies"],
+        *(d for x in ("platform", "inference", "local") for d in extras[x]),
+    ]
+    deps = list(
+        dict.fromkeys(d.replace(" ", "") for d in pins if not d.startswith("llmops-streams["))
+    )
     assert read("requirements.txt") == deps
     assert all(re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+==[\w.]+", d) for d in deps), "unpinned"
     torch = read("requirements-torch.txt")
