@@ -73,7 +73,9 @@ from rich.console import Console
 from rich.table import Table
 
 from llmops.config import PoolConfig, Settings, VllmOptions
-from llmops.kafka.bus import BusConfig, Producer, event_headers
+from llmops.kafka.config import BusConfig
+from llmops.kafka.producer import Producer
+from llmops.kafka.record import event_headers
 from llmops.kafka.topics import ensure_topics, platform_topics
 from llmops.local.broker import start_broker
 from llmops.local.procs import free_port, stop_process

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 import uvloop
 
 from llmops.config import Settings
-from llmops.kafka.bus import ConsumerLoop
+from llmops.kafka.consumer import ConsumerLoop
 from llmops.telemetry.metrics import start_metrics_server
 from llmops.telemetry.tracing import setup_telemetry, shutdown_telemetry
 

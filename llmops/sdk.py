@@ -30,9 +30,10 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, StatusCode, TracerProvider
 
-from llmops.kafka.bus import BusConfig, Producer
+from llmops.kafka.config import BusConfig
 from llmops.kafka.deadletter import classify_decode_error
 from llmops.kafka.fetchwait import AdaptiveWait, FetchWaitTuner
+from llmops.kafka.producer import Producer
 from llmops.kafka.security import process_security
 from llmops.kafka.topics import delete_topics, ensure_topics
 from llmops.telemetry.propagation import header_value

@@ -20,7 +20,7 @@ from rich.table import Table
 
 from llmops.cli.console import console as stdout
 from llmops.config import Settings, get_settings
-from llmops.kafka.bus import Record
+from llmops.kafka.record import Record
 from llmops.kafka.tail import TopicTail
 from schemas import PoolStatus, utc_now
 from schemas.topics import POOL_STATUS

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from schemas import DeadLetter, DeadLetterKind
 from schemas.base import MAX_ID_LEN
 from schemas.requests import is_reply_topic
+
+if TYPE_CHECKING:  # the record module builds on this one
+    from llmops.kafka.record import Record
 
 # A dead letter carries at most this much of the original payload (base64 grows it by 4/3).
 MAX_KEPT_PAYLOAD = 256 * 1024
@@ -103,31 +106,21 @@ def sniff_reply_fields(payload: bytes) -> tuple[str | None, str | None]:
     )
 
 
-def build_dead_letter(
-    *,
-    rejected: Rejected,
-    service: str,
-    topic: str,
-    partition: int,
-    offset: int,
-    key: bytes | None,
-    payload: bytes | None,
-    headers: Iterable[tuple[str, bytes | None]] | None,
-) -> DeadLetter:
-    raw = payload or b""
+def build_dead_letter(record: Record, rejected: Rejected, service: str) -> DeadLetter:
+    """`record` as a dead letter from `service`: the reason, the source topic, partition and
+    offset, and the key, headers and payload (bounded) as they came."""
+    raw = record.value or b""
     return DeadLetter(
         kind=rejected.kind,
         reason=_text(rejected.reason[:8192]),
         service=service,
-        source_topic=topic,
-        source_partition=partition,
-        source_offset=offset,
-        key_b64=base64.b64encode(key).decode() if key is not None else None,
+        source_topic=record.topic,
+        source_partition=record.partition,
+        source_offset=record.offset,
+        key_b64=base64.b64encode(record.key).decode() if record.key is not None else None,
         payload_b64=base64.b64encode(raw[:MAX_KEPT_PAYLOAD]).decode(),
         payload_size=len(raw),
-        headers={
-            k: (v or b"").decode("utf-8", errors="replace")[:1024] for k, v in (headers or ())
-        },
+        headers={k: (v or b"").decode("utf-8", errors="replace")[:1024] for k, v in record.headers},
         request_id=rejected.request_id if _is_identifier(rejected.request_id) else None,
         reply_to=rejected.reply_to,
     )

@@ -10,8 +10,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from llmops.kafka.bus import Producer, Record
 from llmops.kafka.deadletter import Rejected
+from llmops.kafka.producer import Producer
+from llmops.kafka.record import Record
 from schemas import (
     ErrorInfo,
     ErrorKind,

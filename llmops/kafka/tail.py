@@ -19,12 +19,11 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from llmops.kafka.bus import Record
 from llmops.kafka.fetchwait import AdaptiveWait, FetchWaitTuner
+from llmops.kafka.record import Record
 from llmops.kafka.security import KafkaSecurity, process_security
 from llmops.telemetry.ratelog import RejectionLog
 
@@ -98,11 +97,11 @@ class TopicTail:
                 poll_ms = min(POLL_MS, max(4 * tuner.wait_ms, MIN_POLL_MS))
                 batches = await self._consumer.getmany(timeout_ms=poll_ms)
                 taken = 0
-                for tp, raws in batches.items():
+                for raws in batches.values():
                     for raw in raws:
                         taken += 1
                         self.records += 1
-                        self._deliver(tp, raw)
+                        self._deliver(Record.from_consumer_record(raw))
                 # Catching up on the history counts as traffic: it must end quickly.
                 tuner.after_poll(taken if self.caught_up.is_set() else max(taken, 1))
                 if not self.caught_up.is_set() and await self._reached_end(partitions):
@@ -114,16 +113,7 @@ class TopicTail:
         finally:
             await self._consumer.stop()
 
-    def _deliver(self, tp: TopicPartition, raw: Any) -> None:
-        record = Record(
-            tp.topic,
-            tp.partition,
-            raw.offset,
-            raw.key,
-            raw.value,
-            list(raw.headers or ()),
-            raw.timestamp,
-        )
+    def _deliver(self, record: Record) -> None:
         try:
             self._on_record(record)
         except Exception as exc:  # one record must not end the reader (nor flood the log)

@@ -7,7 +7,8 @@ import asyncio
 import logging
 
 from llmops.config import get_settings
-from llmops.kafka.bus import BusConfig, Producer
+from llmops.kafka.config import BusConfig
+from llmops.kafka.producer import Producer
 from llmops.kafka.topics import ensure_topics, platform_topics
 from llmops.runtime import consume_until, require_trust_settings, run_service
 from services.inference.engines.factory import create_engine

@@ -24,7 +24,8 @@ from collections.abc import Callable
 from aiokafka import AIOKafkaConsumer
 
 from llmops.config import PoolConfig, Settings
-from llmops.kafka.bus import Producer
+from llmops.kafka.consumer import ConsumerLoop
+from llmops.kafka.producer import Producer
 from llmops.telemetry import metrics
 from schemas import PoolPhase, PoolStatus, utc_now
 from schemas.topics import POOL_STATUS
@@ -123,6 +124,20 @@ class Heartbeat:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(interval - (time.monotonic() - started), 0.0)):
                     await self._stopping.wait()
+
+    async def on_loop_start(self, loop: ConsumerLoop) -> None:
+        """A pool's consumer loop companion: beat its lag and in-flight work as "serving"."""
+        self.consumer = loop.consumer
+        self.in_flight = lambda: loop.in_flight
+        self.phase = "serving"
+        self.start()
+
+    def on_loop_stopping(self) -> None:
+        # Tell routers at the next beat, while in-flight work drains.
+        self.phase = "stopping"
+
+    async def on_loop_end(self) -> None:
+        await self.stop()
 
     def start(self) -> None:
         if self._task is None or self._task.done():

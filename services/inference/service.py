@@ -22,7 +22,10 @@ from typing import Any
 from opentelemetry import trace
 
 from llmops.config import PoolConfig, Settings
-from llmops.kafka.bus import BusConfig, ConsumerConfig, ConsumerLoop, Producer, Record
+from llmops.kafka.config import BusConfig
+from llmops.kafka.consumer import ConsumerConfig, ConsumerLoop, Handler, RejectHook
+from llmops.kafka.producer import Producer
+from llmops.kafka.record import Record
 from llmops.kafka.replies import (
     error_result,
     publish_result,
@@ -273,14 +276,22 @@ class PoolLoop(ConsumerLoop):
     """A pool's consumer loop with its heartbeat beside it for as long as it runs, and a watch
     on its engine: when the engine dies, the loop stops and raises EngineDiedError."""
 
-    heartbeat: Heartbeat
-    engine: Engine
+    def __init__(
+        self,
+        bus: BusConfig,
+        config: ConsumerConfig,
+        handler: Handler,
+        producer: Producer,
+        *,
+        heartbeat: Heartbeat,
+        engine: Engine,
+        on_reject: RejectHook | None = None,
+    ) -> None:
+        super().__init__(bus, config, handler, producer, on_reject, companions=[heartbeat])
+        self.heartbeat = heartbeat
+        self.engine = engine
 
     async def run(self) -> None:
-        self.heartbeat.consumer = self.consumer
-        self.heartbeat.in_flight = lambda: self.in_flight
-        self.heartbeat.phase = "serving"
-        self.heartbeat.start()
         watch = asyncio.create_task(self._watch_engine(), name="engine-watch")
         try:
             await super().run()  # raises the first task failure (EngineDiedError among them)
@@ -288,7 +299,6 @@ class PoolLoop(ConsumerLoop):
             watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watch
-            await self.heartbeat.stop()
         failure = self.engine.failure()
         if failure is not None:
             raise EngineDiedError(failure)
@@ -301,11 +311,6 @@ class PoolLoop(ConsumerLoop):
         # was answered, and raises.
         log.error("pool engine died (%s): draining, then exiting to be restarted", failure)
         self.stop()
-
-    def stop(self) -> None:
-        # Tell routers at the next beat, while in-flight work drains.
-        self.heartbeat.phase = "stopping"
-        super().stop()
 
 
 def build_worker(
@@ -335,10 +340,10 @@ def build_worker(
         ),
         worker.handle,
         producer,
+        heartbeat=heartbeat,
+        engine=engine,
         on_reject=rejection_replier(producer),
     )
-    loop.heartbeat = heartbeat
-    loop.engine = engine
     return worker, loop
 
 

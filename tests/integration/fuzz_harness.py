@@ -29,7 +29,8 @@ from aiokafka.structs import RecordMetadata
 
 from llmops.clickhouse.client import apply_migrations, ensure_database
 from llmops.config import PoolConfig, Settings
-from llmops.kafka.bus import BusConfig, Producer
+from llmops.kafka.config import BusConfig
+from llmops.kafka.producer import Producer
 from llmops.kafka.topics import ensure_topics, platform_topics
 from llmops.local.broker import start_broker
 from llmops.local.procs import free_port

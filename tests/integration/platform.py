@@ -9,7 +9,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from llmops.config import PoolConfig, Settings
-from llmops.kafka.bus import BusConfig, ConsumerLoop, Producer
+from llmops.kafka.config import BusConfig
+from llmops.kafka.consumer import ConsumerLoop
+from llmops.kafka.producer import Producer
 from llmops.kafka.topics import ensure_topics, platform_topics
 from llmops.prompts.registry import PromptSet, prompt_set_from_data
 from services.inference.engines.base import Engine

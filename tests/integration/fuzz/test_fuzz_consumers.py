@@ -36,8 +36,8 @@ import pytest
 import pytest_asyncio
 from hypothesis import HealthCheck, Phase, given, settings
 
-from llmops.kafka.bus import Record
-from llmops.kafka.deadletter import Rejected, build_dead_letter
+from llmops.kafka.deadletter import Rejected
+from llmops.kafka.record import Record
 from llmops.kafka.replies import publish_result
 from llmops.telemetry.ratelog import REJECTION_LOG_INTERVAL_S
 from schemas import InferenceResult, PoolStatus, RoutedRequest, utc_now
@@ -317,15 +317,8 @@ async def good_result(h: Harness) -> None:
 
 
 async def good_letter(h: Harness) -> None:
-    letter = build_dead_letter(
-        rejected=Rejected("not_json", "a good dead letter"),
-        service=f"good-{uuid.uuid4().hex}",
-        topic="fuzz",
-        partition=0,
-        offset=0,
-        key=None,
-        payload=b"{",
-        headers=[],
+    letter = Record("fuzz", 0, 0, None, b"{", [], 0).dead_letter(
+        Rejected("not_json", "a good dead letter"), f"good-{uuid.uuid4().hex}"
     )
     await (await h.producer.send_event(DLQ.name, letter, key=b"fuzz"))
     await wait_until(

@@ -18,7 +18,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from llmops.config import PoolConfig, Settings
-from llmops.kafka.bus import BusConfig, Producer
+from llmops.kafka.config import BusConfig
+from llmops.kafka.producer import Producer
 from llmops.kafka.topics import ensure_topics, platform_topics
 from schemas import (
     ChatMessage,

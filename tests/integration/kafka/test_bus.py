@@ -8,7 +8,10 @@ from typing import Any
 
 import pytest
 
-from llmops.kafka.bus import BusConfig, ConsumerConfig, ConsumerLoop, Producer, Record
+from llmops.kafka.config import BusConfig
+from llmops.kafka.consumer import ConsumerConfig, ConsumerLoop
+from llmops.kafka.producer import Producer
+from llmops.kafka.record import Record
 from llmops.kafka.topics import ensure_topics
 from schemas.topics import TopicSpec
 from tests.integration.router.test_pools import eventually

@@ -11,7 +11,8 @@ import uuid
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from llmops.kafka.bus import BusConfig, Producer
+from llmops.kafka.config import BusConfig
+from llmops.kafka.producer import Producer
 from llmops.sdk import LLMOpsClient
 from schemas import DeadLetter
 from schemas.topics import DLQ, REQUESTS, inference_topic

@@ -13,7 +13,8 @@ from collections import Counter
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from llmops.kafka.bus import BusConfig, Producer
+from llmops.kafka.config import BusConfig
+from llmops.kafka.producer import Producer
 from llmops.kafka.topics import ensure_topics, list_topics
 from llmops.sdk import LLMOpsClient
 from llmops.telemetry.ratelog import REJECTION_LOG_INTERVAL_S

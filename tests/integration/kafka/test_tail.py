@@ -8,7 +8,9 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from llmops.kafka.bus import BusConfig, Producer, Record
+from llmops.kafka.config import BusConfig
+from llmops.kafka.producer import Producer
+from llmops.kafka.record import Record
 from llmops.kafka.tail import TopicTail
 from llmops.kafka.topics import ensure_topics
 from schemas import utc_now

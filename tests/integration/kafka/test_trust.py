@@ -26,7 +26,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from llmops.clickhouse.client import connect
 from llmops.config import PoolConfig
-from llmops.kafka.bus import BusConfig, Producer
+from llmops.kafka.config import BusConfig
+from llmops.kafka.producer import Producer
 from llmops.kafka.signing import SigningKeys
 from llmops.kafka.topics import ensure_topics, list_topics
 from llmops.sdk import LLMOpsClient

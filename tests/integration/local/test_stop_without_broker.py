@@ -13,7 +13,10 @@ from pathlib import Path
 import pytest
 from aiokafka.errors import KafkaConnectionError
 
-from llmops.kafka.bus import BusConfig, ConsumerConfig, ConsumerLoop, Producer, Record
+from llmops.kafka.config import BusConfig
+from llmops.kafka.consumer import ConsumerConfig, ConsumerLoop
+from llmops.kafka.producer import Producer
+from llmops.kafka.record import Record
 from llmops.kafka.topics import ensure_topics
 from llmops.local.broker import start_broker
 from llmops.local.procs import free_port

@@ -24,7 +24,9 @@ from pathlib import Path
 import pytest
 
 from llmops.config import PoolConfig, Settings
-from llmops.kafka.bus import BusConfig, ConsumerLoop, Producer
+from llmops.kafka.config import BusConfig
+from llmops.kafka.consumer import ConsumerLoop
+from llmops.kafka.producer import Producer
 from llmops.kafka.topics import ensure_topics, platform_topics
 from llmops.prompts.registry import prompt_set_from_data
 from llmops.sdk import LLMOpsClient

@@ -15,7 +15,8 @@ from collections.abc import Callable
 import pytest
 
 from llmops.config import PoolConfig, Settings
-from llmops.kafka.bus import BusConfig, Producer
+from llmops.kafka.config import BusConfig
+from llmops.kafka.producer import Producer
 from llmops.kafka.topics import ensure_topics, platform_topics
 from llmops.prompts.registry import prompt_set_from_data
 from llmops.routing_config import RoutingConfig

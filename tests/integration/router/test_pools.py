@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from llmops.config import PoolConfig, get_settings
-from llmops.kafka.bus import Record
+from llmops.kafka.record import Record
 from llmops.kafka.tail import TopicTail
 from llmops.kafka.topics import ensure_topics
 from llmops.routing_config import RoutingConfig

@@ -16,7 +16,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from llmops.config import PoolConfig
-from llmops.kafka.bus import BusConfig, Producer
+from llmops.kafka.config import BusConfig
+from llmops.kafka.producer import Producer
 from llmops.local.procs import free_port
 from llmops.sdk import LLMOpsClient
 from llmops.telemetry.metrics import start_metrics_server

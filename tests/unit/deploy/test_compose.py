@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from llmops.kafka.bus import BusConfig
+from llmops.kafka.config import BusConfig
 from tests.deploy_kit import (
     COMPOSE_FILE,
     DOCKERFILE,

@@ -326,7 +326,7 @@ def test_scaled_objects_follow_each_pools_consumer_lag() -> None:
         assert int(meta["lagThreshold"]) == pools()[pool]["capacity"]
         assert (
             meta["offsetResetPolicy"] == "earliest"
-        )  # what our consumers do (llmops/kafka/bus.py)
+        )  # what our consumers do (llmops/kafka/consumer.py)
     assert gpu_pools <= scaled_pools
 
 

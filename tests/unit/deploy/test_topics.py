@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from llmops.kafka.bus import BusConfig
+from llmops.kafka.config import BusConfig
 from schemas.topics import CORE_TOPICS, TopicSpec, inference_topic
 from streams.app import DEFAULT_APP_ID, features_topic_spec
 from tests.deploy_kit import COMPOSE_FILE, K8S_DIR, ROOT, load_yaml, load_yaml_docs

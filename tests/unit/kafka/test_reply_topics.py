@@ -8,8 +8,9 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from llmops.kafka.bus import BusConfig, Producer
+from llmops.kafka.config import BusConfig
 from llmops.kafka.deadletter import sniff_reply_fields
+from llmops.kafka.producer import Producer
 from llmops.kafka.replies import send_reply
 from schemas import InferenceResult, PromptRequest
 from schemas.requests import REPLIES_PREFIX, is_reply_topic

@@ -19,7 +19,9 @@ import pytest
 from pydantic import SecretStr
 
 from llmops.config import Settings
-from llmops.kafka.bus import BusConfig, ConsumerConfig, ConsumerLoop, Producer
+from llmops.kafka.config import BusConfig
+from llmops.kafka.consumer import ConsumerConfig, ConsumerLoop
+from llmops.kafka.producer import Producer
 from llmops.kafka.security import KafkaSecurity, KafkaSecurityError
 from llmops.kafka.tail import TopicTail
 from streams.app import WorkerOptions, faust_settings

@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from llmops.kafka.bus import Record
-from llmops.kafka.deadletter import Rejected, build_dead_letter, sniff_reply_fields
+from llmops.kafka.deadletter import Rejected, sniff_reply_fields
+from llmops.kafka.record import Record
 from llmops.telemetry.ratelog import RateLimiter, RejectionLog
 from schemas import DeadLetter, PoolStatus, PromptRequest
 
@@ -90,15 +90,6 @@ def test_a_lone_surrogate_request_id_or_reason_still_makes_a_valid_dead_letter()
         record.decode(PromptRequest, 10_000)
     rejected = caught.value
     assert rejected.request_id is None
-    letter = build_dead_letter(
-        rejected=Rejected("schema_invalid", "bad \ud800 key", "\udc00"),
-        service="router",
-        topic="llm.requests",
-        partition=0,
-        offset=7,
-        key=None,
-        payload=payload,
-        headers=[],
-    )
+    letter = record.dead_letter(Rejected("schema_invalid", "bad \ud800 key", "\udc00"), "router")
     assert letter.reason == "bad \\ud800 key" and letter.request_id is None
     assert DeadLetter.model_validate_json(letter.to_bytes()) == letter

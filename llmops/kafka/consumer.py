@@ -1,4 +1,4 @@
-"""The Kafka adapter: a producer and one consumption loop with at-least-once commits.
+"""One consumption loop with at-least-once commits, for every service.
 
 Every service consumes the same way: decode a record, hand it to the service's handler, and
 commit its offset only once everything the handler produced for it is acknowledged by the
@@ -11,35 +11,24 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaConnectionError
-from aiokafka.structs import RecordMetadata
-from pydantic import ValidationError
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import ConsumerRecord
 
-from llmops.kafka.deadletter import (
-    Rejected,
-    build_dead_letter,
-    classify_decode_error,
-    rejection_for,
-    sniff_reply_fields,
-)
+from llmops.kafka.config import BusConfig
+from llmops.kafka.deadletter import Rejected, rejection_for
 from llmops.kafka.fetchwait import AdaptiveWait, FetchWaitTuner
 from llmops.kafka.offsets import OffsetTracker
-from llmops.kafka.security import KafkaSecurity, process_security
-from llmops.kafka.signing import SigningKeys, process_keys
+from llmops.kafka.producer import Producer
+from llmops.kafka.record import Record
 from llmops.telemetry import metrics
-from llmops.telemetry.propagation import Headers, inject_context
 from llmops.telemetry.ratelog import RejectionLog
-from schemas import DeadLetter, Event
-from schemas.topics import CONTENT_TYPE_HEADER, DLQ, EVENT_TYPE_HEADER, JSON_CONTENT_TYPE
+from schemas.topics import DLQ
 
 log = logging.getLogger(__name__)
-
-E = TypeVar("E", bound=Event)
 
 # Tansu (and small clusters) join groups in about session_timeout/2: keep it short.
 SESSION_TIMEOUT_MS = 6000
@@ -50,196 +39,9 @@ DRAIN_TIMEOUT_S = 30.0
 FULL_WAIT_S = 0.5
 # A poll ends after this long without records (or after the fetch wait, when longer).
 POLL_MS = 100
-# A stopping producer waits this long for acknowledgements before dropping what is left.
-STOP_FLUSH_S = 5.0
 # A stopping consumer's last commit gets this long: with the broker gone aiokafka retries it
 # forever, and not committing only means consuming those records again (at-least-once).
 FINAL_COMMIT_S = 5.0
-# Oversized input up to this many times the limit is still parsed to find its reply address.
-SNIFF_LIMIT_FACTOR = 16
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: Headers
-    timestamp_ms: int
-
-    @property
-    def where(self) -> str:
-        """topic[partition]@offset, as logs name a record."""
-        return f"{self.topic}[{self.partition}]@{self.offset}"
-
-    def dead_letter(self, rejected: Rejected, service: str) -> DeadLetter:
-        """This record, whole, as a dead letter from `service` with the reason."""
-        return build_dead_letter(
-            rejected=rejected,
-            service=service,
-            topic=self.topic,
-            partition=self.partition,
-            offset=self.offset,
-            key=self.key,
-            payload=self.value,
-            headers=self.headers,
-        )
-
-    def verify(self, keys: SigningKeys | None, expect: type[Event]) -> None:
-        """Raise SignatureError (a Rejected) unless the record is signed under `keys` as an
-        `expect` event; None means signing is off: nothing to check."""
-        if keys is not None:
-            keys.verify(self.topic, self.headers, self.key, self.value, expect.__name__)
-
-    def decode(self, contract: type[E], max_bytes: int) -> E:
-        """The record's value as `contract`, or Rejected with the reason and any reply address."""
-        payload = self.value or b""
-        if len(payload) > max_bytes:
-            # Parse it once anyway (bounded) to tell the app: it is waiting for an answer.
-            small_enough = len(payload) <= SNIFF_LIMIT_FACTOR * max_bytes
-            request_id, reply_to = sniff_reply_fields(payload) if small_enough else (None, None)
-            raise Rejected(
-                "oversized",
-                f"payload of {len(payload)} bytes exceeds the limit of {max_bytes}",
-                request_id,
-                reply_to,
-            )
-        try:
-            return contract.model_validate_json(payload)
-        except (ValidationError, ValueError, RecursionError) as exc:
-            rejected = classify_decode_error(payload, exc)
-            rejected.request_id, rejected.reply_to = sniff_reply_fields(payload)
-            raise rejected from exc
-
-
-@dataclass(frozen=True)
-class BusConfig:
-    bootstrap_servers: str
-    client_id: str = "llmops"
-    linger_ms: int = 1
-    acks: int | str = "all"
-    compression_type: str | None = None
-    max_request_size: int = 2 * 1_048_576
-    # aiokafka sends one request per partition at a time: bigger batches carry more of a
-    # busy partition (a reply topic has one) per round trip.
-    max_batch_size: int = 256 * 1024
-    enable_idempotence: bool = False  # aiokafka's InitProducerId fails on Tansu
-    # SASL/TLS of every client built from this config; default: this process's settings.
-    security: KafkaSecurity = field(default_factory=process_security)
-    # What `send(..., sign=True)` signs with; default: this process's signing key, if any.
-    signer: SigningKeys | None = field(default_factory=process_keys)
-
-
-def event_headers(event: Event, extra: Iterable[tuple[str, bytes]] = ()) -> Headers:
-    headers: Headers = [
-        (CONTENT_TYPE_HEADER, JSON_CONTENT_TYPE.encode()),
-        (EVENT_TYPE_HEADER, type(event).__name__.encode()),
-        *extra,
-    ]
-    return inject_context(headers)
-
-
-def _as_key(key: str | bytes | None) -> bytes | None:
-    return key.encode() if isinstance(key, str) else key
-
-
-class Producer:
-    """An async producer; `send*` return a future that resolves once the broker acknowledged."""
-
-    def __init__(self, config: BusConfig) -> None:
-        self._config = config
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=config.bootstrap_servers,
-            client_id=config.client_id,
-            acks=config.acks,
-            linger_ms=config.linger_ms,
-            compression_type=config.compression_type,
-            max_request_size=config.max_request_size,
-            max_batch_size=config.max_batch_size,
-            enable_idempotence=config.enable_idempotence,
-            **config.security.client_kwargs(),
-        )
-        self._tracked_topics: set[str] = set()
-
-    async def start(self) -> None:
-        await self._producer.start()
-
-    async def stop(self) -> None:
-        """Deliver what is pending, for at most STOP_FLUSH_S: with the broker gone, aiokafka
-        would hold each batch for its whole request timeout (40 s) and the process with it."""
-        try:
-            async with asyncio.timeout(STOP_FLUSH_S):
-                await self._producer.flush()
-        except TimeoutError:
-            log.warning(
-                "%s: broker unreachable; %gs passed, unacknowledged records dropped at stop",
-                self._config.client_id,
-                STOP_FLUSH_S,
-            )
-            # Stop the sender first: failing batches it still retries would confuse it.
-            await self._producer._sender.close()
-            self._producer._message_accumulator.fail_all(KafkaConnectionError("producer stopped"))
-        await self._producer.stop()
-
-    async def _track_topic(self, topic: str) -> None:
-        # aiokafka only adds a topic to its metadata watch list when the topic is missing
-        # from the metadata it has; topics known from the first (all-topics) fetch are
-        # dropped at the next refresh, and batches for them wait for a leader until they
-        # expire with NotLeaderForPartitionError. Watching every topic we send to avoids it.
-        await self._producer.client.add_topic(topic)
-        self._tracked_topics.add(topic)
-
-    async def send(
-        self,
-        topic: str,
-        value: bytes,
-        key: str | bytes | None = None,
-        headers: Headers | None = None,
-        partition: int | None = None,
-        sign: bool = False,
-    ) -> asyncio.Future[RecordMetadata]:
-        """`sign`: add the signature header (kafka/signing.py) when this producer has a key."""
-        if topic not in self._tracked_topics:
-            await self._track_topic(topic)
-        raw_key, headers = _as_key(key), headers or []
-        if sign and self._config.signer is not None:  # a new list: the caller's stays as given
-            headers = [*headers, self._config.signer.header(topic, headers, raw_key, value)]
-        future: asyncio.Future[RecordMetadata] = await self._producer.send(
-            topic, value=value, key=raw_key, headers=headers, partition=partition
-        )
-        return future
-
-    async def send_event(
-        self,
-        topic: str,
-        event: Event,
-        key: str | bytes | None = None,
-        extra_headers: Iterable[tuple[str, bytes]] = (),
-        exclude: set[str] | None = None,
-        sign: bool = False,
-        partition: int | None = None,
-    ) -> asyncio.Future[RecordMetadata]:
-        """JSON value, content-type and event-type headers, and the current trace context;
-        `sign` for control-plane events and results (see `send`)."""
-        value = (
-            event.to_bytes()
-            if exclude is None
-            else event.model_dump_json(exclude_none=True, exclude=exclude).encode()
-        )
-        headers = event_headers(event, extra_headers)
-        return await self.send(topic, value, key, headers, partition=partition, sign=sign)
-
-    async def flush(self) -> None:
-        await self._producer.flush()
-
-    async def __aenter__(self) -> Producer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        await self.stop()
 
 
 # A handler does the quick part of its work inline (decode, decide, enqueue sends) and
@@ -267,6 +69,20 @@ class ConsumerConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+class LoopCompanion(Protocol):
+    """Work that runs beside a consumer loop for as long as the loop runs (a pool's heartbeat,
+    the router's control plane): handed to the loop when it is built, never patched on."""
+
+    async def on_loop_start(self, loop: ConsumerLoop) -> None:
+        """Before the loop subscribes; may wait, bounded, for what consuming needs first."""
+
+    def on_loop_stopping(self) -> None:
+        """The loop was asked to stop: its in-flight work drains now."""
+
+    async def on_loop_end(self) -> None:
+        """After the loop's final commit (also when it failed)."""
+
+
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, loop: ConsumerLoop) -> None:
         self._loop = loop
@@ -288,12 +104,14 @@ class ConsumerLoop:
         handler: Handler,
         producer: Producer,
         on_reject: RejectHook | None = None,
+        companions: Sequence[LoopCompanion] = (),
     ) -> None:
         self.config = config
         self._bus = bus
         self._handler = handler
         self._producer = producer
         self._on_reject = on_reject
+        self._companions = tuple(companions)
         self._tracker = OffsetTracker()
         self._pending: set[asyncio.Future[Any]] = set()
         self._room = asyncio.Event()
@@ -325,10 +143,24 @@ class ConsumerLoop:
         return self._tracker.in_flight()
 
     def stop(self) -> None:
+        for companion in self._companions:
+            companion.on_loop_stopping()
         self._stopping.set()
 
     async def run(self) -> None:
-        """Run until `stop()`; then drain in-flight work and make a final commit."""
+        """Run until `stop()`; then drain in-flight work and make a final commit. The
+        companions start first and end last, in reverse order."""
+        started: list[LoopCompanion] = []
+        try:
+            for companion in self._companions:
+                started.append(companion)  # before its start: a start cut short still ends
+                await companion.on_loop_start(self)
+            await self._consume()
+        finally:
+            for companion in reversed(started):
+                await companion.on_loop_end()
+
+    async def _consume(self) -> None:
         self.consumer.subscribe(list(self.config.topics), listener=_Rebalance(self))
         await self.consumer.start()
         tuner = FetchWaitTuner(
@@ -355,8 +187,8 @@ class ConsumerLoop:
                 tuner.after_poll(
                     sum(len(records) for records in batches.values()) + self._tracker.in_flight()
                 )
-                for tp, raw in ((tp, raw) for tp, records in batches.items() for raw in records):
-                    if not await self._take(tp, raw):
+                for raw in (raw for records in batches.values() for raw in records):
+                    if not await self._take(raw):
                         break
             await self._drain()
         finally:
@@ -409,25 +241,16 @@ class ConsumerLoop:
             self.consumer.resume(*self.consumer.assignment())
             self._paused = False
 
-    async def _take(self, tp: TopicPartition, raw: Any) -> bool:
+    async def _take(self, raw: ConsumerRecord[bytes, bytes]) -> bool:
         """Dispatch a fetched record once there is room for it; False if stopping first."""
         while self._tracker.in_flight() >= self.config.max_in_flight:
             if self._stopping.is_set():
                 return False
             await self._wait_for_room()
-        await self._dispatch(tp, raw)
+        await self._dispatch(Record.from_consumer_record(raw))
         return True
 
-    async def _dispatch(self, tp: TopicPartition, raw: Any) -> None:
-        record = Record(
-            tp.topic,
-            tp.partition,
-            raw.offset,
-            raw.key,
-            raw.value,
-            list(raw.headers or ()),
-            raw.timestamp,
-        )
+    async def _dispatch(self, record: Record) -> None:
         self._tracker.start(record.topic, record.partition, record.offset)
         consumed = self._consumed.get(record.topic)
         if consumed is None:  # the labelled child once per topic, not a lookup per record
