@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import pydantic_core
 from pydantic import (
     AliasChoices,
     BaseModel,
@@ -20,6 +22,7 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
+    JsonConfigSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
@@ -32,6 +35,8 @@ EngineKind = Literal["transformers", "fake", "vllm"]
 # What stored text fields keep (streams/privacy.py); "redacted" joins once PII detection exists.
 StoreText = Literal["raw", "none"]
 CONFIG_FILE_ENV = "LLMOPS_CONFIG"
+# The effective settings of a parent process (`llmops up`), as JSON, for its children.
+SETTINGS_FILE_ENV = "LLMOPS_SETTINGS_FILE"
 KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
@@ -325,14 +330,47 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Precedence: explicit arguments > environment > YAML file named by LLMOPS_CONFIG.
+        # Precedence: explicit arguments > environment > the settings file a parent wrote
+        # (LLMOPS_SETTINGS_FILE) > YAML file named by LLMOPS_CONFIG.
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        settings_file = os.environ.get(SETTINGS_FILE_ENV)
+        if settings_file:
+            if not Path(settings_file).is_file():
+                raise FileNotFoundError(f"{SETTINGS_FILE_ENV}={settings_file} does not exist")
+            sources.append(JsonConfigSettingsSource(settings_cls, json_file=settings_file))
         config_file = os.environ.get(CONFIG_FILE_ENV)
         if config_file:
             if not Path(config_file).is_file():
                 raise FileNotFoundError(f"{CONFIG_FILE_ENV}={config_file} does not exist")
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
         return tuple(sources)
+
+
+def _revealed(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, dict):
+        return {key: _revealed(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_revealed(item) for item in value]
+    return value
+
+
+def write_settings_file(settings: Settings, path: Path) -> Path:
+    """Every field of `settings` (secrets included, nested pools and routing alike) as JSON
+    in `path`, mode 0600 from the first byte, replaced whole: what LLMOPS_SETTINGS_FILE
+    loads back into the same settings."""
+    text = pydantic_core.to_json(_revealed(settings.model_dump()), indent=2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(text)
+        os.replace(staging, path)  # readers never see half a file
+    finally:
+        staging.unlink(missing_ok=True)
+    return path
 
 
 @lru_cache(maxsize=1)

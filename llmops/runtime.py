@@ -13,7 +13,7 @@ import uvloop
 from llmops.config import Settings
 from llmops.kafka.consumer import ConsumerLoop
 from llmops.telemetry.metrics import start_metrics_server
-from llmops.telemetry.tracing import setup_telemetry, shutdown_telemetry
+from llmops.telemetry.setup import setup_telemetry, shutdown_telemetry
 
 log = logging.getLogger(__name__)
 
@@ -28,15 +28,18 @@ def configure_logging(service: str) -> None:
 
 
 def run_service(
-    service: str, main: Callable[[asyncio.Event], Awaitable[None]], metrics_port: int = 0
+    service: str,
+    main: Callable[[asyncio.Event], Awaitable[None]],
+    metrics_port: int = 0,
+    *,
+    metrics_host: str,
 ) -> None:
-    """Run `main(stop)` until it returns; SIGINT/SIGTERM set `stop` for a clean drain."""
+    """Run `main(stop)` until it returns; SIGINT/SIGTERM set `stop` for a clean drain.
+    /metrics listens on `metrics_host:metrics_port` (the settings' host), none on port 0."""
     configure_logging(service)
     setup_telemetry(service)
     if metrics_port:
-        from llmops.config import get_settings
-
-        start_metrics_server(metrics_port, get_settings().metrics_host)
+        start_metrics_server(metrics_port, metrics_host)
 
     async def runner() -> None:
         stop = asyncio.Event()

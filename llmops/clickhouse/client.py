@@ -217,6 +217,16 @@ def apply_migrations(client: Client, directory: Path = MIGRATIONS_DIR) -> list[s
     return done
 
 
+def migrate(url: str, *, login: tuple[str, str] | None = None) -> list[str]:
+    """Create the database `url` names if missing and apply the migrations not applied yet;
+    returns the names applied now. The one way every process (CLI, stack, workers) migrates."""
+    client = ensure_database(url, login=login)
+    try:
+        return apply_migrations(client)
+    finally:
+        client.close()
+
+
 # ---------------------------------------------------------------- inserts
 
 

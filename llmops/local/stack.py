@@ -14,10 +14,11 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from pydantic import SecretStr
 from rich.console import Console
 
-from llmops.clickhouse.client import apply_migrations, ensure_database, login_for
-from llmops.config import Settings
+from llmops.clickhouse.client import login_for, migrate
+from llmops.config import SETTINGS_FILE_ENV, Settings, write_settings_file
 from llmops.kafka.topics import ensure_topics, platform_topics
 from llmops.local.broker import start_broker
 from llmops.local.procs import stop_process
@@ -26,10 +27,11 @@ from llmops.local.supervisor import Child, Supervisor, python_child
 from llmops.runtime import require_trust_settings
 from llmops.secretfile import embedded_signing_key
 from schemas import utc_now
-from schemas.topics import TopicSpec
+from schemas.topics import STREAMS_APP_ID, TopicSpec
 
 log = logging.getLogger(__name__)
 LOOPBACK = "127.0.0.1"
+CHILD_SETTINGS_FILE = "settings.json"  # in the data dir, where the stack's secrets live
 # Said when the embedded broker dies: its storage is memory, so this is gone for good.
 BROKER_MEMORY_LOSS = (
     "everything it held in memory: every topic with the requests and replies in flight, "
@@ -176,6 +178,7 @@ class LocalStack:
                             self.addresses.clickhouse_url,
                             self.log_dir / "traces.log",
                             env={
+                                SETTINGS_FILE_ENV: str(self.write_child_settings()),
                                 "LLMOPS_DATA_DIR": str(self.data_dir),
                                 "LLMOPS_STORE_PORT": str(s.store_port),
                             },
@@ -207,9 +210,9 @@ class LocalStack:
     def _all_topics(self) -> list[TopicSpec]:
         """Every topic of the platform, the metrics worker's own repartition topic included."""
         from streams.__main__ import APP_ID_ENV
-        from streams.app import DEFAULT_APP_ID, WorkerOptions, topics_needed
+        from streams.worker import WorkerOptions, topics_needed
 
-        options = WorkerOptions(app_id=os.environ.get(APP_ID_ENV, DEFAULT_APP_ID))
+        options = WorkerOptions(app_id=os.environ.get(APP_ID_ENV, STREAMS_APP_ID))
         specs = {t.name: t for t in platform_topics(p.name for p in self.settings.pools)}
         specs.update((t.name, t) for t in topics_needed(options))
         return list(specs.values())
@@ -220,9 +223,7 @@ class LocalStack:
         with self.console.status("creating topics and applying ClickHouse migrations ..."):
             created = ensure_topics(self.addresses.kafka, platform_topics(pools))
             url = self.addresses.clickhouse_url
-            client = ensure_database(url, login=login_for(url, self.settings))
-            applied = apply_migrations(client)
-            client.close()
+            applied = migrate(url, login=login_for(url, self.settings))
         self.console.print(
             f"[green]✓[/] topics: {len(created)} created; migrations: {len(applied)} applied "
             f"({time.monotonic() - started:.1f}s)"
@@ -238,8 +239,32 @@ class LocalStack:
                 f"[green]✓[/] model {model} ready ({time.monotonic() - started:.1f}s)"
             )
 
+    def child_settings(self) -> Settings:
+        """The settings every child runs with: ours, whether given by YAML, env or defaults,
+        with the addresses, data dir and signing key the stack decided."""
+        s = self.settings
+        update: dict[str, object] = {
+            "kafka_bootstrap_servers": self.addresses.kafka,
+            "clickhouse_url": self.addresses.clickhouse_url,
+            "otel_exporter_otlp_endpoint": self.addresses.otlp_endpoint,
+            "data_dir": self.data_dir,
+        }
+        if s.prompts_file is not None:
+            update["prompts_file"] = s.prompts_file.resolve()  # children may start elsewhere
+        if s.signing != "off" and s.signing_key is None and self.embedded:
+            update["signing_key"] = SecretStr(embedded_signing_key(self.data_dir))
+        return s.model_copy(update=update)
+
+    def write_child_settings(self) -> Path:
+        """The children's settings file (0600: it holds the secrets), written afresh."""
+        return write_settings_file(self.child_settings(), self.data_dir / CHILD_SETTINGS_FILE)
+
     def service_env(self) -> dict[str, str]:
         env = {
+            # Every setting, nested pools and routing included, however it was given to us.
+            SETTINGS_FILE_ENV: str(self.write_child_settings()),
+            # The stack's own choices also go as variables: they beat those the children
+            # inherit from our environment (which rank above the file).
             "KAFKA_BOOTSTRAP_SERVERS": self.addresses.kafka,
             "CLICKHOUSE_URL": self.addresses.clickhouse_url,
             "LLMOPS_DATA_DIR": str(self.data_dir),
@@ -251,20 +276,6 @@ class LocalStack:
         }
         if self.addresses.otlp_endpoint:
             env["OTEL_EXPORTER_OTLP_ENDPOINT"] = self.addresses.otlp_endpoint
-        # Children see the effective settings, however they were given to us.
-        s = self.settings
-        env["LLMOPS_POOLS"] = json.dumps([p.model_dump() for p in s.pools])
-        for name in (
-            "max_message_bytes",
-            "default_deadline_s",
-            "metrics_window_s",
-            "sink_batch_size",
-            "sink_flush_s",
-            "commit_interval_s",
-        ):
-            env[f"LLMOPS_{name.upper()}"] = str(getattr(s, name))
-        if s.prompts_file is not None:
-            env["LLMOPS_PROMPTS_FILE"] = str(s.prompts_file.resolve())
         env.update(self.signing_env())
         return env
 

@@ -54,7 +54,9 @@ def main() -> None:
                 await engine.stop()
 
     try:
-        run_service(f"inference-{pool.name}", serve, args.metrics_port)
+        run_service(
+            f"inference-{pool.name}", serve, args.metrics_port, metrics_host=settings.metrics_host
+        )
     except EngineDiedError as exc:
         log.error("pool %s exits: its engine died (%s)", pool.name, exc)
         raise SystemExit(EXIT_ENGINE_DIED) from None

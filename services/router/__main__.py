@@ -50,4 +50,4 @@ def metrics_port() -> int:
 
 if __name__ == "__main__":
     require_trust_settings(get_settings())
-    run_service("router", main, metrics_port())
+    run_service("router", main, metrics_port(), metrics_host=get_settings().metrics_host)

@@ -49,15 +49,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    url = args.clickhouse_url or Settings().clickhouse_url
+    settings = Settings()
+    url = args.clickhouse_url or settings.clickhouse_url
 
     async def run(stop: asyncio.Event) -> None:
         if args.migrate:
-            from llmops.clickhouse.client import apply_migrations, ensure_database
+            from llmops.clickhouse.client import migrate
 
-            client = ensure_database(url)
-            applied = await asyncio.to_thread(apply_migrations, client)
-            client.close()
+            applied = await asyncio.to_thread(migrate, url)
             log.info("migrations applied: %s", applied or "none new")
         sink = ClickHouseSink(url)
         waiting = max(args.max_waiting_spans, args.batch_spans)
@@ -68,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             sink.close()
 
-    run_service("traces", run, args.metrics_port)
+    run_service("traces", run, args.metrics_port, metrics_host=settings.metrics_host)
 
 
 if __name__ == "__main__":
