@@ -31,17 +31,20 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.trace import SpanKind
 
+# Run as a script: the test kit (memory spans) comes from the checkout itself.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from llmops.clickhouse.client import apply_migrations, connect, ensure_database
 from llmops.local.clickhouse_server.launcher import service_url, start_store, stop_store
 from llmops.local.otlp_receiver.batcher import DEFAULT_FLUSH_MS
 from llmops.local.otlp_receiver.launcher import start_traces, stop_traces
 from llmops.local.procs import free_port
-from llmops.telemetry.tracing import (
+from llmops.telemetry.conventions import (
     genai_request_attributes,
     genai_response_attributes,
-    memory_tracer_provider,
     messaging_attributes,
 )
+from tests.telemetry_kit import memory_tracer_provider
 
 
 @dataclass

@@ -28,7 +28,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind, StatusCode, TracerProvider
+from opentelemetry.trace import Span, TracerProvider
 
 from llmops.kafka.config import BusConfig
 from llmops.kafka.deadletter import classify_decode_error
@@ -36,14 +36,15 @@ from llmops.kafka.fetchwait import AdaptiveWait, FetchWaitTuner
 from llmops.kafka.producer import Producer
 from llmops.kafka.security import process_security
 from llmops.kafka.topics import delete_topics, ensure_topics
-from llmops.telemetry.propagation import header_value
-from llmops.telemetry.ratelog import RejectionLog
-from llmops.telemetry.tracing import (
+from llmops.telemetry.conventions import (
     genai_request_attributes,
     genai_response_attributes,
     genai_span_name,
-    producer_span,
+    llmops_attributes,
 )
+from llmops.telemetry.propagation import header_value
+from llmops.telemetry.ratelog import RejectionLog
+from llmops.telemetry.spans import producer_span, record_failure, start_client_span
 from schemas import (
     ChatMessage,
     InferenceResult,
@@ -229,7 +230,7 @@ class LLMOpsClient:
                     self._tracer,
                     REQUESTS.name,
                     key=request.sticky_key,
-                    attributes={"llmops.request_id": request.request_id},
+                    attributes=llmops_attributes(request_id=request.request_id),
                 ),
             ):
                 ack = await self._producer.send_event(
@@ -258,18 +259,15 @@ class LLMOpsClient:
             stream=request.stream,
         )
         attributes.update(
-            {
-                "llmops.request_id": request.request_id,
-                "llmops.app": request.app,
-                "llmops.tenant": request.tenant,
-            }
+            llmops_attributes(
+                request_id=request.request_id,
+                app=request.app,
+                tenant=request.tenant,
+                prompt_name=request.prompt.name if request.prompt is not None else None,
+            )
         )
-        if request.prompt is not None:
-            attributes["llmops.prompt.name"] = request.prompt.name
-        return self._tracer.start_span(
-            genai_span_name("chat", request.model or ""),
-            kind=SpanKind.CLIENT,
-            attributes=attributes,
+        return start_client_span(
+            self._tracer, genai_span_name("chat", request.model or ""), attributes
         )
 
     async def generate(
@@ -408,13 +406,9 @@ def _end_span_with_result(pending: _Pending, result: InferenceResult) -> None:
             response_id=result.request_id,
         )
     )
-    if result.pool is not None:
-        span.set_attribute("llmops.pool", result.pool)
-    if result.variant is not None:
-        span.set_attribute("llmops.variant", result.variant)
+    span.set_attributes(llmops_attributes(pool=result.pool, variant=result.variant))
     if result.error is not None:
-        span.set_attribute("error.type", result.error.kind)
-        span.set_status(StatusCode.ERROR, result.error.message)
+        record_failure(span, result.error.kind, result.error.message)
     span.end()
 
 
@@ -423,6 +417,5 @@ def _end_span(pending: _Pending, error_type: str, message: str) -> None:
     span, pending.span = pending.span, None
     if span is None:
         return
-    span.set_attribute("error.type", error_type)
-    span.set_status(StatusCode.ERROR, message)
+    record_failure(span, error_type, message)
     span.end()

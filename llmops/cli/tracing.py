@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from llmops.config import Settings
-from llmops.telemetry.tracing import setup_telemetry
+from llmops.telemetry.setup import setup_telemetry
 
 LOOPBACK = "127.0.0.1"
 

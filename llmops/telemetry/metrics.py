@@ -12,15 +12,19 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 
-from schemas.responses import Timings
+if TYPE_CHECKING:  # annotations only: the store imports the buckets without the schemas
+    from schemas.responses import Timings
 
 NAMESPACE = "llmops"
 
-# Seconds; from a fast routing decision (~ms) to a long generation (minutes).
-LATENCY_BUCKETS = (
+# Seconds; from a fast routing decision (~ms) to a long generation (minutes). The one set of
+# latency edges: every histogram of seconds (the store's too) uses it or a range of it, so
+# quantiles from different services line up.
+LATENCY_BUCKETS: tuple[float, ...] = (
     0.001,
     0.0025,
     0.005,
@@ -39,6 +43,17 @@ LATENCY_BUCKETS = (
     120.0,
     300.0,
 )
+
+
+def latency_buckets(up_to: float, *, sub_millisecond: bool = False) -> tuple[float, ...]:
+    """LATENCY_BUCKETS up to `up_to` (an edge of the set) for what never takes longer;
+    `sub_millisecond` adds one edge at half the first (0.5 ms) for what is often faster than
+    a routing decision (a GPU step, a cached query)."""
+    if up_to not in LATENCY_BUCKETS:
+        raise ValueError(f"{up_to} is not a latency bucket edge")
+    finer = (LATENCY_BUCKETS[0] / 2,) if sub_millisecond else ()
+    return finer + tuple(edge for edge in LATENCY_BUCKETS if edge <= up_to)
+
 
 RECORDS_CONSUMED = Counter(
     "records_consumed",
@@ -81,8 +96,8 @@ IN_FLIGHT = Gauge(
 
 # --- the request path: router and pools -----------------------------------------------------
 
-# Seconds per output token: from a fast GPU step (~ms) to a slow CPU one.
-STEP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+# Seconds per output token: from a fast GPU step (under a ms) to a slow CPU one (seconds).
+STEP_BUCKETS = latency_buckets(2.5, sub_millisecond=True)
 ROUTED = Counter(
     "routed",
     "Requests routed to a pool, by pool and the kind of reason (cheapest_healthy, "

@@ -34,7 +34,13 @@ from llmops.kafka.replies import (
     settle_best_effort,
 )
 from llmops.telemetry import metrics
-from llmops.telemetry.tracing import consumer_span
+from llmops.telemetry.conventions import (
+    genai_request_attributes,
+    genai_response_attributes,
+    genai_span_name,
+    llmops_attributes,
+)
+from llmops.telemetry.spans import consumer_span
 from schemas import (
     ErrorInfo,
     FinishReason,
@@ -117,19 +123,20 @@ class InferenceWorker:
             raise EngineDiedError(failure)
         with consumer_span(
             tracer,
-            f"chat {routed.model}",
+            genai_span_name("chat", routed.model),
             record.headers,
             record.topic,
             record.partition,
             record.offset,
             attributes={
-                "gen_ai.operation.name": "chat",
-                "gen_ai.provider.name": self._pool.provider,
-                "gen_ai.request.model": routed.model,
-                "gen_ai.request.max_tokens": request.sampling.max_tokens,
-                "gen_ai.request.temperature": request.sampling.temperature,
-                "llmops.request_id": request.request_id,
-                "llmops.pool": self._pool.name,
+                **genai_request_attributes(
+                    "chat",
+                    self._pool.provider,
+                    routed.model,
+                    request.sampling.max_tokens,
+                    request.sampling.temperature,
+                ),
+                **llmops_attributes(request_id=request.request_id, pool=self._pool.name),
             },
         ) as span:
             result = await self._generate(routed, consumed_at)
@@ -141,12 +148,12 @@ class InferenceWorker:
                 error=result.error is not None and result.error.kind != "invalid_request",
             )
             span.set_attributes(
-                {
-                    "gen_ai.usage.input_tokens": result.usage.input_tokens,
-                    "gen_ai.usage.output_tokens": result.usage.output_tokens,
-                    "gen_ai.response.finish_reasons": [result.finish_reason],
-                    "gen_ai.response.model": routed.model,
-                }
+                genai_response_attributes(
+                    result.usage.input_tokens,
+                    result.usage.output_tokens,
+                    [result.finish_reason],
+                    response_model=routed.model,
+                )
             )
             if result.error is not None:
                 span.set_status(trace.StatusCode.ERROR, result.error.message)

@@ -4,23 +4,10 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-_LATENCY_BUCKETS = (
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1,
-    2.5,
-    5,
-    10,
-    30,
-)
+from llmops.telemetry.metrics import latency_buckets
+
+# A query: from a cached point read (under a ms) to a large scan (tens of seconds).
+_LATENCY_BUCKETS = latency_buckets(30.0, sub_millisecond=True)
 
 
 class StoreMetrics:

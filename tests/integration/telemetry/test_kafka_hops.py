@@ -20,7 +20,8 @@ from llmops.cli.traces import TRACE_QUERY, rows_as_dicts, trace_tree
 from llmops.clickhouse.client import apply_migrations, connect, ensure_database
 from llmops.local.otlp_receiver.launcher import start_traces, stop_traces
 from llmops.local.procs import free_port
-from llmops.telemetry.tracing import build_resource, consumer_span, producer_headers, producer_span
+from llmops.telemetry.setup import build_resource
+from llmops.telemetry.spans import consumer_span, producer_headers, producer_span
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,9 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from llmops.config import FakePool
 from llmops.sdk import LLMOpsClient
-from tests.telemetry_kit import install_memory_exporter
 from services.inference.engines.fake import FakeEngine, FakeEngineConfig
 from tests.integration.platform import running_platform
+from tests.telemetry_kit import install_memory_exporter
 
 pytestmark = pytest.mark.integration
 

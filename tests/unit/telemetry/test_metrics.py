@@ -5,8 +5,9 @@ from __future__ import annotations
 import urllib.request
 
 import pytest
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, CollectorRegistry
 
+from llmops.local.clickhouse_server.metrics import StoreMetrics
 from llmops.local.procs import free_port
 from llmops.telemetry import metrics
 from llmops.telemetry.metrics import (
@@ -66,3 +67,25 @@ def test_port_zero_disables_and_bad_ports_are_refused() -> None:
     assert metrics._servers == servers
     with pytest.raises(ValueError):
         start_metrics_server(70000)
+
+
+def test_bucket_edges_users_see_are_unchanged() -> None:
+    """The request-seconds edges are what dashboards and alerts are written against."""
+    assert metrics.LATENCY_BUCKETS == (
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+        60.0, 120.0, 300.0,
+    )  # fmt: skip
+    assert metrics.STEP_BUCKETS == (
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    )  # fmt: skip
+    assert StoreMetrics(CollectorRegistry()).latency._upper_bounds == [
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        30.0, float("inf"),
+    ]  # fmt: skip
+
+
+def test_latency_ranges_come_from_the_one_set() -> None:
+    assert metrics.latency_buckets(0.01) == (0.001, 0.0025, 0.005, 0.01)
+    assert metrics.latency_buckets(300.0) == metrics.LATENCY_BUCKETS
+    with pytest.raises(ValueError, match="not a latency bucket edge"):
+        metrics.latency_buckets(3.0)

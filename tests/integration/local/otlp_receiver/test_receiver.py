@@ -25,13 +25,9 @@ from llmops.cli.traces import TRACE_COLUMNS, TRACE_QUERY, rows_as_dicts, trace_t
 from llmops.clickhouse.client import apply_migrations, connect, ensure_database
 from llmops.local.otlp_receiver.launcher import start_traces, stop_traces
 from llmops.local.procs import free_port, wait_until
-from llmops.telemetry.tracing import (
-    build_resource,
-    exporters_from_env,
-    genai_request_attributes,
-    genai_response_attributes,
-    memory_tracer_provider,
-)
+from llmops.telemetry.conventions import genai_request_attributes, genai_response_attributes
+from llmops.telemetry.setup import build_resource, exporters_from_env
+from tests.telemetry_kit import memory_tracer_provider
 
 pytestmark = pytest.mark.integration
 

@@ -31,7 +31,7 @@ from llmops.local.otlp_receiver.otlp import (
     request_rows,
     value_to_str,
 )
-from llmops.telemetry.tracing import memory_tracer_provider
+from tests.telemetry_kit import memory_tracer_provider
 
 
 def sdk_spans() -> list[ReadableSpan]:

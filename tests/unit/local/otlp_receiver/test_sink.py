@@ -8,7 +8,7 @@ from opentelemetry.trace import Link
 
 from llmops.local.otlp_receiver.otlp import COLUMNS, request_rows
 from llmops.local.otlp_receiver.sink import ARROW_SCHEMA, rows_to_arrow
-from llmops.telemetry.tracing import memory_tracer_provider
+from tests.telemetry_kit import memory_tracer_provider
 
 
 def rows() -> list[tuple[object, ...]]:
