@@ -72,7 +72,14 @@ from engine_streams import (
 from rich.console import Console
 from rich.table import Table
 
-from llmops.config import PoolConfig, Settings, VllmOptions
+from llmops.config import (
+    POOL_ADAPTER,
+    FakePool,
+    PoolConfig,
+    Settings,
+    TransformersPool,
+    VllmOptions,
+)
 from llmops.kafka.config import BusConfig
 from llmops.kafka.producer import Producer
 from llmops.kafka.record import event_headers
@@ -209,7 +216,7 @@ class LoadGenerator:
 
 async def serve_load(bootstrap: str, pool_json: str) -> None:
     """The child: one JSON command per stdin line, one JSON answer per stdout line."""
-    generator = LoadGenerator(bootstrap, PoolConfig.model_validate_json(pool_json))
+    generator = LoadGenerator(bootstrap, POOL_ADAPTER.validate_json(pool_json))
     await generator.start()
     print(json.dumps({"ready": True}), flush=True)
     try:
@@ -291,21 +298,26 @@ class LoadClient:
 
 
 def bench_pool(kind: str, args: argparse.Namespace, capacity: int) -> PoolConfig:
-    return PoolConfig(
-        name=f"bench-{kind}",
-        engine=kind,
-        model="fake" if kind == "fake" else args.model,
-        capacity=capacity,
-        fake_ttft_ms=args.fake_ttft_ms,
-        fake_tpot_ms=args.fake_tpot_ms,
-        device=args.device,
-        # vLLM on CPU: float32 like the transformers engine, no compilation (start in seconds).
-        vllm=VllmOptions(
-            dtype="float32" if args.device == "cpu" else "auto",
-            max_model_len=args.max_model_len,
-            enforce_eager=args.device == "cpu",
-            cpu_kvcache_space_gib=1 if args.device == "cpu" else None,
-        ),
+    name = f"bench-{kind}"
+    if kind == "fake":
+        return FakePool(
+            name=name,
+            model="fake",
+            capacity=capacity,
+            fake_ttft_ms=args.fake_ttft_ms,
+            fake_tpot_ms=args.fake_tpot_ms,
+        )
+    if kind == "transformers":
+        return TransformersPool(name=name, model=args.model, capacity=capacity, device=args.device)
+    # vLLM on CPU: float32 like the transformers engine, no compilation (start in seconds).
+    options = VllmOptions(
+        dtype="float32" if args.device == "cpu" else "auto",
+        max_model_len=args.max_model_len,
+        enforce_eager=args.device == "cpu",
+        cpu_kvcache_space_gib=1 if args.device == "cpu" else None,
+    )
+    return POOL_ADAPTER.validate_python(
+        {"name": name, "engine": kind, "model": args.model, "capacity": capacity, "vllm": options}
     )
 
 

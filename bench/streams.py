@@ -32,7 +32,7 @@ from kafka import KafkaProducer
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-from llmops.clickhouse.client import apply_migrations, ensure_database
+from llmops.clickhouse.client import connect, migrate
 from llmops.kafka.signing import SigningKeys
 from llmops.kafka.topics import ensure_topics
 from llmops.local.broker import start_broker
@@ -40,7 +40,7 @@ from llmops.local.clickhouse_server.launcher import service_url, start_store, st
 from llmops.local.procs import free_port
 from schemas import InferenceResult, Timings, Usage
 from schemas.topics import EVENT_TYPE_HEADER
-from streams.app import WorkerOptions, topics_needed
+from streams.worker import WorkerOptions, topics_needed
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT_S = float(os.environ.get("BENCH_TIMEOUT_S", "600"))
@@ -123,8 +123,8 @@ def measure(
     bootstrap: str, store_url: str, batch_size: int, n: int, work: Path, run: str
 ) -> Outcome:
     url = f"{store_url}/{run}"
-    client = ensure_database(url)
-    apply_migrations(client)
+    migrate(url)
+    client = connect(url)
     ensure_topics(bootstrap, topics_needed(WorkerOptions(app_id=run)))
     produce(bootstrap, make_results(run, n), run)
 

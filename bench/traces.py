@@ -34,7 +34,7 @@ from opentelemetry.trace import SpanKind
 # Run as a script: the test kit (memory spans) comes from the checkout itself.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from llmops.clickhouse.client import apply_migrations, connect, ensure_database
+from llmops.clickhouse.client import connect, migrate
 from llmops.local.clickhouse_server.launcher import service_url, start_store, stop_store
 from llmops.local.otlp_receiver.batcher import DEFAULT_FLUSH_MS
 from llmops.local.otlp_receiver.launcher import start_traces, stop_traces
@@ -160,9 +160,7 @@ def post_all(port: int, case: Case, payloads: list[bytes]) -> float:
 def run_case(case: Case, store_base: str, spans: int, log_dir: Path) -> tuple[int, float]:
     """(spans sent, spans/s stored) for one case on a fresh database and receiver."""
     url = f"{store_base}/bench_{uuid.uuid4().hex[:8]}"
-    client = ensure_database(url)
-    apply_migrations(client)
-    client.close()
+    migrate(url)
     payloads = bodies(case, spans)
     sent = len(payloads) * case.spans_per_request
     port = free_port()

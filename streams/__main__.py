@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import faust
 
+from llmops.clickhouse.client import login_for
 from llmops.config import Settings
 from llmops.kafka.topics import ensure_topics
 from llmops.runtime import require_trust_settings
@@ -61,10 +62,10 @@ def retry_until_done(what: str, action: Callable[[], object], attempts: int = 0)
             time.sleep(delay)
 
 
-def migrate(url: str) -> None:
+def migrate(url: str, login: tuple[str, str] | None) -> None:
     from llmops.clickhouse.client import migrate as migrate_store
 
-    applied = migrate_store(url)
+    applied = migrate_store(url, login=login)
     log.info("migrations applied: %s", ", ".join(applied) or "none new")
 
 
@@ -78,7 +79,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.metrics_port:
         start_metrics_server(args.metrics_port, settings.metrics_host)
     if args.migrate:
-        retry_until_done("migrations", lambda: migrate(settings.clickhouse_url))
+        url = settings.clickhouse_url
+        login = login_for(url, settings)
+        retry_until_done("migrations", lambda: migrate(url, login))
     # Created at their final size before any client asks for them: a broker that
     # auto-creates topics would make them with its default partition count.
     retry_until_done(

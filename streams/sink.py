@@ -54,13 +54,14 @@ class _Connection:
     """One clickhouse-connect client, used by one caller at a time, opened on demand and
     dropped after a failure so that the next attempt starts on a fresh connection."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, login: tuple[str, str] | None) -> None:
         self.url = url
+        self.login = login
         self._client: Any = None
 
     def client(self) -> Any:
         if self._client is None:
-            self._client = store.connect(self.url)
+            self._client = store.connect(self.url, login=self.login)
         return self._client
 
     def close(self) -> None:
@@ -99,6 +100,8 @@ class TableWriter:
         table: str,
         columns: Sequence[str],
         backoff: Backoff | None = None,
+        *,
+        login: tuple[str, str] | None = None,
     ) -> None:
         self.table = table
         self.columns = tuple(columns)
@@ -106,7 +109,7 @@ class TableWriter:
         self.rows_written = 0
         self.rows_refused = 0
         self.retries = 0  # inserts retried because the store was down
-        self._connection = _Connection(url)
+        self._connection = _Connection(url, login)
 
     async def write(self, rows: Sequence[Row]) -> list[Unstorable[Row]]:
         """Store `rows`; returns once every row is stored or refused for its values (retries
@@ -159,9 +162,11 @@ class TableWriter:
 class Reader:
     """Runs queries over its own connection, retrying like the writer."""
 
-    def __init__(self, url: str, backoff: Backoff | None = None) -> None:
+    def __init__(
+        self, url: str, backoff: Backoff | None = None, *, login: tuple[str, str] | None = None
+    ) -> None:
         self.backoff = backoff or Backoff()
-        self._connection = _Connection(url)
+        self._connection = _Connection(url, login)
 
     async def rows(self, sql: str, parameters: Mapping[str, Any]) -> list[dict[str, Any]]:
         result = await self.call(

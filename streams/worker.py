@@ -40,6 +40,7 @@ from typing import Any
 
 import faust
 
+from llmops.clickhouse.client import login_for
 from llmops.config import Settings
 from llmops.kafka.security import KafkaSecurity
 from llmops.kafka.signing import keys_from_settings
@@ -138,6 +139,7 @@ class MetricsWorker:
         self.tracer = get_tracer("llmops.streams")
         delivery = Delivery(app, settings.sink_batch_size, settings.sink_flush_s)
         url = settings.clickhouse_url
+        login = login_for(url, settings)  # where the URL names no user
         features_topic = response_features_topic(options.app_id).name
         context = SinkContext(
             text_policy(settings.store_text), keys_from_settings(settings), features_topic
@@ -150,7 +152,7 @@ class MetricsWorker:
                 sink_converter(
                     sink.rejects, self.tracer, options.app_id, settings.max_message_bytes
                 ),
-                TableWriter(url, sink.table, sink.columns),
+                TableWriter(url, sink.table, sink.columns, login=login),
                 delivery,
                 self.tracer,
             )
@@ -161,13 +163,13 @@ class MetricsWorker:
             features_topic,
             window_accumulator(settings, options),
             options.tick_s or min(1.0, settings.metrics_window_s / 2),
-            TableWriter(url, rows.METRIC_WINDOWS_TABLE, rows.METRIC_WINDOW_COLUMNS),
-            Reader(url),
+            TableWriter(url, rows.METRIC_WINDOWS_TABLE, rows.METRIC_WINDOW_COLUMNS, login=login),
+            Reader(url, login=login),
             delivery,
             self.tracer,
         )
         # Its own connection: retried until migrations ran, it must not drop the seeding's.
-        self.retention_reader = Reader(url)
+        self.retention_reader = Reader(url, login=login)
 
     def register(self) -> None:
         for sink in self.sinks.values():

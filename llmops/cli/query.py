@@ -20,9 +20,11 @@ def query(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON rows")] = False,
 ) -> None:
     """Run SQL against ClickHouse (CLICKHOUSE_URL) and print the rows."""
-    from llmops.clickhouse.client import connect
+    from llmops.clickhouse.client import connect, login_for
 
-    client = connect(get_settings().clickhouse_url)
+    settings = get_settings()
+    url = settings.clickhouse_url
+    client = connect(url, login=login_for(url, settings))
     try:
         result = client.query(sql)
     finally:
@@ -40,9 +42,12 @@ def query(
 @commands.command()
 def migrate() -> None:
     """Create the database named in CLICKHOUSE_URL and apply the migrations (idempotent)."""
+    from llmops.clickhouse.client import login_for
     from llmops.clickhouse.client import migrate as migrate_store
 
-    applied = migrate_store(get_settings().clickhouse_url)
+    settings = get_settings()
+    url = settings.clickhouse_url
+    applied = migrate_store(url, login=login_for(url, settings))
     console.print(
         f"[green]✓[/] {len(applied)} migrations applied"
         + (f": {', '.join(applied)}" if applied else "")

@@ -11,6 +11,7 @@ import typer
 
 from llmops.cli.console import console
 from llmops.cli.errors import require_kafka
+from llmops.clickhouse.client import login_for
 from llmops.config import get_settings
 
 commands = typer.Typer()
@@ -48,6 +49,7 @@ def up(
                 demo_requests,
                 started,
                 traces_endpoint=addresses.otlp_endpoint,
+                clickhouse_login=login_for(addresses.clickhouse_url, settings),
             )
             if exit_after_demo:
                 return
@@ -83,13 +85,22 @@ def _demo(
     requests: int,
     started: float | None = None,
     traces_endpoint: str | None = None,
+    clickhouse_login: tuple[str, str] | None = None,
 ) -> int:
     from llmops.cli.tracing import app_tracing
     from llmops.local.demo.traffic import render_report, run_demo, timeline
 
     # The app side of each trace: its root spans, to OTEL_* or the embedded receiver.
     with app_tracing("llmops-demo", traces_endpoint):
-        report = asyncio.run(run_demo(bootstrap, clickhouse_url, console, requests=requests))
+        report = asyncio.run(
+            run_demo(
+                bootstrap,
+                clickhouse_url,
+                console,
+                requests=requests,
+                clickhouse_login=clickhouse_login,
+            )
+        )
     render_report(report, console)
     if started is not None:
         console.print(timeline(report, started, time.monotonic()))
@@ -114,5 +125,6 @@ def demo(
             settings.clickhouse_url,
             requests,
             traces_endpoint=embedded_receiver(settings),
+            clickhouse_login=login_for(settings.clickhouse_url, settings),
         )
     )

@@ -23,7 +23,7 @@ from clickhouse_connect.driver.binding import quote_identifier
 from clickhouse_connect.driver.client import Client
 
 from llmops.clickhouse.credentials import SERVICE_USER, load_credentials
-from llmops.config import Settings, get_settings
+from llmops.config import Settings
 
 # Package data beside this module: found the same way from a wheel or an editable checkout.
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -62,14 +62,14 @@ def with_database(url: str, database: str) -> str:
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
-def login_for(url: str, settings: Settings | None = None) -> tuple[str, str] | None:
+def login_for(url: str, settings: Settings) -> tuple[str, str] | None:
     """Who connects to `url` when it carries no user: CLICKHOUSE_USER/PASSWORD if set, else,
     for the embedded store (loopback, its port), the service account of data_dir. None: the
-    URL's own user:password (or clickhouse-connect's defaults) apply."""
+    URL's own user:password (or clickhouse-connect's defaults) apply. Processes pass what it
+    returns as `login` to `connect`, `ensure_database` and `migrate`."""
     parts = urlsplit(url)
     if parts.username is not None:
         return None
-    settings = settings or get_settings()
     if settings.clickhouse_user is not None or settings.clickhouse_password is not None:
         return settings.clickhouse_user or SERVICE_USER, settings.clickhouse_password or ""
     if parts.hostname not in _LOOPBACK or parts.port != settings.store_port:
@@ -83,8 +83,9 @@ def login_for(url: str, settings: Settings | None = None) -> tuple[str, str] | N
 def connect(url: str, *, login: tuple[str, str] | None = None, **kwargs: Any) -> Client:
     """A client for `url` (http(s)://[user:password@]host:port/dbname[?setting=value]).
 
-    A URL without user:password logs in as `login` (user, password) or, if None, as
-    `login_for` says with the process's settings. Compression is on; no HTTP
+    A URL without user:password logs in as `login` (user, password; `login_for` finds it
+    from the caller's settings) or, if None, as clickhouse-connect's defaults. Compression is
+    on; no HTTP
     session is pinned, so one client may serve several threads (a ClickHouse session admits
     one query at a time). kwargs go to clickhouse-connect.
     """
@@ -92,7 +93,6 @@ def connect(url: str, *, login: tuple[str, str] | None = None, **kwargs: Any) ->
     if scheme not in ("http", "https"):
         raise ValueError(f"ClickHouse URL must be http:// or https://, got {url!r}")
     options: dict[str, Any] = {"compress": True, "autogenerate_session_id": False}
-    login = login or login_for(url)
     if login is not None and urlsplit(url).username is None:
         options["username"], options["password"] = login
     options.update(kwargs)
@@ -107,7 +107,6 @@ def ensure_database(url: str, *, login: tuple[str, str] | None = None) -> Client
         raise ValueError(
             f"name a database of our own in the ClickHouse URL (…/llmops), not {database!r}: {url}"
         )
-    login = login or login_for(url)  # one look at the credentials file for both clients
     admin = connect(with_database(url, "default"), login=login)
     try:
         admin.command(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(database)}")

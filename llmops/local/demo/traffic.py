@@ -97,8 +97,10 @@ async def _one(
             )
 
 
-def count_rows(clickhouse_url: str, request_ids: list[str]) -> int:
-    client = connect(clickhouse_url)
+def count_rows(
+    clickhouse_url: str, request_ids: list[str], login: tuple[str, str] | None = None
+) -> int:
+    client = connect(clickhouse_url, login=login)
     try:
         found = client.query(
             "SELECT uniqExact(request_id) FROM responses WHERE request_id IN {ids:Array(String)}",
@@ -109,11 +111,16 @@ def count_rows(clickhouse_url: str, request_ids: list[str]) -> int:
         client.close()
 
 
-async def wait_for_rows(clickhouse_url: str, request_ids: list[str], timeout_s: float) -> int:
+async def wait_for_rows(
+    clickhouse_url: str,
+    request_ids: list[str],
+    timeout_s: float,
+    login: tuple[str, str] | None = None,
+) -> int:
     deadline = time.monotonic() + timeout_s
     rows = 0
     while time.monotonic() < deadline:
-        rows = await asyncio.to_thread(count_rows, clickhouse_url, request_ids)
+        rows = await asyncio.to_thread(count_rows, clickhouse_url, request_ids, login)
         if rows >= len(request_ids):
             break
         await asyncio.sleep(0.5)
@@ -130,7 +137,10 @@ async def run_demo(
     max_tokens: int = 24,
     timeout_s: float = 300.0,
     rows_timeout_s: float = 60.0,
+    clickhouse_login: tuple[str, str] | None = None,
 ) -> DemoReport:
+    """Send demo traffic; check every reply and that its row reached ClickHouse (logging in
+    as `clickhouse_login` where the URL names no user)."""
     started = time.perf_counter()
     first_reply_at: float | None = None
     async with LLMOpsClient(bootstrap, app="demo", timeout_s=timeout_s) as client:
@@ -148,7 +158,11 @@ async def run_demo(
     wall = time.perf_counter() - started
     answered = [o.request_id for o in outcomes if o.result is not None]
     with console.status("waiting for the rows to reach ClickHouse ..."):
-        rows = await wait_for_rows(clickhouse_url, answered, rows_timeout_s) if answered else 0
+        rows = (
+            await wait_for_rows(clickhouse_url, answered, rows_timeout_s, clickhouse_login)
+            if answered
+            else 0
+        )
     return DemoReport(
         outcomes,
         summarize("all", outcomes),

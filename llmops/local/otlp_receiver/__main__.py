@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 
+from llmops.clickhouse.client import login_for, migrate
 from llmops.config import Settings
 from llmops.local.otlp_receiver.app import create_app, serve
 from llmops.local.otlp_receiver.batcher import (
@@ -51,14 +52,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     settings = Settings()
     url = args.clickhouse_url or settings.clickhouse_url
+    login = login_for(url, settings)
 
     async def run(stop: asyncio.Event) -> None:
         if args.migrate:
-            from llmops.clickhouse.client import migrate
-
-            applied = await asyncio.to_thread(migrate, url)
+            applied = await asyncio.to_thread(lambda: migrate(url, login=login))
             log.info("migrations applied: %s", applied or "none new")
-        sink = ClickHouseSink(url)
+        sink = ClickHouseSink(url, login=login)
         waiting = max(args.max_waiting_spans, args.batch_spans)
         batcher = SpanBatcher(sink, args.batch_spans, args.flush_ms / 1000, waiting)
         app = create_app(batcher, args.max_body_bytes, args.max_decoded_bytes)

@@ -72,8 +72,11 @@ class ClickHouseSink:
     """Callable writer for SpanBatcher: connects on first use and again after a failure,
     so the receiver can start before the store (or the table) exists."""
 
-    def __init__(self, url: str, table: str = TABLE) -> None:
+    def __init__(
+        self, url: str, table: str = TABLE, *, login: tuple[str, str] | None = None
+    ) -> None:
         self.url = url
+        self.login = login
         self.table = table
         self._client: Client | None = None
         self._lock = threading.Lock()
@@ -84,7 +87,7 @@ class ClickHouseSink:
         data = rows_to_arrow(rows)
         with self._lock:
             if self._client is None:
-                self._client = store.connect(self.url)
+                self._client = store.connect(self.url, login=self.login)
             try:
                 self._client.insert_arrow(self.table, data)
             except Exception:

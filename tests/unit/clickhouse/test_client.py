@@ -14,10 +14,13 @@ from llmops.clickhouse.client import (
     MigrationError,
     database_of,
     load_migrations,
+    login_for,
     rows_to_arrow,
     split_statements,
     with_database,
 )
+from llmops.clickhouse.credentials import load_or_create_credentials
+from llmops.config import Settings
 
 
 def test_split_on_semicolons_outside_literals_and_comments() -> None:
@@ -165,3 +168,19 @@ def test_batch_buffer_is_due_by_age_of_the_oldest() -> None:
 def test_batch_buffer_bounds(rows: int, age: float) -> None:
     with pytest.raises(ValueError):
         BatchBuffer(max_rows=rows, max_age_s=age)
+
+
+def test_login_for_comes_from_the_settings_it_is_given(tmp_path: Path) -> None:
+    embedded = "http://127.0.0.1:18123/llmops"
+    settings = Settings(data_dir=tmp_path, store_port=18123, clickhouse_user=None)
+    settings = settings.model_copy(update={"clickhouse_password": None, "store_password": None})
+    assert login_for(embedded, settings) is None  # no store has started on this data dir
+    made = load_or_create_credentials(tmp_path)
+    assert login_for(embedded, settings) == (made.service_user, made.service_password)
+    assert login_for("http://u:p@127.0.0.1:18123/llmops", settings) is None  # the URL's own
+    assert login_for("http://127.0.0.1:9999/llmops", settings) is None  # not the store's port
+    assert login_for("https://ch.example:18123/llmops", settings) is None  # not loopback
+    chosen = settings.model_copy(update={"store_password": "set"})
+    assert login_for(embedded, chosen) == (made.service_user, "set")
+    named = settings.model_copy(update={"clickhouse_user": "reader", "clickhouse_password": "pw"})
+    assert login_for("https://ch.example:8443/llmops", named) == ("reader", "pw")

@@ -20,7 +20,7 @@ from clickhouse_connect.driver.external import ExternalData
 
 from llmops.clickhouse import client as store
 from llmops.clickhouse.credentials import credentials_path
-from llmops.config import get_settings
+from llmops.config import Settings
 from llmops.local.demo.traffic import count_rows
 from tests.conftest import StoreServer
 from tests.integration.local.clickhouse_server.test_http import Reply, call
@@ -111,38 +111,37 @@ def test_clickhouse_connect_logs_in_with_a_dsn(store_url: str, analyst_url: str)
         client.close()
 
 
-def test_connect_finds_the_embedded_stores_credentials(
+def test_login_for_finds_the_embedded_stores_credentials(
     store_server: StoreServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Our services and CLI name the store without a password: connect() reads it from
-    data_dir when the URL is the embedded store's."""
+    """Our services and CLI name the store without a password: login_for reads it from the
+    settings' data_dir when the URL is the embedded store's, and connect() logs in with it."""
     port = store_server.address.rsplit(":", 1)[1]
+    url = f"http://127.0.0.1:{port}/default"
     monkeypatch.setenv("LLMOPS_DATA_DIR", str(store_server.data_dir))
     monkeypatch.setenv("LLMOPS_STORE_PORT", port)
     for name in ("CLICKHOUSE_USER", "CLICKHOUSE_PASSWORD", "LLMOPS_STORE_PASSWORD"):
         monkeypatch.delenv(name, raising=False)
-    get_settings.cache_clear()
-    try:
-        client = store.connect(f"http://127.0.0.1:{port}/default")
-        assert client.command("SELECT currentUser()") == "default"
-        client.close()
-        # CLICKHOUSE_USER/PASSWORD win over the file: here the analyst, who cannot write
-        found = store_server.credentials
-        monkeypatch.setenv("CLICKHOUSE_USER", found.analyst_user)
-        monkeypatch.setenv("CLICKHOUSE_PASSWORD", found.analyst_password)
-        get_settings.cache_clear()
-        client = store.connect(f"http://127.0.0.1:{port}/default")
-        with pytest.raises(DatabaseError) as info:
-            client.command("CREATE DATABASE never_made")
-        assert info.value.code == 164  # READONLY
-        client.close()
-        monkeypatch.setenv("CLICKHOUSE_PASSWORD", "wrong")
-        get_settings.cache_clear()
-        with pytest.raises(DatabaseError) as info:
-            store.connect(f"http://127.0.0.1:{port}/default")
-        assert info.value.code == 516
-    finally:
-        get_settings.cache_clear()
+    client = store.connect(url, login=store.login_for(url, Settings()))
+    assert client.command("SELECT currentUser()") == "default"
+    client.close()
+    # CLICKHOUSE_USER/PASSWORD win over the file: here the analyst, who cannot write
+    found = store_server.credentials
+    monkeypatch.setenv("CLICKHOUSE_USER", found.analyst_user)
+    monkeypatch.setenv("CLICKHOUSE_PASSWORD", found.analyst_password)
+    client = store.connect(url, login=store.login_for(url, Settings()))
+    with pytest.raises(DatabaseError) as info:
+        client.command("CREATE DATABASE never_made")
+    assert info.value.code == 164  # READONLY
+    client.close()
+    monkeypatch.setenv("CLICKHOUSE_PASSWORD", "wrong")
+    with pytest.raises(DatabaseError) as info:
+        store.connect(url, login=store.login_for(url, Settings()))
+    assert info.value.code == 516
+    # without a login, the URL's own (none here: clickhouse-connect's default user) is used
+    with pytest.raises(DatabaseError) as info:
+        store.connect(url)
+    assert info.value.code == 516
 
 
 # ---------------------------------------------------------------- the read-only analyst
