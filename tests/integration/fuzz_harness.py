@@ -28,7 +28,7 @@ from typing import Any
 from aiokafka.structs import RecordMetadata
 
 from llmops.clickhouse.client import apply_migrations, ensure_database
-from llmops.config import PoolConfig, Settings
+from llmops.config import FakePool, Settings
 from llmops.kafka.config import BusConfig
 from llmops.kafka.producer import Producer
 from llmops.kafka.topics import ensure_topics, platform_topics
@@ -50,7 +50,7 @@ from services.inference.heartbeat import Heartbeat
 from services.inference.service import build_worker
 from services.router.service import GROUP_ID as ROUTER_GROUP
 from services.router.service import build_router
-from streams.app import WorkerOptions, topics_needed
+from streams.worker import WorkerOptions, topics_needed
 from tests.integration.fuzz_kit import (
     DeadLetters,
     FuzzRecord,
@@ -256,9 +256,9 @@ async def running_harness(store_url: str, tmp: Path) -> AsyncIterator[Harness]:
         logging.getLogger(name).addHandler(logs)
     try:
         pools = [
-            PoolConfig(name=POOL, engine="fake", model="fake", capacity=64),
-            PoolConfig(name=DECOY, engine="fake", model="fake", cost_per_1k_tokens=1000.0),
-            PoolConfig(name=DEAD, engine="fake", model="fake", cost_per_1k_tokens=1000.0),
+            FakePool(name=POOL, model="fake", capacity=64),
+            FakePool(name=DECOY, model="fake", cost_per_1k_tokens=1000.0),
+            FakePool(name=DEAD, model="fake", cost_per_1k_tokens=1000.0),
         ]
         settings = Settings(
             kafka_bootstrap_servers=bootstrap,

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from llmops.config import PoolConfig, Settings
+from llmops.config import FakePool, PoolConfig, Settings
 from llmops.kafka.config import BusConfig
 from llmops.kafka.consumer import ConsumerLoop
 from llmops.kafka.producer import Producer
@@ -68,7 +68,7 @@ async def running_platform(
 ) -> AsyncIterator[Platform]:
     """Router + one worker per pool, each in its own consumer group for isolation per test."""
     suffix = uuid.uuid4().hex[:6]
-    pools = pools or [PoolConfig(name=f"fake-{suffix}", engine="fake", model="fake")]
+    pools = pools or [FakePool(name=f"fake-{suffix}", model="fake")]
     settings = unique_settings(bootstrap, pools, **settings_kw)
     await asyncio.to_thread(ensure_topics, bootstrap, platform_topics(p.name for p in pools))
     # One producer per service, as in production where each runs in its own process.

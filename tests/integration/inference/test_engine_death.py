@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from llmops.config import PoolConfig, Settings
+from llmops.config import FakePool, PoolConfig, Settings, TransformersPool
 from llmops.kafka.config import BusConfig
 from llmops.kafka.producer import Producer
 from llmops.kafka.topics import ensure_topics, platform_topics
@@ -88,7 +88,7 @@ def routed(pool: PoolConfig, reply_to: str, content: str, max_tokens: int) -> Ro
 @pytest.fixture
 async def setup(bootstrap: str) -> AsyncIterator[tuple[Settings, PoolConfig, str, Producer]]:
     suffix = uuid.uuid4().hex[:8]
-    pool = PoolConfig(name=f"dies-{suffix}", engine="fake", model="fake", capacity=8)
+    pool = FakePool(name=f"dies-{suffix}", model="fake", capacity=8)
     settings = Settings(kafka_bootstrap_servers=bootstrap, pools=[pool])
     replies = reply_topic(f"engine-death-{suffix}")
     await asyncio.to_thread(ensure_topics, bootstrap, [*platform_topics([pool.name]), replies])
@@ -110,7 +110,7 @@ async def test_the_issue_request_is_refused_and_the_pool_serves_on(
     _, _, reply_to, producer = setup
     tokenizer = build_tiny_tokenizer()
     model = build_tiny_model(tokenizer)
-    pool = PoolConfig(name=f"tiny-{uuid.uuid4().hex[:8]}", model="tiny-random", capacity=4)
+    pool = TransformersPool(name=f"tiny-{uuid.uuid4().hex[:8]}", model="tiny-random", capacity=4)
     engine = TransformersEngine("tiny-random", lambda: (model, tokenizer), TINY_CONFIG)
     issue = {
         "request_id": f"issue-{uuid.uuid4().hex[:8]}",
@@ -208,7 +208,7 @@ def test_the_pool_process_exits_non_zero_when_its_engine_dies(
 ) -> None:
     """What the supervisor (llmops up) and Kubernetes restart: a process that exits."""
     suffix = uuid.uuid4().hex[:8]
-    pool = PoolConfig(name=f"dies-proc-{suffix}", engine="fake", model="fake")
+    pool = FakePool(name=f"dies-proc-{suffix}", model="fake")
     ensure_topics(bootstrap, platform_topics([pool.name]))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LLMOPS_"))}
     env.update(

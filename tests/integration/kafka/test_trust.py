@@ -25,7 +25,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from llmops.clickhouse.client import connect
-from llmops.config import PoolConfig
+from llmops.config import FakePool
 from llmops.kafka.config import BusConfig
 from llmops.kafka.producer import Producer
 from llmops.kafka.signing import SigningKeys
@@ -34,7 +34,7 @@ from llmops.sdk import LLMOpsClient
 from schemas import DeadLetter, InferenceResult, PoolStatus, utc_now
 from schemas.topics import DLQ, EVENT_TYPE_HEADER, POOL_STATUS, REQUESTS, RESPONSES
 from services.inference.service import PoolLoop
-from streams.app import WorkerOptions, topics_needed
+from streams.worker import WorkerOptions, topics_needed
 from tests.signing_kit import signed_headers
 
 pytestmark = pytest.mark.integration
@@ -105,7 +105,7 @@ async def test_forged_heartbeats_do_not_switch_a_pool_off_and_are_dead_lettered(
     from tests.integration.platform import running_platform
 
     marker = "forged" + uuid.uuid4().hex[:10]
-    pool = PoolConfig(name=f"trust-{uuid.uuid4().hex[:6]}", engine="fake", model="fake")
+    pool = FakePool(name=f"trust-{uuid.uuid4().hex[:6]}", model="fake")
     async with (
         running_platform(bootstrap, [pool], heartbeat_interval_s=0.1) as platform,
         LLMOpsClient(bootstrap, app="trust") as client,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from llmops.config import PoolConfig, Settings
+from llmops.config import FakePool, PoolConfig, Settings
 from llmops.kafka.config import BusConfig
 from llmops.kafka.consumer import ConsumerLoop
 from llmops.kafka.producer import Producer
@@ -144,23 +144,22 @@ async def test_killing_the_cheap_pool_moves_traffic_and_rescues_its_queue(
     bootstrap: str, tmp_path: Path
 ) -> None:
     suffix = uuid.uuid4().hex[:6]
-    common = {"engine": "fake", "model": "fake"}
     # cheap: slow and small, so it queues work (and saturates: some traffic spills to mid).
-    cheap = PoolConfig(
+    cheap = FakePool(
         name=f"cheap-{suffix}",
+        model="fake",
         cost_per_1k_tokens=0.1,
         capacity=4,
         fake_ttft_ms=30,
         fake_tpot_ms=40,
-        **common,  # type: ignore[arg-type]
     )
-    mid = PoolConfig(
+    mid = FakePool(
         name=f"mid-{suffix}",
+        model="fake",
         cost_per_1k_tokens=0.5,
         capacity=32,
         fake_ttft_ms=5,
         fake_tpot_ms=5,
-        **common,  # type: ignore[arg-type]
     )
     pricey = mid.model_copy(update={"name": f"pricey-{suffix}", "cost_per_1k_tokens": 2.0})
     settings = Settings(kafka_bootstrap_servers=bootstrap, pools=[cheap, mid, pricey])

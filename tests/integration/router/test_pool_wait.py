@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import pytest
 
-from llmops.config import PoolConfig, Settings
+from llmops.config import FakePool, PoolConfig, Settings
 from llmops.kafka.config import BusConfig
 from llmops.kafka.producer import Producer
 from llmops.kafka.topics import ensure_topics, platform_topics
@@ -56,7 +56,7 @@ async def run_pool(settings: Settings, pool: PoolConfig) -> tuple[PoolLoop, asyn
 
 
 async def test_a_request_waits_for_the_only_pool_to_come_back(bootstrap: str) -> None:
-    pool = PoolConfig(name=f"only-{uuid.uuid4().hex[:6]}", engine="fake", model="fake")
+    pool = FakePool(name=f"only-{uuid.uuid4().hex[:6]}", model="fake")
     settings = Settings(
         kafka_bootstrap_servers=bootstrap,
         pools=[pool],

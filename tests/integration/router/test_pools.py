@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pytest
 from typer.testing import CliRunner
 
-from llmops.config import PoolConfig, get_settings
+from llmops.config import FakePool, get_settings
 from llmops.kafka.record import Record
 from llmops.kafka.tail import TopicTail
 from llmops.kafka.topics import ensure_topics
@@ -51,7 +51,7 @@ class Beats:
 async def test_heartbeats_report_load_errors_latency_and_a_last_stopping_beat(
     bootstrap: str,
 ) -> None:
-    pool = PoolConfig(name=f"beat-{uuid.uuid4().hex[:6]}", engine="fake", model="fake", capacity=2)
+    pool = FakePool(name=f"beat-{uuid.uuid4().hex[:6]}", model="fake", capacity=2)
     engine = FakeEngine(model="fake", config=FakeEngineConfig(ttft_ms=20, tpot_ms=40))
     await asyncio.to_thread(ensure_topics, bootstrap, [POOL_STATUS])
     beats = Beats(bootstrap, pool.name)
@@ -100,7 +100,7 @@ async def test_heartbeats_report_load_errors_latency_and_a_last_stopping_beat(
 
 
 async def test_all_pools_down_gets_a_no_healthy_pool_reply(bootstrap: str) -> None:
-    pool = PoolConfig(name=f"down-{uuid.uuid4().hex[:6]}", engine="fake", model="fake")
+    pool = FakePool(name=f"down-{uuid.uuid4().hex[:6]}", model="fake")
     engine = FakeEngine(model="fake")
     async with (
         running_platform(
@@ -132,9 +132,8 @@ async def test_llmops_pools_once_shows_state_cost_and_load(
     from llmops.cli.app import app
 
     suffix = uuid.uuid4().hex[:6]
-    pool = PoolConfig(
+    pool = FakePool(
         name=f"shown-{suffix}",
-        engine="fake",
         model="fake",
         provider="aws",
         region="eu-west-1",
@@ -143,7 +142,7 @@ async def test_llmops_pools_once_shows_state_cost_and_load(
         cost_per_gpu_hour=1.5,
         capacity=6,
     )
-    ghost = PoolConfig(name=f"ghost-{suffix}", engine="fake", model="fake")
+    ghost = FakePool(name=f"ghost-{suffix}", model="fake")
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
     monkeypatch.setenv("LLMOPS_POOLS", json.dumps([pool.model_dump(), ghost.model_dump()]))
     get_settings.cache_clear()

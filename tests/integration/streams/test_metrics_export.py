@@ -15,7 +15,7 @@ from collections.abc import Callable
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from llmops.config import PoolConfig
+from llmops.config import FakePool
 from llmops.kafka.config import BusConfig
 from llmops.kafka.producer import Producer
 from llmops.local.procs import free_port
@@ -53,7 +53,7 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 async def test_router_and_pool_metrics_are_served(bootstrap: str) -> None:
     port = free_port()
     start_metrics_server(port)
-    pool = PoolConfig(name=f"metrics-{uuid.uuid4().hex[:6]}", engine="fake", model="fake")
+    pool = FakePool(name=f"metrics-{uuid.uuid4().hex[:6]}", model="fake")
     before = await asyncio.to_thread(scrape, port)
     async with (
         running_platform(bootstrap, [pool]) as platform,
