@@ -108,12 +108,15 @@ async def _reply(producer: Producer, result: InferenceResult, reply_to: str) -> 
 
 async def settle_best_effort(acks: list[asyncio.Future[Any]]) -> int:
     """Wait (bounded) for best-effort sends such as streamed chunks; returns how many failed."""
-    try:
-        async with asyncio.timeout(REPLY_TIMEOUT_S):
-            outcomes = await asyncio.gather(*acks, return_exceptions=True)
-    except TimeoutError:
-        return sum(1 for a in acks if not a.done())
-    return sum(1 for o in outcomes if isinstance(o, BaseException))
+    if not acks:
+        return 0
+    # asyncio.wait, not gather under a timeout: gather would cancel the late sends first, and
+    # a cancelled send looks done, so the late ones went uncounted.
+    done, late = await asyncio.wait(acks, timeout=REPLY_TIMEOUT_S)
+    for ack in late:
+        ack.cancel()  # bounded: nothing is left waiting past the timeout
+    failed = sum(1 for ack in done if ack.cancelled() or ack.exception() is not None)
+    return failed + len(late)
 
 
 def rejection_replier(producer: Producer) -> Any:

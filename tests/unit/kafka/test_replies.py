@@ -155,9 +155,8 @@ async def test_settling_is_bounded_when_sends_never_finish(
     loop = asyncio.get_running_loop()
     acks: list[asyncio.Future[Any]] = [loop.create_future() for _ in range(3)]
     acks[0].set_result(None)
-    started = loop.time()
-    await settle_best_effort(acks)  # returns, never raises TimeoutError
-    assert loop.time() - started < 1.0
+    failed = await settle_best_effort(acks)  # returns, never raises TimeoutError
+    assert failed == 2  # the two sends still pending at the bound count as undelivered
     assert all(ack.done() for ack in acks)  # nothing left waiting on the app
 
 
