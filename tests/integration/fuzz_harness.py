@@ -28,7 +28,7 @@ from typing import Any
 from aiokafka.structs import RecordMetadata
 
 from llmops.clickhouse.client import apply_migrations, ensure_database
-from llmops.config import FakePool, Settings
+from llmops.config import FakePool, PoolConfig, Settings
 from llmops.kafka.config import BusConfig
 from llmops.kafka.producer import Producer
 from llmops.kafka.topics import ensure_topics, platform_topics
@@ -255,7 +255,7 @@ async def running_harness(store_url: str, tmp: Path) -> AsyncIterator[Harness]:
     for name in ("llmops", "services", "streams"):
         logging.getLogger(name).addHandler(logs)
     try:
-        pools = [
+        pools: list[PoolConfig] = [
             FakePool(name=POOL, model="fake", capacity=64),
             FakePool(name=DECOY, model="fake", cost_per_1k_tokens=1000.0),
             FakePool(name=DEAD, model="fake", cost_per_1k_tokens=1000.0),

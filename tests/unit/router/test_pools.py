@@ -25,7 +25,7 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 CHEAP = TransformersPool(name="cheap", model="m", cost_per_1k_tokens=0.1, capacity=4)
 MID = TransformersPool(name="mid", model="m", cost_per_1k_tokens=0.5, capacity=8)
 PRICEY = TransformersPool(name="pricey", model="m", cost_per_1k_tokens=2.0, capacity=8)
-POOLS = [PRICEY, MID, CHEAP]  # configuration order must not matter
+POOLS: list[PoolConfig] = [PRICEY, MID, CHEAP]  # configuration order must not matter
 CONFIG = RoutingConfig(
     dead_after_s=3.0,
     headroom_factor=2.0,
@@ -151,7 +151,7 @@ def test_heartbeat_price_overrides_the_configured_one() -> None:
 
 def test_model_and_adapter_filter_the_candidates() -> None:
     big = TransformersPool(name="big", model="big", cost_per_1k_tokens=0.01, adapters=["sql"])
-    pools = [*POOLS, big]
+    pools: list[PoolConfig] = [*POOLS, big]
     b = all_up(board(pools), pools=pools)
     assert pick(b, 0, model=None).pool == "big"  # any model: cheapest overall
     assert pick(b, 0, model="m").pool == "cheap"
@@ -416,9 +416,9 @@ CANARY = TransformersPool(name="canary", model="m", cost_per_1k_tokens=0.05, cap
 
 
 def _shift_board(shift: TrafficShift) -> PoolBoard:
-    pools = [*POOLS, CANARY]
+    pools: list[PoolConfig] = [*POOLS, CANARY]
     config = CONFIG.model_copy(update={"shifts": [shift]})
-    big = [p.model_copy(update={"capacity": 1000}) for p in pools]
+    big: list[PoolConfig] = [p.model_copy(update={"capacity": 1000}) for p in pools]
     return all_up(board(big, config), pools=big)
 
 

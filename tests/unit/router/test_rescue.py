@@ -16,7 +16,7 @@ NOW = T0 + timedelta(seconds=10)
 CHEAP = TransformersPool(name="cheap", model="m", cost_per_1k_tokens=0.1)
 MID = TransformersPool(name="mid", model="m", cost_per_1k_tokens=0.5)
 OTHER = TransformersPool(name="other", model="big", cost_per_1k_tokens=0.01)
-POOLS = [CHEAP, MID, OTHER]
+POOLS: list[PoolConfig] = [CHEAP, MID, OTHER]
 PROMPTS = prompt_set_from_data(
     {
         "prompts": [
