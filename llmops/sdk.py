@@ -24,7 +24,7 @@ import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from opentelemetry import trace
@@ -55,6 +55,9 @@ from schemas import (
     utc_now,
 )
 from schemas.topics import EVENT_TYPE_HEADER, REQUESTS, reply_topic
+
+if TYPE_CHECKING:  # the settings module needs more than the SDK installs
+    from llmops.config import Settings
 
 log = logging.getLogger(__name__)
 TRACER_NAME = "llmops.sdk"
@@ -100,16 +103,29 @@ class LLMOpsClient:
         client_id: str | None = None,
         timeout_s: float = 120.0,
         fetch_max_wait_ms: int | None = None,
+        fetch_idle_wait_ms: int | None = None,
+        fetch_quiet_after_s: float | None = None,
         tracer_provider: TracerProvider | None = None,
     ) -> None:
-        from llmops.config import get_settings
+        """What is not given comes from the environment (and LLMOPS_CONFIG), read here once:
+        an app configures its client the way it configures the platform. A service or a
+        test holding its settings uses `from_settings`."""
+        if None in (bootstrap_servers, fetch_max_wait_ms, fetch_idle_wait_ms, fetch_quiet_after_s):
+            from llmops.config import Settings
 
-        if bootstrap_servers is None:
-            bootstrap_servers = get_settings().kafka_bootstrap_servers
-        if fetch_max_wait_ms is None:
-            fetch_max_wait_ms = get_settings().fetch_max_wait_ms
+            env = Settings()
+            if bootstrap_servers is None:
+                bootstrap_servers = env.kafka_bootstrap_servers
+            if fetch_max_wait_ms is None:
+                fetch_max_wait_ms = env.fetch_max_wait_ms
+            if fetch_idle_wait_ms is None:
+                fetch_idle_wait_ms = env.fetch_idle_wait_ms
+            if fetch_quiet_after_s is None:
+                fetch_quiet_after_s = env.fetch_quiet_after_s
+        assert bootstrap_servers is not None and fetch_max_wait_ms is not None
+        assert fetch_idle_wait_ms is not None and fetch_quiet_after_s is not None
         self._fetch_max_wait_ms = fetch_max_wait_ms
-        self._fetch_idle = (get_settings().fetch_idle_wait_ms, get_settings().fetch_quiet_after_s)
+        self._fetch_idle = (fetch_idle_wait_ms, fetch_quiet_after_s)
         self.bootstrap_servers = bootstrap_servers
         self.app = app
         self.tenant = tenant
@@ -124,6 +140,18 @@ class LLMOpsClient:
         # Records on the reply topic that are no reply: a line per kind at a bounded rate.
         self._rejections = RejectionLog(log, f"sdk-{self.client_id}")
         self._tracer = trace.get_tracer(TRACER_NAME, tracer_provider=tracer_provider)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **options: Any) -> LLMOpsClient:
+        """A client on the broker and with the fetch waits of `settings`; `options` are the
+        constructor's keywords (app, tenant, timeout_s, ...)."""
+        return cls(
+            settings.kafka_bootstrap_servers,
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
+            fetch_idle_wait_ms=settings.fetch_idle_wait_ms,
+            fetch_quiet_after_s=settings.fetch_quiet_after_s,
+            **options,
+        )
 
     async def __aenter__(self) -> LLMOpsClient:
         await self.start()
