@@ -41,10 +41,17 @@ from llmops.kafka.record import Record
 from llmops.kafka.replies import publish_result
 from llmops.telemetry.ratelog import REJECTION_LOG_INTERVAL_S
 from schemas import InferenceResult, PoolStatus, RoutedRequest, utc_now
-from schemas.topics import DLQ, POOL_STATUS, REQUESTS, RESPONSES, inference_topic, reply_topic
+from schemas.topics import (
+    DLQ,
+    POOL_STATUS,
+    REQUESTS,
+    RESPONSES,
+    inference_topic,
+    reply_topic,
+    response_features_topic,
+)
 from services.inference.engines.fake import FakeEngine
 from services.inference.heartbeat import Heartbeat
-from streams.app import features_topic_spec
 from streams.features import ResponseFeatures, extract_features, group_key_text
 from tests.integration.fuzz_harness import (
     APP_ID,
@@ -74,7 +81,7 @@ FUZZ = settings(
     suppress_health_check=list(HealthCheck),
 )
 REPLY = reply_topic(CLIENT_ID).name
-FEATURES = features_topic_spec(APP_ID).name
+FEATURES = response_features_topic(APP_ID).name
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

@@ -17,8 +17,7 @@ from typing import Any
 import pytest
 
 from llmops.kafka.config import BusConfig
-from schemas.topics import CORE_TOPICS, TopicSpec, inference_topic
-from streams.app import DEFAULT_APP_ID, features_topic_spec
+from schemas.topics import CORE_TOPICS, TopicSpec, inference_topic, response_features_topic
 from tests.deploy_kit import COMPOSE_FILE, K8S_DIR, ROOT, load_yaml, load_yaml_docs
 
 GENERATOR_PATH = ROOT / "infra" / "kafka" / "generate.py"
@@ -57,7 +56,7 @@ def deployed_pools() -> set[str]:
 def expected_specs() -> list[TopicSpec]:
     return [
         *CORE_TOPICS,
-        features_topic_spec(DEFAULT_APP_ID),
+        response_features_topic(),
         *(inference_topic(pool) for pool in sorted(deployed_pools())),
     ]
 

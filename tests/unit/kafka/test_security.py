@@ -24,7 +24,7 @@ from llmops.kafka.consumer import ConsumerConfig, ConsumerLoop
 from llmops.kafka.producer import Producer
 from llmops.kafka.security import KafkaSecurity, KafkaSecurityError
 from llmops.kafka.tail import TopicTail
-from streams.app import WorkerOptions, faust_settings
+from streams.worker import WorkerOptions, faust_settings
 
 SCRAM = KafkaSecurity(
     security_protocol="SASL_PLAINTEXT",
