@@ -24,7 +24,13 @@ from pathlib import Path
 
 import yaml
 
-from schemas.topics import CORE_TOPICS, TopicSpec, inference_topic, response_features_topic
+from schemas.topics import (
+    CORE_TOPICS,
+    RESPONSE_FEATURES_SUFFIX,
+    TopicSpec,
+    inference_topic,
+    response_features_topic,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 TOPICS_YAML = ROOT / "infra" / "kafka" / "topics.yaml"
@@ -87,7 +93,7 @@ def retention_ms(spec: TopicSpec) -> int:
         return RETENTION_MS[spec.name]
     if spec.name.startswith("llm.inference."):
         return INFERENCE_RETENTION_MS
-    if spec.name.endswith("-response-features"):
+    if spec.name.endswith(RESPONSE_FEATURES_SUFFIX):
         return FEATURES_RETENTION_MS
     raise KeyError(f"no retention decided for topic {spec.name!r}: add it to RETENTION_MS")
 

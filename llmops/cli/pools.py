@@ -20,12 +20,9 @@ from rich.table import Table
 
 from llmops.cli.console import console as stdout
 from llmops.config import Settings, get_settings
-from llmops.kafka.record import Record
-from llmops.kafka.tail import TopicTail
 from schemas import PoolStatus, utc_now
 from schemas.topics import POOL_STATUS
-from services.router.board import PoolBoard
-from services.router.choice import PoolState, PoolView
+from services.router.choice import PoolState, PoolView, cost_rank
 
 STATE_STYLE: dict[PoolState, str] = {
     "up": "green",
@@ -86,7 +83,7 @@ def pools_table(views: Sequence[PoolView], now: datetime) -> Table:
     for column in ("err %", "p50/p99 ms", "share", "beat"):
         table.add_column(column, justify="right", no_wrap=True)
     table.add_column("why", overflow="fold", min_width=12)
-    ordered = sorted(views, key=lambda v: v.rank)
+    ordered = sorted(views, key=cost_rank)
     shares = traffic_shares(ordered)
     for v in ordered:
         style = STATE_STYLE[v.state]
@@ -120,6 +117,11 @@ async def watch_pools(
     since_s: float = 300.0,
 ) -> None:
     """Read llm.pools.status to its end, then print once or refresh until interrupted."""
+    # Imported here: the Kafka client and the board cost every other command's start-up.
+    from llmops.kafka.record import Record
+    from llmops.kafka.tail import TopicTail
+    from services.router.board import PoolBoard
+
     board = PoolBoard(settings.pools, settings.routing, utc_now(), follow_unconfigured=True)
 
     def observe(record: Record) -> None:

@@ -11,7 +11,6 @@ import typer
 
 from llmops.cli.console import console
 from llmops.cli.errors import require_kafka
-from llmops.clickhouse.client import login_for
 from llmops.config import get_settings
 
 commands = typer.Typer()
@@ -28,6 +27,7 @@ def up(
     exit_after_demo: Annotated[bool, typer.Option(help="stop everything after the demo")] = False,
 ) -> None:
     """Start the platform (broker, store, router, pools, metrics worker) until Ctrl-C."""
+    from llmops.clickhouse.client import login_for
     from llmops.local.stack import LocalStack
 
     settings = get_settings()
@@ -116,6 +116,7 @@ def demo(
 ) -> None:
     """Send demo traffic to a running platform and check every reply and row."""
     from llmops.cli.tracing import embedded_receiver
+    from llmops.clickhouse.client import login_for
 
     settings = get_settings()
     require_kafka(settings.kafka_bootstrap_servers)

@@ -105,11 +105,6 @@ class PoolView:
             adapter is None or adapter in self.adapters
         )
 
-    @property
-    def rank(self) -> tuple[float, int, str]:
-        """`cost_rank`: displays order the pools as routing does."""
-        return cost_rank(self)
-
     def describe(self) -> str:
         return f"{self.name} {self.state} ({self.why})"
 
