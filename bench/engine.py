@@ -44,6 +44,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import sys
 import tempfile
 import time
@@ -69,6 +70,7 @@ from engine_streams import (
     median_round,
     prompt_for,
 )
+from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
 
@@ -155,7 +157,7 @@ class LoadGenerator:
         self._reader: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await asyncio.to_thread(ensure_topics, self._bootstrap, [self._reply], 1)
+        await asyncio.to_thread(ensure_topics, self._bootstrap, [self._reply])
         await self._producer.start()
         await self._consumer.start()
         partition = TopicPartition(self._reply.name, 0)
@@ -328,8 +330,14 @@ async def bench_engine(
     # Capacity >= the top level: the consumer never pauses below the level.
     pool = bench_pool(kind, args, max(args.capacity or 0, *levels))
     data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="llmops-bench-"))
-    settings = Settings(kafka_bootstrap_servers=bootstrap, pools=[pool], data_dir=data_dir)
-    await asyncio.to_thread(ensure_topics, bootstrap, platform_topics([pool.name]), 1)
+    # A key of its own: the consumer signs its results, as a deployment's does.
+    settings = Settings(
+        kafka_bootstrap_servers=bootstrap,
+        pools=[pool],
+        data_dir=data_dir,
+        signing_key=SecretStr(secrets.token_hex(32)),
+    )
+    await asyncio.to_thread(ensure_topics, bootstrap, platform_topics([pool.name]))
     engine = create_engine(pool, data_dir)
     started = time.perf_counter()
     await engine.start()
@@ -349,7 +357,8 @@ async def _measure(
     broker: psutil.Process,
 ) -> list[Level]:
     bootstrap = settings.kafka_bootstrap_servers
-    async with Producer(BusConfig(bootstrap, client_id=f"llmops-inference-{pool.name}")) as out:
+    bus = BusConfig.from_settings(settings, client_id=f"llmops-inference-{pool.name}")
+    async with Producer(bus) as out:
         _, loop = build_worker(settings, pool, engine, out)
         serving = asyncio.create_task(loop.run())
         load = await LoadClient.start(bootstrap, pool)

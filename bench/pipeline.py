@@ -60,9 +60,9 @@ class RequestPathStack(LocalStack):
         self.supervisor.add(Child("broker", lambda: start_broker("127.0.0.1", port, log), False))
 
     def _prepare(self) -> None:
-        from llmops.kafka.topics import ensure_topics, platform_topics
+        from llmops.kafka.topics import platform_topics
 
-        ensure_topics(self.addresses.kafka, platform_topics([POOL]))
+        self._ensure_topics(platform_topics([POOL]))
 
     def _start_services(self) -> None:
         from llmops.local.supervisor import python_child

@@ -34,7 +34,7 @@ from llmops.kafka.config import BusConfig
 from llmops.kafka.deadletter import classify_decode_error
 from llmops.kafka.fetchwait import AdaptiveWait, FetchWaitTuner
 from llmops.kafka.producer import Producer
-from llmops.kafka.security import process_security
+from llmops.kafka.security import KafkaSecurity
 from llmops.kafka.topics import delete_topics, ensure_topics
 from llmops.telemetry.conventions import (
     genai_request_attributes,
@@ -105,12 +105,16 @@ class LLMOpsClient:
         fetch_max_wait_ms: int | None = None,
         fetch_idle_wait_ms: int | None = None,
         fetch_quiet_after_s: float | None = None,
+        security: KafkaSecurity | None = None,
+        replication_factor: int | None = None,
         tracer_provider: TracerProvider | None = None,
     ) -> None:
         """What is not given comes from the environment (and LLMOPS_CONFIG), read here once:
         an app configures its client the way it configures the platform. A service or a
-        test holding its settings uses `from_settings`."""
-        if None in (bootstrap_servers, fetch_max_wait_ms, fetch_idle_wait_ms, fetch_quiet_after_s):
+        test holding its settings uses `from_settings`. `security`: SASL/TLS of every client
+        it makes; `replication_factor`: its reply topic's, when it creates it."""
+        given = (bootstrap_servers, fetch_max_wait_ms, fetch_idle_wait_ms, fetch_quiet_after_s)
+        if None in (*given, security, replication_factor):
             from llmops.config import Settings
 
             env = Settings()
@@ -122,8 +126,15 @@ class LLMOpsClient:
                 fetch_idle_wait_ms = env.fetch_idle_wait_ms
             if fetch_quiet_after_s is None:
                 fetch_quiet_after_s = env.fetch_quiet_after_s
+            if security is None:
+                security = KafkaSecurity.from_settings(env)
+            if replication_factor is None:
+                replication_factor = env.topic_replication_factor
         assert bootstrap_servers is not None and fetch_max_wait_ms is not None
         assert fetch_idle_wait_ms is not None and fetch_quiet_after_s is not None
+        assert security is not None and replication_factor is not None
+        self._security = security
+        self._replication_factor = replication_factor
         self._fetch_max_wait_ms = fetch_max_wait_ms
         self._fetch_idle = (fetch_idle_wait_ms, fetch_quiet_after_s)
         self.bootstrap_servers = bootstrap_servers
@@ -132,7 +143,10 @@ class LLMOpsClient:
         self.client_id = client_id or f"{app}-{uuid.uuid4().hex[:12]}"
         self.reply_topic = reply_topic(self.client_id).name
         self.timeout_s = timeout_s
-        self._producer = Producer(BusConfig(bootstrap_servers, client_id=f"sdk-{self.client_id}"))
+        # No signer: an app never holds the deployment key (llmops/kafka/signing.py).
+        self._producer = Producer(
+            BusConfig(bootstrap_servers, client_id=f"sdk-{self.client_id}", security=security)
+        )
         self._consumer: AIOKafkaConsumer | None = None
         self._reader: asyncio.Task[None] | None = None
         self._pending: dict[str, _Pending] = {}
@@ -143,13 +157,15 @@ class LLMOpsClient:
 
     @classmethod
     def from_settings(cls, settings: Settings, **options: Any) -> LLMOpsClient:
-        """A client on the broker and with the fetch waits of `settings`; `options` are the
-        constructor's keywords (app, tenant, timeout_s, ...)."""
+        """A client on the broker, with the security, reply topic replication and fetch waits
+        of `settings`; `options` are the constructor's keywords (app, tenant, timeout_s, ...)."""
         return cls(
             settings.kafka_bootstrap_servers,
             fetch_max_wait_ms=settings.fetch_max_wait_ms,
             fetch_idle_wait_ms=settings.fetch_idle_wait_ms,
             fetch_quiet_after_s=settings.fetch_quiet_after_s,
+            security=KafkaSecurity.from_settings(settings),
+            replication_factor=settings.topic_replication_factor,
             **options,
         )
 
@@ -163,7 +179,11 @@ class LLMOpsClient:
     async def start(self) -> None:
         try:
             await asyncio.to_thread(
-                ensure_topics, self.bootstrap_servers, [reply_topic(self.client_id)]
+                ensure_topics,
+                self.bootstrap_servers,
+                [reply_topic(self.client_id)],
+                replication_factor=self._replication_factor,
+                security=self._security,
             )
         except Exception as exc:
             raise ConnectionError(
@@ -178,7 +198,7 @@ class LLMOpsClient:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=self._fetch_max_wait_ms,
-            **process_security().client_kwargs(),  # SASL/TLS as the producer's
+            **self._security.client_kwargs(),  # SASL/TLS as the producer's
         )
         await self._consumer.start()
         partition = TopicPartition(self.reply_topic, 0)
@@ -202,7 +222,12 @@ class LLMOpsClient:
                 _end_span(pending, "cancelled", "client closed before the reply")
         if delete_reply_topic:
             with contextlib.suppress(Exception):
-                await asyncio.to_thread(delete_topics, self.bootstrap_servers, [self.reply_topic])
+                await asyncio.to_thread(
+                    delete_topics,
+                    self.bootstrap_servers,
+                    [self.reply_topic],
+                    security=self._security,
+                )
 
     # --- requests -------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ import faust
 
 from llmops.clickhouse.client import login_for
 from llmops.config import Settings
+from llmops.kafka.security import KafkaSecurity
 from llmops.kafka.topics import ensure_topics
 from llmops.runtime import require_trust_settings
 from llmops.telemetry.metrics import start_metrics_server
@@ -90,6 +91,7 @@ def main(argv: list[str] | None = None) -> None:
             settings.kafka_bootstrap_servers,
             topics_needed(options),
             replication_factor=settings.topic_replication_factor,
+            security=KafkaSecurity.from_settings(settings),
         ),
     )
     worker = build_worker(settings, options)

@@ -40,9 +40,7 @@ def send(
     require_kafka(settings.kafka_bootstrap_servers)
 
     async def go() -> None:
-        async with LLMOpsClient(
-            settings.kafka_bootstrap_servers, app="cli", timeout_s=timeout
-        ) as client:
+        async with LLMOpsClient.from_settings(settings, app="cli", timeout_s=timeout) as client:
             request = client.build_request(
                 messages,
                 prompt=prompt,

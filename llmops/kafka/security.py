@@ -123,8 +123,5 @@ class KafkaSecurity:
         return None
 
 
-def process_security() -> KafkaSecurity:
-    """This process's Kafka security from its settings (PLAINTEXT unless configured)."""
-    from llmops.config import get_settings
-
-    return KafkaSecurity.from_settings(get_settings())
+# The default of every client whose caller gives no security: no SASL, no TLS (a local broker).
+PLAINTEXT = KafkaSecurity()

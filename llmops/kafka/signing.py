@@ -190,13 +190,3 @@ def keys_from_settings(settings: Settings) -> SigningKeys | None:
             for key_id, secret in settings.signing_previous_keys.items()
         ),
     )
-
-
-def process_keys() -> SigningKeys | None:
-    """This process's keys from its settings, or None where it has none (an app)."""
-    from llmops.config import get_settings
-
-    try:
-        return keys_from_settings(get_settings())
-    except SigningConfigError:
-        return None

@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from llmops.kafka.fetchwait import AdaptiveWait, FetchWaitTuner
 from llmops.kafka.record import Record
-from llmops.kafka.security import KafkaSecurity, process_security
+from llmops.kafka.security import PLAINTEXT, KafkaSecurity
 from llmops.telemetry.ratelog import RejectionLog
 
 log = logging.getLogger(__name__)
@@ -47,11 +47,12 @@ class TopicTail:
         fetch_idle_wait_ms: int = 0,
         fetch_quiet_after_s: float = 0.0,
         on_poll: Callable[[datetime], None] | None = None,
-        security: KafkaSecurity | None = None,
+        security: KafkaSecurity = PLAINTEXT,
     ) -> None:
         """`fetch_idle_wait_ms` above `fetch_max_wait_ms`: the wait adapts to traffic
         (llmops/kafka/fetchwait.py); a state topic written once a second needs no grace, so
-        `fetch_quiet_after_s` defaults to none."""
+        `fetch_quiet_after_s` defaults to none. `security`: the caller's (a service passes its
+        settings'), PLAINTEXT by default."""
         self.topic = topic
         self._on_record = on_record
         self._on_poll = on_poll
@@ -61,7 +62,7 @@ class TopicTail:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=fetch_max_wait_ms,
-            **(security or process_security()).client_kwargs(),
+            **security.client_kwargs(),
         )
         self.caught_up = asyncio.Event()
         self.records = 0

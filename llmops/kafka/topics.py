@@ -1,4 +1,8 @@
-"""Create the platform's topics (at their final size: Tansu cannot add partitions later)."""
+"""Create the platform's topics (at their final size: Tansu cannot add partitions later).
+
+The caller says how the admin client connects and how many replicas a topic gets: an entry
+point passes its settings' values; the defaults (PLAINTEXT, one replica) fit a local broker.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from collections.abc import Iterable
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from llmops.kafka.security import process_security
+from llmops.kafka.security import PLAINTEXT, KafkaSecurity
 from schemas.topics import CORE_TOPICS, TopicSpec, inference_topic
 
 log = logging.getLogger(__name__)
@@ -18,11 +22,11 @@ def platform_topics(pool_names: Iterable[str]) -> list[TopicSpec]:
     return [*CORE_TOPICS, *(inference_topic(name) for name in pool_names)]
 
 
-def _admin(bootstrap_servers: str) -> KafkaAdminClient:
+def _admin(bootstrap_servers: str, security: KafkaSecurity) -> KafkaAdminClient:
     return KafkaAdminClient(
         bootstrap_servers=bootstrap_servers,
         client_id="llmops-admin",
-        **process_security().client_kwargs(),
+        **security.client_kwargs(),
     )
 
 
@@ -34,14 +38,14 @@ def _configs(spec: TopicSpec) -> dict[str, str]:
 
 
 def ensure_topics(
-    bootstrap_servers: str, specs: Iterable[TopicSpec], replication_factor: int | None = None
+    bootstrap_servers: str,
+    specs: Iterable[TopicSpec],
+    *,
+    replication_factor: int = 1,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> list[str]:
     """Create missing topics; returns the names created. Existing ones are left as they are."""
-    if replication_factor is None:
-        from llmops.config import get_settings
-
-        replication_factor = get_settings().topic_replication_factor
-    admin = _admin(bootstrap_servers)
+    admin = _admin(bootstrap_servers, security)
     try:
         existing = set(admin.list_topics())
         missing = [s for s in specs if s.name not in existing]
@@ -65,9 +69,9 @@ def ensure_topics(
         admin.close()
 
 
-def list_topics(bootstrap_servers: str) -> dict[str, int]:
+def list_topics(bootstrap_servers: str, *, security: KafkaSecurity = PLAINTEXT) -> dict[str, int]:
     """Topic name -> partition count."""
-    admin = _admin(bootstrap_servers)
+    admin = _admin(bootstrap_servers, security)
     try:
         described = admin.describe_topics()
         return {t["name"]: len(t["partitions"]) for t in described}
@@ -75,8 +79,10 @@ def list_topics(bootstrap_servers: str) -> dict[str, int]:
         admin.close()
 
 
-def delete_topics(bootstrap_servers: str, names: Iterable[str]) -> None:
-    admin = _admin(bootstrap_servers)
+def delete_topics(
+    bootstrap_servers: str, names: Iterable[str], *, security: KafkaSecurity = PLAINTEXT
+) -> None:
+    admin = _admin(bootstrap_servers, security)
     try:
         admin.delete_topics(list(names))
     finally:

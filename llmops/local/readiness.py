@@ -14,7 +14,7 @@ from datetime import datetime
 from kafka import KafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
-from llmops.kafka.security import process_security
+from llmops.kafka.security import PLAINTEXT, KafkaSecurity
 from schemas import PoolStatus
 from schemas.topics import POOL_STATUS
 
@@ -51,14 +51,14 @@ class StatusFeed:
     """The pools' heartbeats from the start of llm.pools.status (kafka-python, synchronous:
     the supervisor that reads them is)."""
 
-    def __init__(self, bootstrap_servers: str) -> None:
+    def __init__(self, bootstrap_servers: str, security: KafkaSecurity = PLAINTEXT) -> None:
         self._consumer = KafkaConsumer(
             bootstrap_servers=bootstrap_servers,
             client_id="llmops-readiness",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=200,
-            **process_security().client_kwargs(),
+            **security.client_kwargs(),
         )
         partitions = self._consumer.partitions_for_topic(POOL_STATUS.name) or {0}
         self._consumer.assign([TopicPartition(POOL_STATUS.name, p) for p in partitions])

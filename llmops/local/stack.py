@@ -19,6 +19,7 @@ from rich.console import Console
 
 from llmops.clickhouse.client import login_for, migrate
 from llmops.config import SETTINGS_FILE_ENV, Settings, write_settings_file
+from llmops.kafka.security import KafkaSecurity
 from llmops.kafka.topics import ensure_topics, platform_topics
 from llmops.local.broker import start_broker
 from llmops.local.procs import stop_process
@@ -108,7 +109,7 @@ class LocalStack:
         timeout_s = self.settings.pools_ready_timeout_s
         started = time.monotonic()
         shown = ""
-        feed = StatusFeed(self.addresses.kafka)
+        feed = StatusFeed(self.addresses.kafka, KafkaSecurity.from_settings(self.settings))
         try:
             with self.console.status("waiting for the pools ...") as spinner:
                 while not board.ready() and time.monotonic() - started < timeout_s:
@@ -200,12 +201,21 @@ class LocalStack:
         proc = start_broker(LOOPBACK, s.broker_port, self.log_dir / "broker.log")
         if self._broker_starts:
             try:
-                ensure_topics(self.addresses.kafka, self._all_topics())
+                self._ensure_topics(self._all_topics())
             except Exception:
                 stop_process(proc, 5)
                 raise
         self._broker_starts += 1
         return proc
+
+    def _ensure_topics(self, specs: list[TopicSpec]) -> list[str]:
+        """Create what is missing, connecting and replicating as the settings say."""
+        return ensure_topics(
+            self.addresses.kafka,
+            specs,
+            replication_factor=self.settings.topic_replication_factor,
+            security=KafkaSecurity.from_settings(self.settings),
+        )
 
     def _all_topics(self) -> list[TopicSpec]:
         """Every topic of the platform, the metrics worker's own repartition topic included."""
@@ -221,7 +231,7 @@ class LocalStack:
         pools = [p.name for p in self.settings.pools]
         started = time.monotonic()
         with self.console.status("creating topics and applying ClickHouse migrations ..."):
-            created = ensure_topics(self.addresses.kafka, platform_topics(pools))
+            created = self._ensure_topics(platform_topics(pools))
             url = self.addresses.clickhouse_url
             applied = migrate(url, login=login_for(url, self.settings))
         self.console.print(

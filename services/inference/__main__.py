@@ -9,6 +9,7 @@ import logging
 from llmops.config import get_settings
 from llmops.kafka.config import BusConfig
 from llmops.kafka.producer import Producer
+from llmops.kafka.security import KafkaSecurity
 from llmops.kafka.topics import ensure_topics, platform_topics
 from llmops.runtime import consume_until, require_trust_settings, run_service
 from services.inference.engines.factory import create_engine
@@ -35,10 +36,14 @@ def main() -> None:
 
     async def serve(stop: asyncio.Event) -> None:
         await asyncio.to_thread(
-            ensure_topics, settings.kafka_bootstrap_servers, platform_topics([pool.name])
+            ensure_topics,
+            settings.kafka_bootstrap_servers,
+            platform_topics([pool.name]),
+            replication_factor=settings.topic_replication_factor,
+            security=KafkaSecurity.from_settings(settings),
         )
         engine = create_engine(pool, settings.data_dir)
-        bus = BusConfig(settings.kafka_bootstrap_servers, client_id=f"llmops-inference-{pool.name}")
+        bus = BusConfig.from_settings(settings, client_id=f"llmops-inference-{pool.name}")
         async with Producer(bus) as producer:
             # Beat from the start ("starting"), so routers know the pool is on its way
             # while the model loads, and never declare it dead meanwhile.

@@ -328,7 +328,7 @@ def build_worker(
     heartbeat: Heartbeat | None = None,
 ) -> tuple[InferenceWorker, PoolLoop]:
     """The worker and its consumer loop; the loop runs `heartbeat` (a new one by default)."""
-    bus = BusConfig(settings.kafka_bootstrap_servers, client_id=f"llmops-inference-{pool.name}")
+    bus = BusConfig.from_settings(settings, client_id=f"llmops-inference-{pool.name}")
     heartbeat = heartbeat or Heartbeat(settings, pool, producer, engine)
     worker = InferenceWorker(settings, pool, engine, producer, heartbeat.health)
     loop = PoolLoop(

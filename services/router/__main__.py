@@ -10,6 +10,7 @@ from pathlib import Path
 from llmops.config import get_settings
 from llmops.kafka.config import BusConfig
 from llmops.kafka.producer import Producer
+from llmops.kafka.security import KafkaSecurity
 from llmops.kafka.topics import ensure_topics, platform_topics
 from llmops.prompts.files import load_prompt_set
 from llmops.runtime import consume_until, require_trust_settings, run_service
@@ -26,11 +27,11 @@ async def main(stop: asyncio.Event) -> None:
         ensure_topics,
         settings.kafka_bootstrap_servers,
         platform_topics(p.name for p in settings.pools),
+        replication_factor=settings.topic_replication_factor,
+        security=KafkaSecurity.from_settings(settings),
     )
     prompts = load_prompt_set([settings.prompts_file or default_prompts_file()])
-    async with Producer(
-        BusConfig(settings.kafka_bootstrap_servers, client_id="llmops-router")
-    ) as producer:
+    async with Producer(BusConfig.from_settings(settings, client_id="llmops-router")) as producer:
         _, consumer = build_router(settings, prompts, producer)
         await consume_until(stop, consumer)
 

@@ -237,7 +237,7 @@ class RescueManager:
             pool, self._settings, self._prompts, self._board, self._producer, waiting=self._waiting
         )
         loop = ConsumerLoop(
-            BusConfig(self._settings.kafka_bootstrap_servers, client_id="llmops-router"),
+            BusConfig.from_settings(self._settings, client_id="llmops-router"),
             ConsumerConfig(
                 topics=[inference_topic(pool).name],
                 group_id=inference_group(pool),

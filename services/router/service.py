@@ -23,6 +23,7 @@ from llmops.kafka.deadletter import Rejected
 from llmops.kafka.producer import Producer
 from llmops.kafka.record import Record
 from llmops.kafka.replies import error_result, publish_result, rejection_replier
+from llmops.kafka.security import KafkaSecurity
 from llmops.kafka.signing import keys_from_settings
 from llmops.kafka.tail import TopicTail
 from llmops.prompts.registry import MissingVariable, PromptError, PromptSet
@@ -219,6 +220,7 @@ class ControlPlane:
                 fetch_max_wait_ms=self._settings.fetch_max_wait_ms,
                 fetch_idle_wait_ms=self._settings.fetch_idle_wait_ms,
                 on_poll=self._router.board.note_feed,
+                security=KafkaSecurity.from_settings(self._settings),
             )
             watcher = asyncio.create_task(self._mark_live(tail))
             try:
@@ -293,7 +295,7 @@ class RouterLoop(ConsumerLoop):
 def build_router(
     settings: Settings, prompts: PromptSet, producer: Producer
 ) -> tuple[Router, RouterLoop]:
-    bus = BusConfig(settings.kafka_bootstrap_servers, client_id="llmops-router")
+    bus = BusConfig.from_settings(settings, client_id="llmops-router")
     router = Router(settings, prompts, producer)
     loop = RouterLoop(
         bus,

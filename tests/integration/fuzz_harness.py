@@ -288,7 +288,7 @@ async def running_harness(store_url: str, tmp: Path) -> AsyncIterator[Harness]:
         stack.callback(stop_streams)
 
         producers = [
-            Producer(BusConfig(bootstrap, client_id=n, max_request_size=8 * 1_048_576))
+            Producer(BusConfig.from_settings(settings, client_id=n, max_request_size=8 * 1_048_576))
             for n in ("router", "pool", "fuzz", "beats")
         ]
         for p in producers:

@@ -73,7 +73,8 @@ async def running_platform(
     await asyncio.to_thread(ensure_topics, bootstrap, platform_topics(p.name for p in pools))
     # One producer per service, as in production where each runs in its own process.
     producers = [
-        Producer(BusConfig(bootstrap, client_id=f"svc-{i}")) for i in range(len(pools) + 1)
+        Producer(BusConfig.from_settings(settings, client_id=f"svc-{i}"))
+        for i in range(len(pools) + 1)
     ]
     for producer in producers:
         await producer.start()

@@ -92,7 +92,7 @@ async def setup(bootstrap: str) -> AsyncIterator[tuple[Settings, PoolConfig, str
     settings = Settings(kafka_bootstrap_servers=bootstrap, pools=[pool])
     replies = reply_topic(f"engine-death-{suffix}")
     await asyncio.to_thread(ensure_topics, bootstrap, [*platform_topics([pool.name]), replies])
-    async with Producer(BusConfig(bootstrap, client_id=f"test-{suffix}")) as producer:
+    async with Producer(BusConfig.from_settings(settings, client_id=f"test-{suffix}")) as producer:
         yield settings, pool, replies.name, producer
 
 

@@ -23,7 +23,7 @@ async def test_a_full_loop_fetches_again_only_once_resumed(bootstrap: str) -> No
     """At capacity the loop pauses its partitions; when a slot frees it resumes before it
     fetches again (a fetch on paused partitions returns nothing and idles to its timeout)."""
     topic = f"bus-test-{uuid.uuid4().hex[:8]}"
-    await asyncio.to_thread(ensure_topics, bootstrap, [TopicSpec(topic, 1, "none", "test", ())], 1)
+    await asyncio.to_thread(ensure_topics, bootstrap, [TopicSpec(topic, 1, "none", "test", ())])
     gates: list[asyncio.Future[None]] = []
     offsets: list[int] = []
 

@@ -24,7 +24,7 @@ SLACK_MS = 50
 
 async def test_the_tail_reports_how_far_it_has_read(bootstrap: str) -> None:
     topic = f"tail-test-{uuid.uuid4().hex[:8]}"
-    await asyncio.to_thread(ensure_topics, bootstrap, [TopicSpec(topic, 3, "key", "test", ())], 1)
+    await asyncio.to_thread(ensure_topics, bootstrap, [TopicSpec(topic, 3, "key", "test", ())])
     delivered: dict[bytes | None, datetime] = {}
     reports: list[tuple[datetime, datetime]] = []  # (read up to, when it was said)
 

@@ -79,7 +79,7 @@ async def router_and_pools(
 ) -> AsyncIterator[tuple[Router, RouterLoop]]:
     """The router and some pools in this process (each with its own producer)."""
     producers = [
-        Producer(BusConfig(settings.kafka_bootstrap_servers, client_id=f"svc-{i}"))
+        Producer(BusConfig.from_settings(settings, client_id=f"svc-{i}"))
         for i in range(len(in_process) + 1)
     ]
     for producer in producers:

@@ -39,7 +39,7 @@ async def eventually(check: Callable[[], bool], what: str, timeout_s: float = 60
 
 
 async def run_pool(settings: Settings, pool: PoolConfig) -> tuple[PoolLoop, asyncio.Task[None]]:
-    producer = Producer(BusConfig(settings.kafka_bootstrap_servers, client_id="pool-wait-pool"))
+    producer = Producer(BusConfig.from_settings(settings, client_id="pool-wait-pool"))
     await producer.start()
     engine = FakeEngine(model=pool.model)
     await engine.start()
@@ -63,7 +63,7 @@ async def test_a_request_waits_for_the_only_pool_to_come_back(bootstrap: str) ->
         routing=RoutingConfig(dead_after_s=1.0, wait_for_pool_s=120.0),
     )
     await asyncio.to_thread(ensure_topics, bootstrap, platform_topics([pool.name]))
-    producer = Producer(BusConfig(bootstrap, client_id="pool-wait-router"))
+    producer = Producer(BusConfig.from_settings(settings, client_id="pool-wait-router"))
     await producer.start()
     router, router_loop = build_router(settings, prompt_set_from_data(PROMPTS), producer)
     routing = asyncio.create_task(router_loop.run())

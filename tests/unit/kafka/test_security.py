@@ -23,7 +23,9 @@ from llmops.kafka.config import BusConfig
 from llmops.kafka.consumer import ConsumerConfig, ConsumerLoop
 from llmops.kafka.producer import Producer
 from llmops.kafka.security import KafkaSecurity, KafkaSecurityError
+from llmops.kafka.signing import SigningConfigError
 from llmops.kafka.tail import TopicTail
+from schemas.topics import TopicSpec
 from streams.worker import WorkerOptions, faust_settings
 
 SCRAM = KafkaSecurity(
@@ -151,26 +153,55 @@ async def test_a_topic_tail_authenticates_with_sasl() -> None:
     assert client_config(tail._consumer._client)[:2] == ("SASL_PLAINTEXT", "SCRAM-SHA-512")
 
 
-async def test_clients_default_to_the_process_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    from llmops.config import get_settings
-
+async def test_clients_given_no_security_connect_plaintext_whatever_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The library never reads the process's settings behind its caller's back.
     monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
     monkeypatch.setenv("KAFKA_SASL_MECHANISM", "PLAIN")
     monkeypatch.setenv("KAFKA_SASL_USERNAME", "sdk-app")
     monkeypatch.setenv("KAFKA_SASL_PASSWORD", "pw")
-    get_settings.cache_clear()
-    try:
-        producer = Producer(BusConfig("127.0.0.1:1"))
-        tail = TopicTail("127.0.0.1:1", "t", lambda record: None)
-        assert client_config(producer._producer.client)[:3] == (
-            "SASL_PLAINTEXT",
-            "PLAIN",
-            "sdk-app",
-        )
-        assert client_config(tail._consumer._client)[:3] == ("SASL_PLAINTEXT", "PLAIN", "sdk-app")
-        await producer.stop()
-    finally:
-        get_settings.cache_clear()
+    bus = BusConfig("127.0.0.1:1")
+    assert bus.signer is None
+    producer = Producer(bus)
+    tail = TopicTail("127.0.0.1:1", "t", lambda record: None)
+    for client in (producer._producer.client, tail._consumer._client):
+        protocol, _, username, *_ = client_config(client)  # (aiokafka's mechanism: PLAIN)
+        assert (protocol, username) == ("PLAINTEXT", None)
+    await producer.stop()
+
+
+async def test_a_bus_from_settings_has_their_security_and_signing_key() -> None:
+    settings = Settings(
+        kafka_bootstrap_servers="given:9092",
+        kafka_security_protocol="SASL_PLAINTEXT",
+        kafka_sasl_mechanism="PLAIN",
+        kafka_sasl_username="router",
+        kafka_sasl_password=SecretStr("pw"),
+        signing_key=SecretStr("s" * 32),
+        signing_key_id="k7",
+    )
+    bus = BusConfig.from_settings(settings, client_id="llmops-router", linger_ms=5)
+    assert (bus.bootstrap_servers, bus.client_id, bus.linger_ms) == (
+        "given:9092",
+        "llmops-router",
+        5,
+    )
+    assert bus.signer is not None and bus.signer.key_id == "k7"
+    producer = Producer(bus)
+    assert client_config(producer._producer.client)[:4] == (
+        "SASL_PLAINTEXT",
+        "PLAIN",
+        "router",
+        "pw",
+    )
+    await producer.stop()
+
+
+def test_a_bus_from_settings_needs_a_key_unless_signing_is_off() -> None:
+    with pytest.raises(SigningConfigError, match="no signing key"):
+        BusConfig.from_settings(Settings(signing_key=None))
+    assert BusConfig.from_settings(Settings(signing_key=None, signing="off")).signer is None
 
 
 async def test_tls_builds_a_verifying_context_with_the_client_certificate(
@@ -218,22 +249,53 @@ def test_the_faust_worker_gets_tls_credentials(tls_files: tuple[Path, Path, Path
     assert isinstance(credentials.context, ssl.SSLContext)
 
 
-def test_the_admin_client_gets_the_same_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
-    # kafka-python's admin client connects as it is built, so its arguments are read back
-    # from the one place that builds it.
+class AdminRecorder:
+    """kafka-python's admin client connects as it is built: a stand-in that records what it
+    was built with and asked to create."""
+
+    built: dict[str, Any]
+    created: list[Any]
+
+    def __init__(self, **kwargs: Any) -> None:
+        AdminRecorder.built = kwargs
+        AdminRecorder.created = []
+
+    def list_topics(self) -> list[str]:
+        return []
+
+    def create_topics(self, topics: list[Any]) -> None:
+        AdminRecorder.created.extend(topics)
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_admin_client_gets_the_callers_security_and_replication(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import llmops.kafka.topics as topics
 
-    captured: dict[str, Any] = {}
-
-    class Recorder:
-        def __init__(self, **kwargs: Any) -> None:
-            captured.update(kwargs)
-
-    monkeypatch.setattr(topics, "KafkaAdminClient", Recorder)
-    monkeypatch.setattr(topics, "process_security", lambda: SCRAM)
-    topics._admin("127.0.0.1:1")
-    assert captured == {
+    monkeypatch.setattr(topics, "KafkaAdminClient", AdminRecorder)
+    spec = TopicSpec("t", 2, "key", "test", ())
+    assert topics.ensure_topics("127.0.0.1:1", [spec], replication_factor=3, security=SCRAM) == [
+        "t"
+    ]
+    assert AdminRecorder.built == {
         "bootstrap_servers": "127.0.0.1:1",
         "client_id": "llmops-admin",
         **SCRAM.client_kwargs(),
     }
+    assert [(t.name, t.replication_factor) for t in AdminRecorder.created] == [("t", 3)]
+
+
+def test_the_admin_client_defaults_to_one_plaintext_replica(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import llmops.kafka.topics as topics
+
+    monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")  # not read
+    monkeypatch.setenv("LLMOPS_TOPIC_REPLICATION_FACTOR", "3")  # not read
+    monkeypatch.setattr(topics, "KafkaAdminClient", AdminRecorder)
+    topics.ensure_topics("127.0.0.1:1", [TopicSpec("t", 1, "key", "test", ())])
+    assert AdminRecorder.built["security_protocol"] == "PLAINTEXT"
+    assert [t.replication_factor for t in AdminRecorder.created] == [1]
