@@ -119,6 +119,7 @@ async def watch_pools(
     """Read llm.pools.status to its end, then print once or refresh until interrupted."""
     # Imported here: the Kafka client and the board cost every other command's start-up.
     from llmops.kafka.record import Record
+    from llmops.kafka.security import KafkaSecurity
     from llmops.kafka.tail import TopicTail
     from services.router.board import PoolBoard
 
@@ -135,6 +136,7 @@ async def watch_pools(
         client_id="llmops-cli-pools",
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
         fetch_idle_wait_ms=settings.fetch_idle_wait_ms,
+        security=KafkaSecurity.from_settings(settings),
     )
     reading = asyncio.create_task(tail.run())
     try:
