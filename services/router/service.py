@@ -293,7 +293,7 @@ class RouterLoop(ConsumerLoop):
 
 
 def build_router(
-    settings: Settings, prompts: PromptSet, producer: Producer
+    settings: Settings, prompts: PromptSet, producer: Producer, *, group_id: str = GROUP_ID
 ) -> tuple[Router, RouterLoop]:
     bus = BusConfig.from_settings(settings, client_id="llmops-router")
     router = Router(settings, prompts, producer)
@@ -301,7 +301,7 @@ def build_router(
         bus,
         ConsumerConfig(
             topics=[REQUESTS.name],
-            group_id=GROUP_ID,
+            group_id=group_id,
             service="router",
             max_in_flight=5000,
             max_message_bytes=settings.max_message_bytes,
