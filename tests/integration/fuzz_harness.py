@@ -60,6 +60,7 @@ from tests.integration.fuzz_kit import (
     committed,
 )
 from tests.integration.platform import PROMPTS
+from tests.kafka_kit import start_at_the_end
 
 try:  # signed heartbeats and results (llmops/kafka/signing.py), where this tree has them
     signing: Any = importlib.import_module("llmops.kafka.signing")
@@ -296,6 +297,8 @@ async def running_harness(store_url: str, tmp: Path) -> AsyncIterator[Harness]:
             stack.push_async_callback(p.stop)
         engine = FakeEngine(model="fake")
         await engine.start()
+        # The router's own group, started past what earlier tests left on this broker.
+        await start_at_the_end(settings.kafka_bootstrap_servers, ROUTER_GROUP)
         router, router_loop = build_router(settings, prompt_set_from_data(PROMPTS), producers[0])
         worker, pool_loop = build_worker(settings, pools[0], engine, producers[1])
         tasks = {

@@ -8,19 +8,17 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
 from llmops.config import FakePool, PoolConfig, Settings
 from llmops.kafka.config import BusConfig
 from llmops.kafka.consumer import ConsumerLoop
 from llmops.kafka.producer import Producer
 from llmops.kafka.topics import ensure_topics, platform_topics
 from llmops.prompts.registry import PromptSet, prompt_set_from_data
-from schemas.topics import REQUESTS
 from services.inference.engines.base import Engine
 from services.inference.engines.fake import FakeEngine
 from services.inference.service import InferenceWorker, build_worker
 from services.router.service import Router, build_router
+from tests.kafka_kit import start_at_the_end
 
 PROMPTS = {
     "prompts": [
@@ -59,39 +57,6 @@ class Platform:
 
 def unique_settings(bootstrap: str, pools: list[PoolConfig], **kw: object) -> Settings:
     return Settings(kafka_bootstrap_servers=bootstrap, pools=pools, **kw)
-
-
-async def start_at_the_end(bootstrap: str, group_id: str) -> None:
-    """Commit a new router group at the end of llm.requests. Tests share one broker: a router
-    starting from the beginning (or from a shared group's offsets) would serve what earlier
-    tests left there (requests the metrics worker's tests write directly, requests parked when
-    a platform stopped) on this test's pools, skewing its counts. The end is read from fetch
-    high watermarks: Tansu's ListOffsets LATEST is wrong for multi-record batches."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=group_id,
-        enable_auto_commit=False,
-        fetch_max_wait_ms=50,
-    )
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(REQUESTS.name, p) for p in range(REQUESTS.partitions)]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        async with asyncio.timeout(30):
-            while not await _at_end(consumer, partitions):
-                await consumer.getmany(timeout_ms=100, max_records=10_000)
-        await consumer.commit({tp: await consumer.position(tp) for tp in partitions})
-    finally:
-        await consumer.stop()
-
-
-async def _at_end(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> bool:
-    for tp in partitions:
-        highwater = consumer.highwater(tp)
-        if highwater is None or await consumer.position(tp) < highwater:
-            return False
-    return True
 
 
 @contextlib.asynccontextmanager

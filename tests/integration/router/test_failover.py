@@ -35,6 +35,7 @@ from services.inference.engines.factory import create_engine
 from services.inference.service import build_worker
 from services.router.service import Router, RouterLoop, build_router
 from tests.integration.platform import PROMPTS
+from tests.kafka_kit import start_at_the_end
 from tests.signing_kit import TEST_SIGNING_KEY
 
 pytestmark = pytest.mark.integration
@@ -84,7 +85,11 @@ async def router_and_pools(
     ]
     for producer in producers:
         await producer.start()
-    router, router_loop = build_router(settings, prompt_set_from_data(PROMPTS), producers[0])
+    group = f"llmops-router-{uuid.uuid4().hex[:6]}"
+    await start_at_the_end(settings.kafka_bootstrap_servers, group)
+    router, router_loop = build_router(
+        settings, prompt_set_from_data(PROMPTS), producers[0], group_id=group
+    )
     loops: list[ConsumerLoop] = [router_loop]
     engines = [create_engine(pool, data_dir) for pool in in_process]
     for pool, engine, producer in zip(in_process, engines, producers[1:], strict=True):
