@@ -1,39 +1,20 @@
-"""Build the monitors a deployment names. Drivers register a builder under their name; a
-builder imports its driver's dependencies only when that monitor is asked for."""
+"""Build the monitors a deployment names, from the drivers registered under their names."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from streams.monitors.base import Monitor
-
-MonitorBuilder = Callable[[], Monitor]
+from streams.registry import Registry
 
 
 class UnknownMonitorError(ValueError):
     """The configuration names a monitor no driver provides."""
 
 
-class MonitorRegistry:
-    """Monitor names to their builders."""
-
+class MonitorRegistry(Registry[Monitor]):
     def __init__(self) -> None:
-        self._builders: dict[str, MonitorBuilder] = {}
-
-    def register(self, name: str, builder: MonitorBuilder) -> None:
-        if name in self._builders:
-            raise ValueError(f"monitor {name!r} is registered already")
-        self._builders[name] = builder
-
-    def names(self) -> list[str]:
-        return sorted(self._builders)
-
-    def create(self, name: str) -> Monitor:
-        builder = self._builders.get(name)
-        if builder is None:
-            known = ", ".join(self.names()) or "none"
-            raise UnknownMonitorError(f"unknown monitor {name!r} (known: {known})")
-        return builder()
+        super().__init__("monitor", UnknownMonitorError)
 
 
 # The drivers shipped with the worker register here.
@@ -42,4 +23,4 @@ MONITORS = MonitorRegistry()
 
 def create_monitors(names: Iterable[str], registry: MonitorRegistry = MONITORS) -> list[Monitor]:
     """One monitor per configured name, in order (building one is pure: no IO)."""
-    return [registry.create(name) for name in names]
+    return registry.create_all(names)
