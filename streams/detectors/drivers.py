@@ -1,0 +1,75 @@
+"""The detector drivers shipped with the worker, registered by name into DETECTORS.
+
+Importing this module registers them; each builder imports its driver (and the driver its
+libraries) only when a deployment names it, so an unused heavy driver costs nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from streams.detectors.base import Detector
+from streams.detectors.factory import DETECTORS, DetectorRegistry
+
+# The PII driver's name (streams/detectors/pii.py); the contract test checks it agrees.
+PII: Final = "pii_regex"
+
+# The default set: pure, cheap, on every response.
+CHEAP_TIER: Final = (
+    "lengths",
+    "refusal_patterns",
+    PII,
+    "profanity_check",
+    "json_validity",
+    "lexical_grounding",
+)
+
+
+def _lengths() -> Detector:
+    from streams.detectors.lengths import LengthsDetector
+
+    return LengthsDetector()
+
+
+def _refusal() -> Detector:
+    from streams.detectors.refusal import RefusalDetector
+
+    return RefusalDetector()
+
+
+def _pii() -> Detector:
+    from streams.detectors.pii import PiiDetector
+
+    detector: Detector = PiiDetector()  # typed here too while pii.py may be absent
+    return detector
+
+
+def _toxicity() -> Detector:
+    from streams.detectors.toxicity import ToxicityDetector
+
+    return ToxicityDetector()
+
+
+def _json() -> Detector:
+    from streams.detectors.json_format import JsonFormatDetector
+
+    return JsonFormatDetector()
+
+
+def _grounding() -> Detector:
+    from streams.detectors.grounding import GroundingDetector
+
+    return GroundingDetector()
+
+
+def register_all(registry: DetectorRegistry) -> None:
+    """Register every shipped driver into `registry`."""
+    registry.register("lengths", _lengths)
+    registry.register("refusal_patterns", _refusal)
+    registry.register(PII, _pii)
+    registry.register("profanity_check", _toxicity)
+    registry.register("json_validity", _json)
+    registry.register("lexical_grounding", _grounding)
+
+
+register_all(DETECTORS)
