@@ -33,7 +33,7 @@ from schemas.base import MAX_COST_USD
 
 EngineKind = Literal["transformers", "fake", "vllm"]
 # What stored text fields keep (streams/privacy.py); "redacted" joins once PII detection exists.
-StoreText = Literal["raw", "none"]
+StoreText = Literal["redacted", "raw", "none"]
 CONFIG_FILE_ENV = "LLMOPS_CONFIG"
 # The effective settings of a parent process (`llmops up`), as JSON, for its children.
 SETTINGS_FILE_ENV = "LLMOPS_SETTINGS_FILE"
@@ -262,9 +262,11 @@ class Settings(BaseSettings):
     sink_batch_size: int = Field(default=500, ge=1, le=100_000)
     sink_flush_s: float = Field(default=1.0, gt=0, le=60)
     commit_interval_s: float = Field(default=0.2, gt=0, le=30)
-    # Privacy at rest: "raw" stores response text and dead letters' bytes, key and header
-    # values as they came; "none" stores them empty (counts, lengths and flags stay).
-    store_text: StoreText = "raw"
+    # Privacy at rest: "redacted" (default) stores response text, dead letters' keys and
+    # header values with detected personal data replaced by typed placeholders (<EMAIL>) and
+    # drops dead letters' raw bytes; "raw" stores everything as it came (a locked-down store);
+    # "none" stores no text at all. Counts, lengths and flags stay in every mode.
+    store_text: StoreText = "redacted"
     # Days the tables that hold text (requests, responses, dead_letters) keep a row after
     # storing it (a ClickHouse TTL the metrics worker sets at start); 0 keeps rows forever.
     retention_days: int = Field(default=30, ge=0, le=36500)

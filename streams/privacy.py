@@ -6,12 +6,11 @@ its key (the app's sticky key: a user or session id) and its header values. Requ
 messages, prompt variables and context are never stored (only counts and flags), so the
 policy has nothing to drop there.
 
-- `raw`: kept as it came.
+- `redacted` (the default): text kept with the personal data the cheap-tier recognisers find
+  (streams/detectors/pii.py) replaced by typed placeholders such as `<EMAIL>`. Bytes that are
+  not text (a dead letter's payload) cannot be redacted reliably and are dropped.
+- `raw`: kept as it came (for a store locked down as tightly as the data deserves).
 - `none`: dropped (empty); lengths, counts and flags stay, so metrics are unchanged.
-- `redacted` (the hook for the PII work): `TextPolicy(redactor=...)` keeps text with what
-  the redactor masks; once a detector exists, `store_text` gains "redacted" and
-  `text_policy` builds the policy with it. Bytes that are not text (a dead letter's payload)
-  cannot be redacted reliably and are dropped then.
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from llmops.config import StoreText
+from streams.detectors.pii import redact
 
 # Text in, the same text with personal data masked out.
 Redactor = Callable[[str], str]
@@ -46,7 +46,10 @@ class TextPolicy:
 
 RAW = TextPolicy()
 NONE = TextPolicy(keep_raw=False)
+REDACTED = TextPolicy(keep_raw=False, redactor=redact)
+
+_POLICIES: dict[StoreText, TextPolicy] = {"raw": RAW, "none": NONE, "redacted": REDACTED}
 
 
 def text_policy(store_text: StoreText) -> TextPolicy:
-    return RAW if store_text == "raw" else NONE
+    return _POLICIES[store_text]

@@ -258,7 +258,10 @@ def test_requests_responses_windows_and_dead_letters(
     tmp_path: Path,
 ) -> None:
     n = 60
-    worker = Worker(bootstrap, database, tmp_path, f"streams-{run_id}")
+    # Raw text at rest: this test finds its stored dead letters by their original bytes, which
+    # the default (redacted) drops. Redaction has its own test below.
+    env = {"LLMOPS_STORE_TEXT": "raw"}
+    worker = Worker(bootstrap, database, tmp_path, f"streams-{run_id}", env)
     try:
         requests = [
             PromptRequest(
@@ -702,6 +705,39 @@ def test_a_worker_that_stores_no_text_and_keeps_rows_n_days(
 
         wait_for(ttl_set, "the retention TTL of 7 days", worker)
         assert "TTL" not in tables.scalar("SHOW CREATE TABLE metric_windows")
+    finally:
+        code = worker.stop()
+        producer.close()
+    assert code == 0, worker.log()[-3000:]
+
+
+def test_by_default_stored_text_carries_placeholders_not_the_planted_personal_data(
+    own_bootstrap: str, database: str, tables: Tables, run_id: str, tmp_path: Path
+) -> None:
+    """No setting: a response that leaks an email and a card number is stored with typed
+    placeholders; a dead letter keeps its header names, with values redacted, and no bytes."""
+    bootstrap = own_bootstrap
+    worker = Worker(bootstrap, database, tmp_path, f"streams-{run_id}")
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    try:
+        leak = "Write to ada@example.com, card 4111 1111 1111 1111."
+        result = make_result(run_id, 1, datetime.now(UTC)).model_copy(update={"text": leak})
+        letter = dead_letter(run_id, 0, key_b64=base64.b64encode(b"ada@example.com").decode())
+        letter = letter.model_copy(update={"headers": {"x-user": "ada@example.com"}})
+        send_result(producer, result.to_bytes())
+        producer.send(DLQ.name, key=b"k", value=letter.to_bytes())
+        producer.flush()
+        wait_for(lambda: tables.count("responses", run_id) == 1, "the response", worker)
+        wait_for(lambda: tables.count("dead_letters", run_id) == 1, "the dead letter", worker)
+        text, chars = tables.client.query(
+            "SELECT text, output_chars FROM responses FINAL WHERE request_id = {r:String}",
+            parameters={"r": result.request_id},
+        ).result_rows[0]
+        assert (text, chars) == ("Write to <EMAIL>, card <CREDIT_CARD>.", len(leak))
+        payload, key, headers = tables.client.query(
+            "SELECT payload_b64, key_b64, headers FROM dead_letters FINAL"
+        ).result_rows[0]
+        assert (payload, key, headers) == ("", "", {"x-user": "<EMAIL>"})
     finally:
         code = worker.stop()
         producer.close()

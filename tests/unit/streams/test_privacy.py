@@ -9,7 +9,7 @@ from llmops.config import Settings
 from schemas import DeadLetter, InferenceResult, Usage
 from streams import rows
 from streams.features import extract_features
-from streams.privacy import NONE, RAW, TextPolicy, text_policy
+from streams.privacy import NONE, RAW, REDACTED, TextPolicy, text_policy
 
 SECRET = "my card is 4111 1111 1111 1111"
 TS = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
@@ -84,10 +84,27 @@ def test_none_stores_no_dead_letter_bytes_key_or_header_values() -> None:
     )
 
 
+def test_redacted_stores_placeholders_not_the_planted_personal_data() -> None:
+    res = result()
+    row = rows.response_row(res, extract_features(res), payload_size=50, policy=REDACTED)
+    assert row["text"] == "my card is <CREDIT_CARD>"
+    assert "4111" not in stored_text(row)
+    dead = rows.dead_letter_row(letter(), REDACTED)
+    assert dead["headers"] == {"traceparent": "00-abc-def-01", "x-user-email": "<EMAIL>"}
+    assert (dead["payload_b64"], dead["key_b64"]) == ("", "")  # bytes cannot be redacted
+    assert "ada@example.com" not in stored_text(dead)
+    # The metrics are those of the raw text.
+    raw = rows.response_row(res, extract_features(res), payload_size=50, policy=RAW)
+    assert {k: v for k, v in row.items() if k != "text"} == {
+        k: v for k, v in raw.items() if k != "text"
+    }
+
+
 def test_the_setting_picks_the_policy() -> None:
     assert text_policy(Settings(store_text="raw").store_text) == RAW
     assert text_policy(Settings(store_text="none").store_text) == NONE
-    assert text_policy(Settings().store_text) == RAW  # today's behaviour by default
+    assert text_policy(Settings(store_text="redacted").store_text) == REDACTED
+    assert text_policy(Settings().store_text) == REDACTED  # personal data is masked by default
 
 
 def test_a_redactor_is_the_hook_for_pii_redaction() -> None:
