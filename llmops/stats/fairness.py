@@ -58,13 +58,7 @@ def rate_ratio(
         a, n_g, c, n_r = a + 0.5, n_g + 1.0, c + 0.5, n_r + 1.0
     log_ratio = math.log((a / n_g) / (c / n_r))
     se = math.sqrt(1.0 / a - 1.0 / n_g + 1.0 / c - 1.0 / n_r)
-    return Disparity(
-        math.exp(log_ratio),
-        math.exp(log_ratio - z * se),
-        math.exp(log_ratio + z * se),
-        trials_group,
-        trials_reference,
-    )
+    return _from_log(log_ratio, z * se, trials_group, trials_reference)
 
 
 def mean_ratio(
@@ -94,10 +88,15 @@ def mean_ratio(
         variance_group / (n_group * mean_group**2)
         + variance_reference / (n_reference * mean_reference**2)
     )
+    return _from_log(log_ratio, z * se, n_group, n_reference)
+
+
+def _from_log(log_ratio: float, half_width: float, n_group: int, n_reference: int) -> Disparity:
+    """A ratio and its interval, from the log ratio and the interval's half width there."""
     return Disparity(
         math.exp(log_ratio),
-        math.exp(log_ratio - z * se),
-        math.exp(log_ratio + z * se),
+        math.exp(log_ratio - half_width),
+        math.exp(log_ratio + half_width),
         n_group,
         n_reference,
     )
