@@ -267,6 +267,20 @@ class Settings(BaseSettings):
     # drops dead letters' raw bytes; "raw" stores everything as it came (a locked-down store);
     # "none" stores no text at all. Counts, lengths and flags stay in every mode.
     store_text: StoreText = "redacted"
+    # Detectors (by registered name, streams/detectors/drivers.py) the metrics worker runs on
+    # every response, their signals stored in its row; an unknown name stops the worker at
+    # start. The default is the cheap tier, written out here because llmops must not import
+    # streams (a unit test holds it equal to streams.detectors.drivers.CHEAP_TIER).
+    detectors: list[str] = Field(
+        default_factory=lambda: [
+            "lengths",
+            "refusal_patterns",
+            "pii_regex",
+            "profanity_check",
+            "json_validity",
+            "lexical_grounding",
+        ]
+    )
     # Days the tables that hold text (requests, responses, dead_letters) keep a row after
     # storing it (a ClickHouse TTL the metrics worker sets at start); 0 keeps rows forever.
     retention_days: int = Field(default=30, ge=0, le=36500)

@@ -8,13 +8,18 @@ infra/clickhouse/002_requests.sql ... 005_dead_letters.sql that the worker fills
 Optional text becomes "" (the tables have no Nullable text); booleans go to UInt8.
 Text a user or a model wrote goes through a TextPolicy (streams/privacy.py, Settings.store_text)
 as its row is built; the requests table holds no such text (messages are only counted).
+A response's detector signals (streams/detectors/) fill the columns of
+009_response_signals.sql: values and "detector@version" by signal name, findings as spans only.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Any
 
 from schemas import DeadLetter, InferenceResult, MetricWindow, PromptRequest
+from streams.detectors.base import Signal
 from streams.features import ResponseFeatures
 from streams.privacy import RAW, TextPolicy
 
@@ -82,6 +87,24 @@ RESPONSE_COLUMNS: tuple[str, ...] = (
     "attributes",
     "payload_size",
 )
+
+# Added by 009_response_signals.sql, after the table's own columns.
+SIGNAL_COLUMNS: tuple[str, ...] = (
+    "signals",
+    "signal_detectors",
+    "finding_signal",
+    "finding_kind",
+    "finding_where",
+    "finding_start",
+    "finding_end",
+)
+RESPONSE_COLUMNS += SIGNAL_COLUMNS
+
+# Findings kept per response row: a text full of entities must not make a row unbounded
+# (the signals' values still count them all).
+MAX_FINDINGS_PER_ROW = 256
+# UInt32 columns: offsets beyond are clamped (texts are far shorter; this only bounds).
+_MAX_OFFSET = 2**32 - 1
 
 METRIC_WINDOW_COLUMNS: tuple[str, ...] = (
     "window_start",
@@ -165,11 +188,41 @@ def request_row(request: PromptRequest, payload_size: int) -> Row:
     }
 
 
+def _offset(value: int) -> int:
+    return min(max(value, 0), _MAX_OFFSET)
+
+
+def signal_columns(signals: Sequence[Signal]) -> Row:
+    """The signal columns of one response. A signal name seen twice keeps its first value
+    (the first detector configured wins); a value that is not finite is left out, with its
+    findings, since no filter could use it. The matched text is never stored: spans only."""
+    values: dict[str, float] = {}
+    detectors: dict[str, str] = {}
+    findings: Row = {column: [] for column in SIGNAL_COLUMNS[2:]}
+    kept = 0
+    for signal in signals:
+        if signal.name in values or not math.isfinite(signal.value):
+            continue
+        values[signal.name] = float(signal.value)
+        detectors[signal.name] = f"{signal.detector}@{signal.version}"
+        for finding in signal.findings:
+            if kept >= MAX_FINDINGS_PER_ROW:
+                break
+            kept += 1
+            findings["finding_signal"].append(signal.name)
+            findings["finding_kind"].append(finding.kind)
+            findings["finding_where"].append(finding.where)
+            findings["finding_start"].append(_offset(finding.start))
+            findings["finding_end"].append(_offset(finding.end))
+    return {"signals": values, "signal_detectors": detectors, **findings}
+
+
 def response_row(
     result: InferenceResult,
     features: ResponseFeatures,
     payload_size: int,
     policy: TextPolicy = RAW,
+    signals: Sequence[Signal] = (),
 ) -> Row:
     return {
         "request_id": result.request_id,
@@ -201,6 +254,7 @@ def response_row(
         "text": policy.text(result.text),
         "attributes": dict(result.attributes),
         "payload_size": payload_size,
+        **signal_columns(signals),
     }
 
 

@@ -58,6 +58,9 @@ from streams import retention, rows
 from streams.agents.delivery import Delivery
 from streams.agents.sinks import SINKS, SinkAgent, SinkContext, sink_converter
 from streams.agents.windows import WindowsAgent
+from streams.detectors import drivers  # noqa: F401  (registers the shipped drivers)
+from streams.detectors.base import Detector
+from streams.detectors.factory import UnknownDetectorError, create_detectors
 from streams.privacy import text_policy
 from streams.sink import Reader, TableWriter
 from streams.windows import WindowAccumulator
@@ -129,6 +132,15 @@ def window_accumulator(settings: Settings, options: WorkerOptions) -> WindowAccu
     return WindowAccumulator(window_s, grace_s=grace_s, retain_s=retain_s)
 
 
+def configured_detectors(settings: Settings) -> tuple[Detector, ...]:
+    """The detectors Settings.detectors names, built once; an unknown name refuses the
+    start in one line, as a missing signing key does (llmops.runtime)."""
+    try:
+        return tuple(create_detectors(settings.detectors))
+    except UnknownDetectorError as exc:
+        raise SystemExit(f"cannot start: {exc} in LLMOPS_DETECTORS") from None
+
+
 class MetricsWorker:
     """The declared sinks and the windows agent over one faust app; `build_worker` wires it."""
 
@@ -142,7 +154,10 @@ class MetricsWorker:
         login = login_for(url, settings)  # where the URL names no user
         features_topic = response_features_topic(options.app_id).name
         context = SinkContext(
-            text_policy(settings.store_text), keys_from_settings(settings), features_topic
+            text_policy(settings.store_text),
+            keys_from_settings(settings),
+            features_topic,
+            configured_detectors(settings),
         )
         # Keyed by the topic each sink reads.
         self.sinks: dict[str, SinkAgent[Any]] = {

@@ -13,9 +13,10 @@ acked, never earlier:
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, Literal
 
 import faust
@@ -33,11 +34,13 @@ from llmops.telemetry.conventions import (
     genai_response_attributes,
     llmops_attributes,
 )
+from llmops.telemetry.ratelog import RejectionLog
 from llmops.telemetry.spans import batch_span
 from schemas import DeadLetter, InferenceResult, PromptRequest
 from schemas.topics import DLQ, REQUESTS, RESPONSES, TopicSpec
 from streams import SERVICE, rows
 from streams.agents.delivery import Delivery
+from streams.detectors.base import Detector, Exchange, Signal
 from streams.features import extract_features, group_key_text
 from streams.privacy import TextPolicy
 from streams.records import Batch, Converter, E, Outgoing, json_headers, to_record
@@ -51,6 +54,8 @@ from streams.sink import TableWriter
 #   letter about a dead letter would come straight back).
 Rejects = Literal["dead_letter", "skip", "log"]
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True, slots=True)
 class SinkContext:
@@ -60,6 +65,12 @@ class SinkContext:
     # Results are stored only when signed by our services: a forged one is a dead letter.
     signing: SigningKeys | None
     features_topic: str
+    # Run on every response, their signals stored in its row (Settings.detectors).
+    detectors: tuple[Detector, ...] = ()
+    # A detector that fails is logged here, at a bounded rate, and its signals left out.
+    detector_failures: RejectionLog = field(
+        default_factory=lambda: RejectionLog(log, SERVICE), compare=False
+    )
 
 
 # Adds a decoded record's rows (and any records for other topics) to the batch; raising
@@ -91,6 +102,37 @@ def fill_request(
     batch.rows.append(rows.request_row(request, len(record.value or b"")))
 
 
+def detect_signals(context: SinkContext, exchange: Exchange) -> list[Signal]:
+    """Every configured detector's signals of one exchange. A detector that raises (or
+    answers out of contract) loses its signals for this record only: the record is stored."""
+    signals: list[Signal] = []
+    for detector in context.detectors:
+        try:
+            [found] = detector.detect([exchange])
+        except Exception as error:
+            context.detector_failures.failed(
+                f"detector:{detector.name}",
+                f"detector {detector.name}@{detector.version} failed",
+                f"response {exchange.request_id}",
+                error,
+            )
+            continue
+        signals.extend(found)
+    return signals
+
+
+def exchange_of(result: InferenceResult) -> Exchange:
+    """What the detectors read of a result. `wants_json` stays False: a result does not say
+    whether its request asked for JSON, so the JSON-validity signal is not measured yet."""
+    return Exchange(
+        result.request_id,
+        input=result.prompt_text or "",
+        output=result.text,
+        context=result.context,
+        wants_json=False,
+    )
+
+
 def fill_response(
     context: SinkContext, result: InferenceResult, record: Record, span: Span, batch: Batch
 ) -> None:
@@ -108,8 +150,9 @@ def fill_response(
     span.set_attributes(genai_request_parameters(model=result.model or None))
     # The response's own failure, if any: processing it went fine.
     span.set_attributes(llmops_attributes(response_error_kind=features.error_kind or None))
+    signals = detect_signals(context, exchange_of(result))
     batch.rows.append(
-        rows.response_row(result, features, len(record.value or b""), context.text_policy)
+        rows.response_row(result, features, len(record.value or b""), context.text_policy, signals)
     )
     batch.outgoing.append(
         Outgoing(

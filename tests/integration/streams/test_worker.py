@@ -744,6 +744,57 @@ def test_by_default_stored_text_carries_placeholders_not_the_planted_personal_da
     assert code == 0, worker.log()[-3000:]
 
 
+def test_a_response_is_stored_with_its_cheap_tier_signals_and_spans_not_the_email(
+    own_bootstrap: str, database: str, tables: Tables, run_id: str, tmp_path: Path
+) -> None:
+    """No setting: the default detectors run on the stored response; its row says it refused
+    and leaked an email (which detector, which version, where), and holds no email text."""
+    worker = Worker(own_bootstrap, database, tmp_path, f"streams-{run_id}")
+    producer = KafkaProducer(bootstrap_servers=own_bootstrap, acks="all")
+    email = "ada@example.com"
+    text = f"I'm sorry, but I can't help with that. Write to {email}."
+    try:
+        result = make_result(run_id, 1, datetime.now(UTC)).model_copy(update={"text": text})
+        send_result(producer, result.to_bytes())
+        producer.flush()
+        wait_for(lambda: tables.count("responses", run_id) == 1, "the response", worker)
+        [row] = tables.client.query(
+            "SELECT signals, signal_detectors, finding_signal, finding_kind, finding_where,"
+            " finding_start, finding_end FROM responses FINAL WHERE request_id = {r:String}",
+            parameters={"r": result.request_id},
+        ).named_results()
+        # Every column of every row as text: the email must be nowhere, its placeholder is.
+        anywhere = (
+            "SELECT count() FROM responses FINAL WHERE request_id = {r:String}"
+            " AND position(toString(tuple(*)), {s:String}) > 0"
+        )
+        stored = [
+            tables.client.query(anywhere, parameters={"r": result.request_id, "s": s})
+            .result_rows[0][0]
+            for s in (email, "<EMAIL>")
+        ]
+    finally:
+        code = worker.stop()
+        producer.close()
+    assert code == 0, worker.log()[-3000:]
+    assert (row["signals"]["refusal"], row["signals"]["pii_output"]) == (1.0, 1.0)
+    assert row["signal_detectors"]["refusal"] == "refusal_patterns@1"
+    assert row["signal_detectors"]["pii_output"].startswith("pii_regex@")
+    start = text.index(email)
+    findings = list(
+        zip(
+            row["finding_signal"],
+            row["finding_kind"],
+            row["finding_where"],
+            row["finding_start"],
+            row["finding_end"],
+            strict=True,
+        )
+    )
+    assert ("pii_output", "EMAIL", "output", start, start + len(email)) in findings
+    assert stored == [0, 1]
+
+
 async def wait_async(check: Callable[[], bool], what: str, worker: Worker) -> None:
     """wait_for, for tests whose event loop runs services meanwhile."""
     deadline = time.monotonic() + WAIT_S

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +24,9 @@ from schemas import (
 )
 from streams import rows
 from streams.backfill import FEATURE_COLUMNS, features_from_row, stored_responses_query
+from streams.detectors.base import Finding, Signal
 from streams.features import extract_features
+from streams.privacy import REDACTED
 from streams.windows import WindowKey
 
 TS = datetime(2026, 3, 4, 5, 6, 7, 890000, tzinfo=UTC)
@@ -43,7 +46,7 @@ def ddl_columns(filename: str) -> tuple[str, ...]:
     ("filename", "columns"),
     [
         ("002_requests.sql", rows.REQUEST_COLUMNS),
-        ("003_responses.sql", rows.RESPONSE_COLUMNS),
+        ("003_responses.sql", rows.RESPONSE_COLUMNS[: -len(rows.SIGNAL_COLUMNS)]),
         ("004_metric_windows.sql", rows.METRIC_WINDOW_COLUMNS),
         ("005_dead_letters.sql", rows.DEAD_LETTER_COLUMNS),
     ],
@@ -51,6 +54,17 @@ def ddl_columns(filename: str) -> tuple[str, ...]:
 def test_columns_are_the_tables_columns(filename: str, columns: tuple[str, ...]) -> None:
     assert Path(MIGRATIONS_DIR / filename).is_file()
     assert columns == ddl_columns(filename)
+
+
+def test_the_signal_columns_are_the_ones_009_adds_to_responses() -> None:
+    statements = split_statements((MIGRATIONS_DIR / "009_response_signals.sql").read_text())
+    added = [
+        re.fullmatch(r"ALTER TABLE responses ADD COLUMN IF NOT EXISTS (\w+) .+", s, re.DOTALL)
+        for s in statements
+    ]
+    assert tuple(m.group(1) for m in added if m) == rows.SIGNAL_COLUMNS
+    assert len(statements) == len(rows.SIGNAL_COLUMNS)
+    assert rows.RESPONSE_COLUMNS[-len(rows.SIGNAL_COLUMNS) :] == rows.SIGNAL_COLUMNS
 
 
 def full_request() -> PromptRequest:
@@ -182,7 +196,72 @@ def test_response_row() -> None:
         "text": "bonjour",
         "attributes": {"segment": "beta"},
         "payload_size": 99,
+        "signals": {},
+        "signal_detectors": {},
+        "finding_signal": [],
+        "finding_kind": [],
+        "finding_where": [],
+        "finding_start": [],
+        "finding_end": [],
     }
+
+
+SECRET = "ada@example.com"
+
+
+def test_a_response_row_carries_its_signals_and_spans_never_the_matched_text() -> None:
+    result = full_result(text=f"Sorry, I can't. Mail {SECRET}")
+    email = Finding("EMAIL", "output", 21, 36)
+    signals = [
+        Signal("refusal", 1.0, "refusal_patterns", "1", (Finding("refusal", "output", 0, 14),)),
+        Signal("pii_output", 1.0, "pii_regex", "1", (email,)),
+        Signal("pii_output:EMAIL", 1.0, "pii_regex", "1"),
+        Signal("toxicity", 0.25, "profanity_check", "2"),
+    ]
+    row = rows.response_row(result, extract_features(result), 5, REDACTED, signals)
+    assert tuple(row) == rows.RESPONSE_COLUMNS
+    assert {c: row[c] for c in rows.SIGNAL_COLUMNS} == {
+        "signals": {"refusal": 1.0, "pii_output": 1.0, "pii_output:EMAIL": 1.0, "toxicity": 0.25},
+        "signal_detectors": {
+            "refusal": "refusal_patterns@1",
+            "pii_output": "pii_regex@1",
+            "pii_output:EMAIL": "pii_regex@1",
+            "toxicity": "profanity_check@2",
+        },
+        "finding_signal": ["refusal", "pii_output"],
+        "finding_kind": ["refusal", "EMAIL"],
+        "finding_where": ["output", "output"],
+        "finding_start": [0, 21],
+        "finding_end": [14, 36],
+    }
+    assert SECRET not in repr(row)
+
+
+def test_signal_columns_drop_non_finite_values_and_repeated_names_and_clamp_offsets() -> None:
+    huge = Finding("EMAIL", "input", -3, 2**40)
+    columns = rows.signal_columns(
+        [
+            Signal("nan", math.nan, "d", "1", (huge,)),
+            Signal("inf", -math.inf, "d", "1"),
+            Signal("x\x00é", 2.0, "d", "1", (huge,)),
+            Signal("x\x00é", 3.0, "e", "9"),
+        ]
+    )
+    assert columns["signals"] == {"x\x00é": 2.0}
+    assert columns["signal_detectors"] == {"x\x00é": "d@1"}
+    assert (columns["finding_start"], columns["finding_end"]) == ([0], [2**32 - 1])
+    assert rows.signal_columns([])["signals"] == {}
+
+
+def test_findings_per_row_are_bounded() -> None:
+    many = tuple(Finding("EMAIL", "output", i, i + 1) for i in range(1000))
+    columns = rows.signal_columns(
+        [Signal("pii_output", 1000.0, "pii_regex", "1", many), Signal("b", 1.0, "d", "1", many)]
+    )
+    assert len(columns["finding_kind"]) == rows.MAX_FINDINGS_PER_ROW
+    assert set(columns["finding_signal"]) == {"pii_output"}
+    assert columns["finding_start"] == list(range(rows.MAX_FINDINGS_PER_ROW))
+    assert columns["signals"] == {"pii_output": 1000.0, "b": 1.0}
 
 
 def test_response_row_of_an_error_with_nothing_routed() -> None:

@@ -5,11 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import faust
+import pytest
 
 from llmops.config import Settings
-from schemas.topics import RESPONSE_FEATURES_PARTITIONS
+from schemas.topics import RESPONSE_FEATURES_PARTITIONS, RESPONSES
 from streams.agents.sinks import SINKS
-from streams.worker import WorkerOptions, build_worker, create_app, faust_settings, topics_needed
+from streams.worker import (
+    WorkerOptions,
+    build_worker,
+    configured_detectors,
+    create_app,
+    faust_settings,
+    topics_needed,
+)
 
 SETTINGS = Settings(
     kafka_bootstrap_servers="127.0.0.1:1,127.0.0.1:2",
@@ -65,3 +73,29 @@ def test_every_declared_sink_is_an_agent_on_its_topic() -> None:
     for sink in SINKS:
         assert agents[sink.agent].channel.get_topic_name() == sink.topic.name
     assert agents["streams.windows"].channel.get_topic_name() == "unit-streams-response-features"
+
+
+def test_the_default_detectors_are_the_cheap_tier() -> None:
+    """llmops.config writes the names out (it must not import streams): they must agree."""
+    from streams.detectors.drivers import CHEAP_TIER
+
+    assert Settings().detectors == list(CHEAP_TIER)
+    worker = build_worker(SETTINGS, WorkerOptions(app_id="unit-streams"))
+    try:
+        context = worker.sinks[RESPONSES.name].context
+        assert [d.name for d in context.detectors] == list(CHEAP_TIER)
+    finally:
+        worker.close()
+
+
+def test_an_unknown_detector_refuses_the_start_in_one_line() -> None:
+    settings = SETTINGS.model_copy(update={"detectors": ["lengths", "no_such_detector"]})
+    with pytest.raises(SystemExit) as stop:
+        configured_detectors(settings)
+    message = str(stop.value.code)
+    assert message.startswith("cannot start: unknown detector 'no_such_detector'")
+    assert "\n" not in message
+
+
+def test_no_detectors_is_a_valid_configuration() -> None:
+    assert configured_detectors(SETTINGS.model_copy(update={"detectors": []})) == ()
