@@ -664,6 +664,35 @@ def test_records_the_store_cannot_hold_are_dead_lettered_and_the_stream_moves_on
     assert "Traceback" not in worker.log()
 
 
+def store_response_and_letter(
+    bootstrap: str,
+    tables: Tables,
+    worker: Worker,
+    run_id: str,
+    result: InferenceResult,
+    letter: DeadLetter,
+) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """Send one result and one dead letter of run `run_id` through `worker`; what the store
+    kept: (text, output_chars) of the response, (payload_b64, key_b64, headers) of the letter."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    try:
+        send_result(producer, result.to_bytes())
+        producer.send(DLQ.name, key=b"k", value=letter.to_bytes())
+        producer.flush()
+    finally:
+        producer.close()
+    wait_for(lambda: tables.count("responses", run_id) == 1, "the response", worker)
+    wait_for(lambda: tables.count("dead_letters", run_id) == 1, "the dead letter", worker)
+    response = tables.client.query(
+        "SELECT text, output_chars FROM responses FINAL WHERE request_id = {r:String}",
+        parameters={"r": result.request_id},
+    ).result_rows[0]
+    stored_letter = tables.client.query(
+        "SELECT payload_b64, key_b64, headers FROM dead_letters FINAL"
+    ).result_rows[0]
+    return tuple(response), tuple(stored_letter)
+
+
 def test_a_worker_that_stores_no_text_and_keeps_rows_n_days(
     own_bootstrap: str, database: str, tables: Tables, run_id: str, tmp_path: Path
 ) -> None:
@@ -676,26 +705,16 @@ def test_a_worker_that_stores_no_text_and_keeps_rows_n_days(
         assert "TTL inserted_at + toIntervalDay(30)" in tables.scalar(f"SHOW CREATE TABLE {table}")
     env = {"LLMOPS_STORE_TEXT": "none", "LLMOPS_RETENTION_DAYS": "7"}
     worker = Worker(bootstrap, database, tmp_path, f"streams-{run_id}", env)
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     try:
         result = make_result(run_id, 1, datetime(2001, 1, 1, tzinfo=UTC))
         letter = dead_letter(run_id, 0, key_b64=base64.b64encode(b"user-7").decode())
         letter = letter.model_copy(update={"headers": {"x-user": "ada@example.com"}})
-        send_result(producer, result.to_bytes())
-        producer.send(DLQ.name, key=b"k", value=letter.to_bytes())
-        producer.flush()
-        wait_for(lambda: tables.count("responses", run_id) == 1, "the response", worker)
-        wait_for(lambda: tables.count("dead_letters", run_id) == 1, "the dead letter", worker)
-        text, chars = tables.client.query(
-            "SELECT text, output_chars FROM responses FINAL WHERE request_id = {r:String}",
-            parameters={"r": result.request_id},
-        ).result_rows[0]
-        assert (text, chars) == ("", len(result.text))
+        response, stored = store_response_and_letter(
+            bootstrap, tables, worker, run_id, result, letter
+        )
+        assert response == ("", len(result.text))
         assert len(result.text) > 0
-        payload, key, headers = tables.client.query(
-            "SELECT payload_b64, key_b64, headers FROM dead_letters FINAL"
-        ).result_rows[0]
-        assert (payload, key, headers) == ("", "", {"x-user": ""})
+        assert stored == ("", "", {"x-user": ""})
 
         def ttl_set() -> bool:
             return all(
@@ -707,7 +726,6 @@ def test_a_worker_that_stores_no_text_and_keeps_rows_n_days(
         assert "TTL" not in tables.scalar("SHOW CREATE TABLE metric_windows")
     finally:
         code = worker.stop()
-        producer.close()
     assert code == 0, worker.log()[-3000:]
 
 
@@ -718,29 +736,18 @@ def test_by_default_stored_text_carries_placeholders_not_the_planted_personal_da
     placeholders; a dead letter keeps its header names, with values redacted, and no bytes."""
     bootstrap = own_bootstrap
     worker = Worker(bootstrap, database, tmp_path, f"streams-{run_id}")
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     try:
         leak = "Write to ada@example.com, card 4111 1111 1111 1111."
         result = make_result(run_id, 1, datetime.now(UTC)).model_copy(update={"text": leak})
         letter = dead_letter(run_id, 0, key_b64=base64.b64encode(b"ada@example.com").decode())
         letter = letter.model_copy(update={"headers": {"x-user": "ada@example.com"}})
-        send_result(producer, result.to_bytes())
-        producer.send(DLQ.name, key=b"k", value=letter.to_bytes())
-        producer.flush()
-        wait_for(lambda: tables.count("responses", run_id) == 1, "the response", worker)
-        wait_for(lambda: tables.count("dead_letters", run_id) == 1, "the dead letter", worker)
-        text, chars = tables.client.query(
-            "SELECT text, output_chars FROM responses FINAL WHERE request_id = {r:String}",
-            parameters={"r": result.request_id},
-        ).result_rows[0]
-        assert (text, chars) == ("Write to <EMAIL>, card <CREDIT_CARD>.", len(leak))
-        payload, key, headers = tables.client.query(
-            "SELECT payload_b64, key_b64, headers FROM dead_letters FINAL"
-        ).result_rows[0]
-        assert (payload, key, headers) == ("", "", {"x-user": "<EMAIL>"})
+        response, stored = store_response_and_letter(
+            bootstrap, tables, worker, run_id, result, letter
+        )
+        assert response == ("Write to <EMAIL>, card <CREDIT_CARD>.", len(leak))
+        assert stored == ("", "", {"x-user": "<EMAIL>"})
     finally:
         code = worker.stop()
-        producer.close()
     assert code == 0, worker.log()[-3000:]
 
 
@@ -769,8 +776,9 @@ def test_a_response_is_stored_with_its_cheap_tier_signals_and_spans_not_the_emai
             " AND position(toString(tuple(*)), {s:String}) > 0"
         )
         stored = [
-            tables.client.query(anywhere, parameters={"r": result.request_id, "s": s})
-            .result_rows[0][0]
+            tables.client.query(anywhere, parameters={"r": result.request_id, "s": s}).result_rows[
+                0
+            ][0]
             for s in (email, "<EMAIL>")
         ]
     finally:
