@@ -58,12 +58,28 @@ def _compile(pattern: str) -> re.Pattern[str]:
 
 _COMPILED: Final = tuple((pid, _compile(p)) for pid, p in PATTERNS)
 
+# Words without which a pattern cannot match (casefolded). Most answers hold none of them, so
+# a substring test over the folded text skips the regex scans that cost the most.
+_NEEDS: Final[dict[str, tuple[str, ...]]] = {
+    "cannot_help": ("can", "won", "will not", "must not", "shouldn"),
+    "cannot_provide": ("can", "won", "will not", "must not", "shouldn"),
+    "unable_to": ("unable", "able", "allowed", "permitted", "comfortable"),
+    "as_an_ai": ("as an",),
+    "apology_refusal": ("sorry", "apologi"),
+    "policy": ("guideline", "polic", "rules", "principles"),
+}
+
 
 def find_refusals(text: str) -> list[Finding]:
     """The first match of each pattern in `text`, in pattern order."""
     text = text.translate(_APOSTROPHES)
+    # Only to decide which patterns to run: matching and offsets use the text itself (casefold
+    # can change a string's length, and the whitespace a needed phrase holds may vary).
+    lowered = " ".join(text.casefold().split())
     findings = []
     for pid, pattern in _COMPILED:
+        if not any(word in lowered for word in _NEEDS[pid]):
+            continue
         match = pattern.search(text)
         if match is not None:
             findings.append(Finding(f"refusal:{pid}", "output", match.start(), match.end()))

@@ -28,6 +28,11 @@ from streams.detectors.refusal import PATTERNS, RefusalDetector, find_refusals
         ("That would violate my content policy.", "policy"),
         ("This goes against OpenAI\u2019s usage policies.", "policy"),
         ("It is contrary to my guidelines.", "policy"),
+        # The quick word check folds case and whitespace as the patterns do.
+        ("AS\nAN\tAI MODEL", "as_an_ai"),
+        ("\u017forry, but I cannot help", "apology_refusal"),  # long s: folds to "s"
+        ("I WILL\n\nNOT assist", "cannot_help"),
+        ("against   our\nusage\tPOLICIES", "policy"),
     ],
 )
 def test_refusals_are_found_with_their_pattern(text: str, pattern: str) -> None:
