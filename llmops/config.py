@@ -269,14 +269,13 @@ class Settings(BaseSettings):
     store_text: StoreText = "redacted"
     # Detectors (by registered name, streams/detectors/drivers.py) the metrics worker runs on
     # every response, their signals stored in its row; an unknown name stops the worker at
-    # start. The default is the cheap tier, written out here because llmops must not import
-    # streams (a unit test holds it equal to streams.detectors.drivers.CHEAP_TIER).
+    # start. The default is written out here because llmops must not import streams (a unit
+    # test holds it equal to streams.detectors.drivers.DEFAULT_DETECTORS).
     detectors: list[str] = Field(
         default_factory=lambda: [
             "lengths",
             "refusal_patterns",
             "pii_regex",
-            "profanity_check",
             "json_validity",
             "lexical_grounding",
         ]

@@ -75,15 +75,16 @@ def test_every_declared_sink_is_an_agent_on_its_topic() -> None:
     assert agents["streams.windows"].channel.get_topic_name() == "unit-streams-response-features"
 
 
-def test_the_default_detectors_are_the_cheap_tier() -> None:
+def test_the_default_detectors_are_the_drivers_default() -> None:
     """llmops.config writes the names out (it must not import streams): they must agree."""
-    from streams.detectors.drivers import CHEAP_TIER
+    from streams.detectors.drivers import CHEAP_TIER, DEFAULT_DETECTORS
 
-    assert Settings().detectors == list(CHEAP_TIER)
+    assert Settings().detectors == list(DEFAULT_DETECTORS)
+    assert set(DEFAULT_DETECTORS) <= set(CHEAP_TIER)
     worker = build_worker(SETTINGS, WorkerOptions(app_id="unit-streams"))
     try:
         context = worker.sinks[RESPONSES.name].context
-        assert [d.name for d in context.detectors] == list(CHEAP_TIER)
+        assert [d.name for d in context.detectors] == list(DEFAULT_DETECTORS)
     finally:
         worker.close()
 
