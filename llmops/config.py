@@ -276,6 +276,7 @@ class Settings(BaseSettings):
             "lengths",
             "refusal_patterns",
             "pii_regex",
+            "profanity_check",
             "json_validity",
             "lexical_grounding",
         ]

@@ -58,6 +58,9 @@ class Batch:
     # so a row the store refuses can be dead-lettered and what it produced withheld.
     row_sources: list[Record] = field(default_factory=list)
     outgoing_sources: list[Record] = field(default_factory=list)
+    # Rows a sink completes once per batch (a row and what completing it needs): work that is
+    # only fast in batches, such as running the response detectors.
+    deferred: list[tuple[dict[str, Any], Any]] = field(default_factory=list)
 
 
 Handler = Callable[[E, Record, Span, Batch], None]

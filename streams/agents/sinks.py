@@ -76,6 +76,7 @@ class SinkContext:
 # Adds a decoded record's rows (and any records for other topics) to the batch; raising
 # makes that record alone a dead letter (or a skip, per the sink's `rejects`).
 Fill = Callable[[SinkContext, E, Record, Span, Batch], None]
+Finish = Callable[[SinkContext, Batch], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +90,8 @@ class TableSink(Generic[E]):
     table: str
     columns: tuple[str, ...]
     rejects: Rejects = "dead_letter"
+    # Completes the batch's deferred rows once every record is filled (batched work).
+    finish: Finish | None = None
 
 
 def fill_request(
@@ -102,23 +105,43 @@ def fill_request(
     batch.rows.append(rows.request_row(request, len(record.value or b"")))
 
 
-def detect_signals(context: SinkContext, exchange: Exchange) -> list[Signal]:
-    """Every configured detector's signals of one exchange. A detector that raises (or
-    answers out of contract) loses its signals for this record only: the record is stored."""
-    signals: list[Signal] = []
+def detect_signals(context: SinkContext, exchanges: Sequence[Exchange]) -> list[list[Signal]]:
+    """Every configured detector's signals of each exchange, one call per detector for the
+    whole batch. A detector that raises (or answers out of contract) is asked again one
+    exchange at a time, so only the exchanges it fails on lose its signals; records are
+    stored either way."""
+    found: list[list[Signal]] = [[] for _ in exchanges]
+    if not exchanges:
+        return found
     for detector in context.detectors:
         try:
-            [found] = detector.detect([exchange])
-        except Exception as error:
-            context.detector_failures.failed(
-                f"detector:{detector.name}",
-                f"detector {detector.name}@{detector.version} failed",
-                f"response {exchange.request_id}",
-                error,
-            )
-            continue
-        signals.extend(found)
-    return signals
+            answers = _answers(detector, exchanges)
+        except Exception:
+            answers = [_one_answer(context, detector, exchange) for exchange in exchanges]
+        for signals, answer in zip(found, answers, strict=True):
+            signals.extend(answer)
+    return found
+
+
+def _answers(detector: Detector, exchanges: Sequence[Exchange]) -> list[list[Signal]]:
+    answers = detector.detect(exchanges)
+    if len(answers) != len(exchanges):
+        raise ValueError(f"answered for {len(answers)} of {len(exchanges)} exchanges")
+    return answers
+
+
+def _one_answer(context: SinkContext, detector: Detector, exchange: Exchange) -> list[Signal]:
+    try:
+        [answer] = _answers(detector, [exchange])
+    except Exception as error:
+        context.detector_failures.failed(
+            f"detector:{detector.name}",
+            f"detector {detector.name}@{detector.version} failed",
+            f"response {exchange.request_id}",
+            error,
+        )
+        return []
+    return answer
 
 
 def exchange_of(result: InferenceResult) -> Exchange:
@@ -150,10 +173,9 @@ def fill_response(
     span.set_attributes(genai_request_parameters(model=result.model or None))
     # The response's own failure, if any: processing it went fine.
     span.set_attributes(llmops_attributes(response_error_kind=features.error_kind or None))
-    signals = detect_signals(context, exchange_of(result))
-    batch.rows.append(
-        rows.response_row(result, features, len(record.value or b""), context.text_policy, signals)
-    )
+    row = rows.response_row(result, features, len(record.value or b""), context.text_policy)
+    batch.rows.append(row)
+    batch.deferred.append((row, exchange_of(result)))  # its signals: once per batch
     batch.outgoing.append(
         Outgoing(
             context.features_topic,
@@ -162,6 +184,14 @@ def fill_response(
             json_headers("ResponseFeatures"),
         )
     )
+
+
+def finish_responses(context: SinkContext, batch: Batch) -> None:
+    """The response rows' signal columns, the detectors run once over the whole batch."""
+    exchanges = [exchange for _, exchange in batch.deferred]
+    for (row, _), signals in zip(batch.deferred, detect_signals(context, exchanges), strict=True):
+        row.update(rows.signal_columns(signals))
+    batch.deferred.clear()
 
 
 def fill_dead_letter(
@@ -189,6 +219,7 @@ SINKS: tuple[TableSink[Any], ...] = (
         fill_response,
         rows.RESPONSES_TABLE,
         rows.RESPONSE_COLUMNS,
+        finish=finish_responses,
     ),
     TableSink(
         "streams.dead_letters",
@@ -246,7 +277,10 @@ class SinkAgent(Generic[E]):
 
     def convert(self, records: Sequence[Record]) -> Batch:
         """Pure: the batch's rows and records, nothing stored or sent yet."""
-        return self.converter.convert(records, self.sink.contract, self._fill)
+        batch = self.converter.convert(records, self.sink.contract, self._fill)
+        if self.sink.finish is not None:
+            self.sink.finish(self.context, batch)
+        return batch
 
     async def consume(self, stream: StreamT[bytes]) -> None:
         """Never acks an event before what it produced is stored and published."""

@@ -66,8 +66,8 @@ def test_a_raising_detector_leaves_its_signals_out_and_is_logged_once(
 ) -> None:
     sinks = context(Broken(), Counts(), WrongLength())
     with caplog.at_level(logging.WARNING, logger=LOG.name):
-        first = detect_signals(sinks, exchange_of(result(text="héllo\x00")))
-        second = detect_signals(sinks, exchange_of(result(text="")))
+        [first] = detect_signals(sinks, [exchange_of(result(text="héllo\x00"))])
+        [second] = detect_signals(sinks, [exchange_of(result(text=""))])
     assert first == [Signal("output_len", 6.0, "counts", "3")]
     assert second == [Signal("output_len", 0.0, "counts", "3")]
     lines = [r for r in caplog.records if r.name == LOG.name]
@@ -80,9 +80,42 @@ def test_a_raising_detector_leaves_its_signals_out_and_is_logged_once(
 
 def test_the_cheap_tier_finds_a_refusal_and_an_email_span() -> None:
     text = "I'm sorry, but I can't help with that. Write to ada@example.com."
-    signals = detect_signals(context(*create_detectors(CHEAP_TIER)), exchange_of(result(text=text)))
+    cheap = context(*create_detectors(CHEAP_TIER))
+    [signals] = detect_signals(cheap, [exchange_of(result(text=text))])
     values = {s.name: s.value for s in signals}
     assert (values["refusal"], values["pii_output"]) == (1.0, 1.0)
     emails = [f for s in signals for f in s.findings if f.kind == "EMAIL"]
     start = text.index("ada@")
     assert emails == [Finding("EMAIL", "output", start, start + len("ada@example.com"))]
+
+
+class FailsOnEmpty(Detector):
+    """Raises on a batch holding an empty output: one bad exchange in a batch."""
+
+    name = "fails_on_empty"
+    version = "2"
+
+    def detect(self, exchanges: Sequence[Exchange]) -> list[list[Signal]]:
+        if any(not e.output for e in exchanges):
+            raise ValueError("empty output")
+        return [[self.signal("seen", 1.0)] for _ in exchanges]
+
+
+def test_a_batch_is_detected_in_one_call_and_a_failure_costs_only_its_exchange() -> None:
+    calls: list[int] = []
+
+    class Recording(Counts):
+        def detect(self, exchanges: Sequence[Exchange]) -> list[list[Signal]]:
+            calls.append(len(exchanges))
+            return super().detect(exchanges)
+
+    sinks = context(Recording(), FailsOnEmpty())
+    texts = ["a", "", "abc"]
+    found = detect_signals(sinks, [exchange_of(result(text=x)) for x in texts])
+    assert calls == [3]  # one call for the whole batch
+    assert found == [
+        [Signal("output_len", 1.0, "counts", "3"), Signal("seen", 1.0, "fails_on_empty", "2")],
+        [Signal("output_len", 0.0, "counts", "3")],  # only the empty one lost that signal
+        [Signal("output_len", 3.0, "counts", "3"), Signal("seen", 1.0, "fails_on_empty", "2")],
+    ]
+    assert detect_signals(sinks, []) == []
