@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Annotated
+
+from pydantic import Field
 
 from schemas.base import Event
 from schemas.deadletters import DeadLetter
@@ -27,8 +30,11 @@ MAX_TOPIC_PARTITIONS = 10_000
 
 @dataclass(frozen=True)
 class TopicSpec:
-    name: str
-    partitions: int
+    """A topic of the catalogue. The bounds in the annotations are checked when a spec is
+    built, so no admin request for an absurd topic is ever sent."""
+
+    name: Annotated[str, Field(min_length=1, max_length=MAX_TOPIC_LEN)]
+    partitions: Annotated[int, Field(ge=1, le=MAX_TOPIC_PARTITIONS)]
     key: str
     purpose: str
     contracts: tuple[type[Event], ...]
@@ -36,6 +42,8 @@ class TopicSpec:
     configs: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not 1 <= len(self.name) <= MAX_TOPIC_LEN:
+            raise ValueError(f"topic name of {len(self.name)} characters, not 1..{MAX_TOPIC_LEN}")
         if not 1 <= self.partitions <= MAX_TOPIC_PARTITIONS:
             raise ValueError(
                 f"topic {self.name!r}: {self.partitions} partitions, "

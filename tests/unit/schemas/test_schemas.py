@@ -17,6 +17,7 @@ from schemas import (
 from schemas.export import JSON_DIR, render_all
 from schemas.topics import (
     CORE_TOPICS,
+    MAX_TOPIC_LEN,
     MAX_TOPIC_PARTITIONS,
     TopicSpec,
     inference_topic,
@@ -130,6 +131,13 @@ def test_a_topic_spec_refuses_a_partition_count_out_of_bounds(partitions: int) -
         TopicSpec("t", partitions, "key", "purpose", ())
 
 
+@pytest.mark.parametrize("name", ["", "t" * (MAX_TOPIC_LEN + 1)])
+def test_a_topic_spec_refuses_a_name_kafka_cannot_hold(name: str) -> None:
+    with pytest.raises(ValueError, match="topic name"):
+        TopicSpec(name, 1, "key", "purpose", ())
+
+
 def test_a_topic_spec_takes_the_bounds_themselves() -> None:
+    assert TopicSpec("t" * MAX_TOPIC_LEN, 1, "k", "p", ()).name == "t" * MAX_TOPIC_LEN
     assert TopicSpec("t", 1, "k", "p", ()).partitions == 1
     assert TopicSpec("t", MAX_TOPIC_PARTITIONS, "k", "p", ()).partitions == MAX_TOPIC_PARTITIONS
