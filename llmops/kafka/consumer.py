@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
@@ -27,6 +27,9 @@ from llmops.kafka.record import Record
 from llmops.telemetry import metrics
 from llmops.telemetry.ratelog import RejectionLog
 from schemas.topics import DLQ
+
+if TYPE_CHECKING:
+    from llmops.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,30 @@ class ConsumerConfig:
     auto_offset_reset: str = "earliest"
     dlq_topic: str = DLQ.name
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        topics: Sequence[str],
+        group_id: str,
+        service: str,
+        **options: Any,
+    ) -> ConsumerConfig:
+        """A service's consumer: message size, commit interval and fetch waits of `settings`
+        (`options`: the other fields)."""
+        return cls(
+            topics=topics,
+            group_id=group_id,
+            service=service,
+            max_message_bytes=settings.max_message_bytes,
+            commit_interval_s=settings.commit_interval_s,
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
+            fetch_idle_wait_ms=settings.fetch_idle_wait_ms,
+            fetch_quiet_after_s=settings.fetch_quiet_after_s,
+            **options,
+        )
 
 
 class LoopCompanion(Protocol):

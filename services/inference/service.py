@@ -333,17 +333,13 @@ def build_worker(
     worker = InferenceWorker(settings, pool, engine, producer, heartbeat.health)
     loop = PoolLoop(
         bus,
-        ConsumerConfig(
+        ConsumerConfig.from_settings(
+            settings,
             topics=[inference_topic(pool.name).name],
             group_id=group_id(pool.name),
             service=f"inference-{pool.name}",
             max_in_flight=pool.capacity,
             max_poll_records=pool.capacity,
-            max_message_bytes=settings.max_message_bytes,
-            commit_interval_s=settings.commit_interval_s,
-            fetch_max_wait_ms=settings.fetch_max_wait_ms,
-            fetch_idle_wait_ms=settings.fetch_idle_wait_ms,
-            fetch_quiet_after_s=settings.fetch_quiet_after_s,
         ),
         worker.handle,
         producer,

@@ -238,16 +238,12 @@ class RescueManager:
         )
         loop = ConsumerLoop(
             BusConfig.from_settings(self._settings, client_id="llmops-router"),
-            ConsumerConfig(
+            ConsumerConfig.from_settings(
+                self._settings,
                 topics=[inference_topic(pool).name],
                 group_id=inference_group(pool),
                 service=f"router-rescue-{pool}",
                 max_in_flight=1000,
-                max_message_bytes=self._settings.max_message_bytes,
-                commit_interval_s=self._settings.commit_interval_s,
-                fetch_max_wait_ms=self._settings.fetch_max_wait_ms,
-                fetch_idle_wait_ms=self._settings.fetch_idle_wait_ms,
-                fetch_quiet_after_s=self._settings.fetch_quiet_after_s,
             ),
             rescuer.handle,
             self._producer,

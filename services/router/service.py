@@ -299,16 +299,12 @@ def build_router(
     router = Router(settings, prompts, producer)
     loop = RouterLoop(
         bus,
-        ConsumerConfig(
+        ConsumerConfig.from_settings(
+            settings,
             topics=[REQUESTS.name],
             group_id=group_id,
             service="router",
             max_in_flight=5000,
-            max_message_bytes=settings.max_message_bytes,
-            commit_interval_s=settings.commit_interval_s,
-            fetch_max_wait_ms=settings.fetch_max_wait_ms,
-            fetch_idle_wait_ms=settings.fetch_idle_wait_ms,
-            fetch_quiet_after_s=settings.fetch_quiet_after_s,
         ),
         router.handle,
         producer,
