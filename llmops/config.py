@@ -28,6 +28,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from llmops.monitoring_config import MonitoringSettings
 from llmops.routing_config import RoutingConfig
 from schemas.base import MAX_COST_USD
 
@@ -281,6 +282,26 @@ class Settings(BaseSettings):
             "lexical_grounding",
         ]
     )
+    # Request attributes that split quality windows, drift and fairness by segment (e.g.
+    # ["locale", "plan"]): each value gets windows of its own besides the whole group's.
+    segment_attributes: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:/\-]{1,128}$")]] = Field(
+        default_factory=list, max_length=16
+    )
+    # Distinct values per segment attribute and window; rarer ones are counted as "(other)".
+    segment_max_values: int = Field(default=32, ge=1, le=10_000)
+    # Share of responses the sampled tiers see (embeddings; NER PII and the judge below),
+    # chosen by request-id hash so a replay samples the same responses.
+    embedding_sample_rate: float = Field(default=1.0, ge=0.0, le=1.0)
+    deep_sample_rate: float = Field(default=0.05, ge=0.0, le=1.0)
+    # The model-graded check: a request through our own router to this model's pool for a
+    # `judge_sample_rate` share of app responses; "" turns it off. Checks: rubric names.
+    judge_model: str = ""
+    judge_sample_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    judge_checks: list[Annotated[str, Field(pattern=r"^[a-z_]{1,64}$")]] = Field(
+        default_factory=lambda: ["faithfulness"], max_length=8
+    )
+    # What the quality monitor checks and when it alerts (llmops/monitoring_config.py).
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     # Days the tables that hold text (requests, responses, dead_letters) keep a row after
     # storing it (a ClickHouse TTL the metrics worker sets at start); 0 keeps rows forever.
     retention_days: int = Field(default=30, ge=0, le=36500)

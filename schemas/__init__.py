@@ -3,7 +3,7 @@
 from schemas.base import SCHEMA_VERSION, Contract, Event, new_id, utc_now
 from schemas.deadletters import DeadLetter, DeadLetterKind
 from schemas.experiments import Experiment, Variant
-from schemas.monitoring import Alert, DriftReport, MetricWindow
+from schemas.monitoring import Alert, DriftReport, MetricWindow, QualityWindow
 from schemas.pools import PoolPhase, PoolStatus
 from schemas.prompts import PromptVersion
 from schemas.requests import ChatMessage, PromptRef, PromptRequest, RoutedRequest, SamplingParams
@@ -28,6 +28,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         PromptVersion,
         Experiment,
         MetricWindow,
+        QualityWindow,
         DriftReport,
         Alert,
         DeadLetter,
@@ -55,6 +56,7 @@ __all__ = [
     "PromptRef",
     "PromptRequest",
     "PromptVersion",
+    "QualityWindow",
     "ResponseChunk",
     "RoutedRequest",
     "SamplingParams",

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
 from schemas.base import (
+    MAX_ATTRIBUTE_LEN,
+    MAX_ID_LEN,
+    MAX_NAME_LEN,
     MAX_STATISTIC,
     MAX_TEXT_LEN,
     MAX_TOTAL_COST_USD,
+    MAX_UINT32,
     MAX_VERSION,
     Count,
     Event,
@@ -48,21 +52,116 @@ class MetricWindow(Event):
     finish_reasons: dict[str, Count] = Field(default_factory=dict)
 
 
+# Quality monitoring (issue 9): signals and segment values are names, bounded in number.
+MAX_SIGNALS = 128  # distinct signal names per response or window
+MAX_SEGMENTS = 16  # declared segment attributes per response
+MAX_SKETCH_BYTES = 65_536  # one serialized KLL sketch, base64
+MAX_SAMPLE = 512  # values kept per feature in a window's sample
+MAX_EMBEDDING_DIM = 4096
+MAX_EVIDENCE = 32  # evidence entries on one alert
+
+SignalValue = Annotated[float, Field(ge=-MAX_STATISTIC, le=MAX_STATISTIC, allow_inf_nan=False)]
+SegmentValue = Annotated[str, Field(max_length=MAX_ATTRIBUTE_LEN)]
+Statistic = Annotated[float, Field(ge=-MAX_STATISTIC, le=MAX_STATISTIC, allow_inf_nan=False)]
+
+
+class QualityWindow(Event):
+    """Quality aggregates of one tumbling window, for one group and one segment.
+
+    One per (window, prompt, version, variant, pool, model, segment): `segment` "" is the whole
+    group, "locale=de" the responses whose request carried attributes["locale"] == "de".
+    Everything here merges exactly across windows, pools or segments: rates as hits/totals
+    (the Wilson interval is derived), distributions as KLL sketches (base64, Apache
+    DataSketches kll_floats_sketch), the embedding centroid as sum/count, samples as the
+    bottom-k request-id hashes (a bottom-k of a union is the bottom-k of the parts' bottom-k).
+    """
+
+    ts: StoredDatetime = Field(default_factory=utc_now)
+    window_start: StoredDatetime
+    window_end: StoredDatetime
+    prompt_name: str = ""
+    prompt_version: int = Field(default=0, ge=0, le=MAX_VERSION)
+    variant: str = ""
+    pool: str = ""
+    model: str = ""
+    segment: str = Field(default="", max_length=MAX_NAME_LEN + 1 + MAX_ATTRIBUTE_LEN)
+    responses: Count
+    errors: Count
+    # Rate name ("refusal", "pii_output", "pii_output.EMAIL", "toxic", "unsupported",
+    # "json_invalid", "error") -> responses it applies to and responses it flagged.
+    rate_totals: dict[Name, Count] = Field(default_factory=dict, max_length=MAX_SIGNALS)
+    rate_hits: dict[Name, Count] = Field(default_factory=dict, max_length=MAX_SIGNALS)
+    # Wilson 95% interval of each rate (derived from hits/totals, kept for readers).
+    rate_low: dict[Name, Fraction] = Field(default_factory=dict, max_length=MAX_SIGNALS)
+    rate_high: dict[Name, Fraction] = Field(default_factory=dict, max_length=MAX_SIGNALS)
+    # Distribution name ("latency_ms", "ttft_ms", "output_chars", "toxicity", "grounding",
+    # ...) -> [p50, p90, p95, p99] read from its sketch, and the sketch itself.
+    quantiles: dict[Name, list[Statistic]] = Field(default_factory=dict, max_length=MAX_SIGNALS)
+    sketches: dict[Name, Annotated[str, Field(max_length=MAX_SKETCH_BYTES)]] = Field(
+        default_factory=dict, max_length=MAX_SIGNALS
+    )
+    # Distribution name -> a uniform sample of its values (bottom-k by request-id hash).
+    sample: dict[Name, Annotated[list[Statistic], Field(max_length=MAX_SAMPLE)]] = Field(
+        default_factory=dict, max_length=MAX_SIGNALS
+    )
+    # Categorical features ("finish_reason", "error_kind") -> value -> count.
+    categories: dict[Name, dict[str, Count]] = Field(default_factory=dict, max_length=MAX_SIGNALS)
+    # Embedding tier: the sum of the output embeddings, and how many were summed.
+    embedding_sum: list[Statistic] = Field(default_factory=list, max_length=MAX_EMBEDDING_DIM)
+    embedded: Count = 0
+
+
 class DriftReport(Event):
+    """One drift test of one feature in one window (and segment) against its reference."""
+
+    window_start: StoredDatetime | None = None
+    window_end: StoredDatetime | None = None
+    prompt_name: str = ""
+    prompt_version: int = Field(default=0, ge=0, le=MAX_VERSION)
+    variant: str = ""
+    pool: str = ""
+    model: str = ""
     feature: Name
-    segment: str = ""
+    segment: str = Field(default="", max_length=MAX_NAME_LEN + 1 + MAX_ATTRIBUTE_LEN)
     statistic: Name
-    value: float = Field(ge=-MAX_STATISTIC, le=MAX_STATISTIC, allow_inf_nan=False)
+    value: Statistic
     p_value: Fraction | None = None
-    threshold: float = Field(ge=-MAX_STATISTIC, le=MAX_STATISTIC, allow_inf_nan=False)
+    # Benjamini-Hochberg adjusted p-value across the window's tests (None: no p-value).
+    p_adjusted: Fraction | None = None
+    threshold: Statistic
     drifted: bool
+    # Consecutive windows drifted, this one included (an alert needs `persistence` of them).
+    streak: int = Field(default=0, ge=0, le=MAX_UINT32)
+    reference: str = Field(default="", max_length=512)  # e.g. "baseline:first 500 of v3"
     reference_size: Count
     current_size: Count
 
 
+AlertState = Literal["open", "resolved"]
+
+
 class Alert(Event):
+    """A rule crossing for one subject. One open alert per subject: `alert_id` is stable per
+    (rule, subject) and opening, so the row of a resolution replaces the row of its opening."""
+
     severity: Literal["info", "warning", "critical"]
-    kind: Name
+    kind: Name  # "drift", "safety", "fairness"
+    rule: Name = "manual"  # e.g. "refusal_rate", "pii_output_jump", "fairness_refusal"
     subject: str = Field(max_length=512)
+    state: AlertState = "open"
+    alert_id: str = Field(default="", max_length=MAX_ID_LEN)
+    opened_at: StoredDatetime | None = None
     message: str = Field(max_length=4096)
+    prompt_name: str = ""
+    prompt_version: int = Field(default=0, ge=0, le=MAX_VERSION)
+    variant: str = ""
+    pool: str = ""
+    model: str = ""
+    segment: str = Field(default="", max_length=MAX_NAME_LEN + 1 + MAX_ATTRIBUTE_LEN)
+    window_start: StoredDatetime | None = None
+    window_end: StoredDatetime | None = None
+    # statistic, value, threshold, reference, ...: what a human needs to judge it.
+    evidence: dict[Name, Annotated[str, Field(max_length=512)]] = Field(
+        default_factory=dict, max_length=MAX_EVIDENCE
+    )
     request_id: Identifier | None = None

@@ -11,7 +11,7 @@ from pydantic import Field
 from schemas.base import Event
 from schemas.deadletters import DeadLetter
 from schemas.experiments import Experiment
-from schemas.monitoring import Alert, DriftReport, MetricWindow
+from schemas.monitoring import Alert, DriftReport, MetricWindow, QualityWindow
 from schemas.pools import PoolStatus
 from schemas.prompts import PromptVersion
 from schemas.requests import MAX_TOPIC_LEN, REPLIES_PREFIX, PromptRequest, RoutedRequest
@@ -93,10 +93,10 @@ METRICS = TopicSpec(
     "llm.metrics",
     6,
     "window group",
-    "closed metric windows",
-    (MetricWindow, DriftReport),
+    "closed metric and quality windows, drift results",
+    (MetricWindow, QualityWindow, DriftReport),
 )
-ALERTS = TopicSpec("llm.alerts", 1, "alert kind", "alerts for humans and pagers", (Alert,))
+ALERTS = TopicSpec("llm.alerts", 1, "alert subject", "alerts for humans and pagers", (Alert,))
 DLQ = TopicSpec(
     "llm.dlq",
     3,

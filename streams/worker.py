@@ -158,6 +158,7 @@ class MetricsWorker:
             keys_from_settings(settings),
             features_topic,
             configured_detectors(settings),
+            segment_attributes=tuple(settings.segment_attributes),
         )
         # Keyed by the topic each sink reads.
         self.sinks: dict[str, SinkAgent[Any]] = {

@@ -34,6 +34,7 @@ from llmops.telemetry.conventions import (
     genai_response_attributes,
     llmops_attributes,
 )
+from llmops.telemetry.propagation import Headers
 from llmops.telemetry.ratelog import RejectionLog
 from llmops.telemetry.spans import batch_span
 from schemas import DeadLetter, InferenceResult, PromptRequest
@@ -41,9 +42,15 @@ from schemas.topics import DLQ, REQUESTS, RESPONSES, TopicSpec
 from streams import SERVICE, rows
 from streams.agents.delivery import Delivery
 from streams.detectors.base import Detector, Exchange, Signal
-from streams.features import extract_features, group_key_text
+from streams.features import (
+    ResponseFeatures,
+    extract_features,
+    features_with_signals,
+    group_key_text,
+)
 from streams.privacy import TextPolicy
 from streams.records import Batch, Converter, E, Outgoing, json_headers, to_record
+from streams.rows import Row
 from streams.sink import TableWriter
 
 # What a sink does with input it cannot decode or handle:
@@ -67,6 +74,8 @@ class SinkContext:
     features_topic: str
     # Run on every response, their signals stored in its row (Settings.detectors).
     detectors: tuple[Detector, ...] = ()
+    # Request attributes that split windows by segment (Settings.segment_attributes).
+    segment_attributes: tuple[str, ...] = ()
     # A detector that fails is logged here, at a bounded rate, and its signals left out.
     detector_failures: RejectionLog = field(
         default_factory=lambda: RejectionLog(log, SERVICE), compare=False
@@ -161,7 +170,7 @@ def fill_response(
 ) -> None:
     """A response's row, and its features on the repartition topic keyed by window group."""
     record.verify(context.signing, InferenceResult)  # raises a Rejected: dead-lettered
-    features = extract_features(result)
+    features = extract_features(result, context.segment_attributes)
     span.set_attributes(
         genai_response_attributes(
             input_tokens=result.usage.input_tokens,
@@ -175,23 +184,32 @@ def fill_response(
     span.set_attributes(llmops_attributes(response_error_kind=features.error_kind or None))
     row = rows.response_row(result, features, len(record.value or b""), context.text_policy)
     batch.rows.append(row)
-    batch.deferred.append((row, exchange_of(result)))  # its signals: once per batch
-    batch.outgoing.append(
-        Outgoing(
-            context.features_topic,
-            group_key_text(features.group).encode(),
-            features.to_bytes(),
-            json_headers("ResponseFeatures"),
-        )
-    )
+    # Its signals, and its features with them: once per batch (finish_responses). The
+    # headers are built here, inside the record's span, so the features carry its trace.
+    headers = json_headers("ResponseFeatures")
+    batch.deferred.append((row, (exchange_of(result), features, record, headers)))
 
 
 def finish_responses(context: SinkContext, batch: Batch) -> None:
-    """The response rows' signal columns, the detectors run once over the whole batch."""
-    exchanges = [exchange for _, exchange in batch.deferred]
-    for (row, _), signals in zip(batch.deferred, detect_signals(context, exchanges), strict=True):
-        row.update(rows.signal_columns(signals))
+    """The response rows' signal columns, the detectors run once over the whole batch; then
+    each response's features, signals included, for its window (keyed by window group)."""
+    pending: list[tuple[Row, Exchange, ResponseFeatures, Record, Headers]] = [
+        (row, *deferred) for row, deferred in batch.deferred
+    ]
     batch.deferred.clear()
+    found = detect_signals(context, [exchange for _, exchange, *_ in pending])
+    for (row, _, features, record, headers), signals in zip(pending, found, strict=True):
+        row.update(rows.signal_columns(signals))
+        with_signals = features_with_signals(features, signals)
+        batch.outgoing.append(
+            Outgoing(
+                context.features_topic,
+                group_key_text(with_signals.group).encode(),
+                with_signals.to_bytes(),
+                headers,
+            )
+        )
+        batch.outgoing_sources.append(record)
 
 
 def fill_dead_letter(

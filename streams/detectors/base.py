@@ -52,6 +52,8 @@ class Signal:
     detector: str  # the driver's name
     version: str  # the driver's version
     findings: tuple[Finding, ...] = ()
+    # A vector measured with it (the embedding tier's output embedding); () for none.
+    vector: tuple[float, ...] = ()
 
 
 class Detector(abc.ABC):
@@ -67,6 +69,12 @@ class Detector(abc.ABC):
         Must not raise on any text (empty, huge, any unicode, control characters): a detector
         that cannot judge an exchange leaves its signal out rather than failing the batch."""
 
-    def signal(self, name: str, value: float, findings: Sequence[Finding] = ()) -> Signal:
+    def signal(
+        self,
+        name: str,
+        value: float,
+        findings: Sequence[Finding] = (),
+        vector: Sequence[float] = (),
+    ) -> Signal:
         """A signal stamped with this detector's name and version."""
-        return Signal(name, float(value), self.name, self.version, tuple(findings))
+        return Signal(name, float(value), self.name, self.version, tuple(findings), tuple(vector))

@@ -47,7 +47,11 @@ def context(*detectors: Detector) -> SinkContext:
     from streams.privacy import RAW
 
     return SinkContext(
-        RAW, None, "features", detectors, RejectionLog(LOG, "streams", clock=lambda: 0.0)
+        RAW,
+        None,
+        "features",
+        detectors,
+        detector_failures=RejectionLog(LOG, "streams", clock=lambda: 0.0),
     )
 
 
