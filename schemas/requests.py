@@ -56,6 +56,10 @@ class ChatMessage(Contract):
     content: str = Field(max_length=MAX_TEXT_LEN)
 
 
+# What the app asks the answer to be: free text, or a JSON document.
+ResponseFormat = Literal["text", "json"]
+
+
 class PromptRef(Contract):
     """A named prompt from the registry: pinned `version`, else the version behind `label`."""
 
@@ -95,6 +99,8 @@ class PromptRequest(Event):
     deadline: UtcDatetime | None = None
     attributes: Attributes = Field(default_factory=dict)
     context: str | None = Field(default=None, max_length=MAX_TEXT_LEN)
+    # "json": the app expects a JSON answer; the metrics worker then checks the answer parses.
+    response_format: ResponseFormat = "text"
 
     @model_validator(mode="after")
     def _one_prompt_source(self) -> PromptRequest:

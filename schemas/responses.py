@@ -20,6 +20,7 @@ from schemas.base import (
     TokenCount,
     Version,
 )
+from schemas.requests import ResponseFormat
 
 FinishReason = Literal["stop", "length", "abort", "timeout", "error"]
 ErrorKind = Literal[
@@ -90,6 +91,8 @@ class InferenceResult(Event):
     # the grounding context, so streams can score safety and grounding.
     prompt_text: str | None = Field(default=None, max_length=MAX_TEXT_LEN)
     context: str | None = Field(default=None, max_length=MAX_TEXT_LEN)
+    # What the request asked the answer to be ("json": the worker checks the answer parses).
+    response_format: ResponseFormat = "text"
 
     @property
     def ok(self) -> bool:

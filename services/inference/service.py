@@ -276,6 +276,7 @@ class InferenceWorker:
             error=error,
             prompt_text=prompt_text(routed),
             context=request.context,
+            response_format=request.response_format,
         )
 
 

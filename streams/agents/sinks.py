@@ -154,14 +154,14 @@ def _one_answer(context: SinkContext, detector: Detector, exchange: Exchange) ->
 
 
 def exchange_of(result: InferenceResult) -> Exchange:
-    """What the detectors read of a result. `wants_json` stays False: a result does not say
-    whether its request asked for JSON, so the JSON-validity signal is not measured yet."""
+    """What the detectors read of a result; JSON validity is judged when the request asked
+    for a JSON answer (its response_format, carried on the result)."""
     return Exchange(
         result.request_id,
         input=result.prompt_text or "",
         output=result.text,
         context=result.context,
-        wants_json=False,
+        wants_json=result.response_format == "json",
     )
 
 

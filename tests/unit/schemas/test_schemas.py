@@ -141,3 +141,15 @@ def test_a_topic_spec_takes_the_bounds_themselves() -> None:
     assert TopicSpec("t" * MAX_TOPIC_LEN, 1, "k", "p", ()).name == "t" * MAX_TOPIC_LEN
     assert TopicSpec("t", 1, "k", "p", ()).partitions == 1
     assert TopicSpec("t", MAX_TOPIC_PARTITIONS, "k", "p", ()).partitions == MAX_TOPIC_PARTITIONS
+
+
+def test_response_format_is_text_or_json() -> None:
+    import pydantic
+
+    from schemas import PromptRequest
+
+    ok = PromptRequest(messages=[{"role": "user", "content": "hi"}], response_format="json")
+    assert ok.response_format == "json"
+    assert PromptRequest(messages=[{"role": "user", "content": "hi"}]).response_format == "text"
+    with pytest.raises(pydantic.ValidationError):
+        PromptRequest(messages=[{"role": "user", "content": "hi"}], response_format="yaml")

@@ -123,3 +123,9 @@ def test_a_batch_is_detected_in_one_call_and_a_failure_costs_only_its_exchange()
         [Signal("output_len", 3.0, "counts", "3"), Signal("seen", 1.0, "fails_on_empty", "2")],
     ]
     assert detect_signals(sinks, []) == []
+
+
+def test_a_request_that_asked_for_json_has_its_answer_checked() -> None:
+    asked = exchange_of(result(text='{"a": 1}', response_format="json"))
+    assert asked.wants_json is True
+    assert exchange_of(result(text="{not json")).wants_json is False
