@@ -31,6 +31,11 @@ def up(
     from llmops.local.stack import LocalStack
 
     settings = get_settings()
+    if demo and not settings.segment_attributes:
+        # The demo's users carry these; quality and fairness are then shown per segment.
+        from llmops.local.demo.traffic import DEMO_SEGMENTS
+
+        settings = settings.model_copy(update={"segment_attributes": list(DEMO_SEGMENTS)})
     stack = LocalStack(settings, console, embedded=embedded)
     started = time.monotonic()
     exit_code = 0

@@ -24,6 +24,17 @@ QUESTIONS = [
     "How do I export my data?",
     "Is there a mobile app?",
 ]
+# Product notes the support prompt answers from: its grounding context.
+CONTEXT = (
+    "Acme Cloud resets passwords from the sign-in page. Billing dates can be changed once per "
+    "month under Settings > Billing. Data exports are CSV or JSON, from Settings > Data. "
+    "There is a mobile app for iOS and Android."
+)
+# Segment attributes the demo declares (Settings.segment_attributes): quality, drift and
+# fairness are then reported per locale and per plan as well as per prompt version.
+DEMO_SEGMENTS = ("locale", "plan")
+LOCALES = ("en", "de", "fr")
+PLANS = ("free", "pro")
 TEXTS = [
     "Kafka keeps an ordered log per partition; consumers track offsets.",
     "ClickHouse stores columns apart and compresses them well.",
@@ -33,19 +44,23 @@ TEXTS = [
 def demo_requests(
     client: LLMOpsClient, count: int, max_tokens: int, seed: int = 7
 ) -> list[PromptRequest]:
-    """A mix: the A/B-tested support prompt, a plain prompt, and raw chat messages."""
+    """A mix: the A/B-tested support prompt (with its grounding context), a plain prompt,
+    raw chat messages and a request for a JSON answer, from users of several locales and
+    plans."""
     rng = random.Random(seed)
     requests = []
     for i in range(count):
         user = f"user-{rng.randrange(1000)}"
-        kind = i % 3
+        segments = {"locale": rng.choice(LOCALES), "plan": rng.choice(PLANS)}
+        kind = i % 4
         if kind == 0:
             request = client.build_request(
                 prompt="support-answer",
                 variables={"product": "Acme Cloud", "question": rng.choice(QUESTIONS)},
                 max_tokens=max_tokens,
                 user_id=user,
-                attributes={"segment": rng.choice("ab")},
+                attributes=segments,
+                context=CONTEXT,
             )
         elif kind == 1:
             request = client.build_request(
@@ -54,11 +69,21 @@ def demo_requests(
                 max_tokens=max_tokens,
                 user_id=user,
             )
-        else:
+        elif kind == 2:
             request = client.build_request(
                 [{"role": "user", "content": rng.choice(QUESTIONS)}],
                 max_tokens=max_tokens,
                 user_id=user,
+                attributes=segments,
+            )
+        else:
+            question = rng.choice(QUESTIONS)
+            request = client.build_request(
+                [{"role": "user", "content": f'Answer as JSON {{"answer": ...}}: {question}'}],
+                max_tokens=max_tokens,
+                user_id=user,
+                attributes=segments,
+                response_format="json",
             )
         requests.append(request)
     return requests
