@@ -9,6 +9,7 @@ from pydantic import Field
 from schemas.base import (
     MAX_ATTRIBUTE_LEN,
     MAX_ID_LEN,
+    MAX_INT64,
     MAX_NAME_LEN,
     MAX_STATISTIC,
     MAX_TEXT_LEN,
@@ -63,6 +64,7 @@ MAX_EVIDENCE = 32  # evidence entries on one alert
 SignalValue = Annotated[float, Field(ge=-MAX_STATISTIC, le=MAX_STATISTIC, allow_inf_nan=False)]
 SegmentValue = Annotated[str, Field(max_length=MAX_ATTRIBUTE_LEN)]
 Statistic = Annotated[float, Field(ge=-MAX_STATISTIC, le=MAX_STATISTIC, allow_inf_nan=False)]
+SampleHash = Annotated[int, Field(ge=0, le=MAX_INT64)]
 
 
 class QualityWindow(Event):
@@ -102,6 +104,11 @@ class QualityWindow(Event):
     )
     # Distribution name -> a uniform sample of its values (bottom-k by request-id hash).
     sample: dict[Name, Annotated[list[Statistic], Field(max_length=MAX_SAMPLE)]] = Field(
+        default_factory=dict, max_length=MAX_SIGNALS
+    )
+    # The request-id hash (63-bit, streams.sketches.stable_hash) of each sampled value,
+    # parallel to `sample`, ascending: what merges two samples into the bottom-k of the union.
+    sample_hashes: dict[Name, Annotated[list[SampleHash], Field(max_length=MAX_SAMPLE)]] = Field(
         default_factory=dict, max_length=MAX_SIGNALS
     )
     # Categorical features ("finish_reason", "error_kind") -> value -> count.
