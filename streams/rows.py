@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from schemas import DeadLetter, InferenceResult, MetricWindow, PromptRequest
+from schemas.monitoring import Alert, DriftReport
 from streams.detectors.base import Signal
 from streams.features import ResponseFeatures
 from streams.privacy import RAW, TextPolicy
@@ -301,3 +303,71 @@ def dead_letter_row(letter: DeadLetter, policy: TextPolicy = RAW) -> Row:
         "key_b64": policy.raw_bytes_b64(_text(letter.key_b64)),
         "headers": policy.header_values(letter.headers),
     }
+
+
+# The monitor's outputs (011_drift_alerts.sql): drift results and alerts.
+DRIFT_TABLE = "drift"
+ALERTS_TABLE = "alerts"
+# A DriftReport or Alert without a window: the epoch (sorting keys take no NULL).
+_NO_WINDOW = datetime(1970, 1, 1, tzinfo=UTC)
+
+DRIFT_COLUMNS: tuple[str, ...] = (
+    "window_start",
+    "window_end",
+    "prompt_name",
+    "prompt_version",
+    "variant",
+    "pool",
+    "model",
+    "segment",
+    "feature",
+    "statistic",
+    "event_id",
+    "ts",
+    "value",
+    "p_value",
+    "p_adjusted",
+    "threshold",
+    "drifted",
+    "streak",
+    "reference",
+    "reference_size",
+    "current_size",
+)
+
+ALERT_COLUMNS: tuple[str, ...] = (
+    "alert_id",
+    "event_id",
+    "ts",
+    "severity",
+    "kind",
+    "rule",
+    "subject",
+    "state",
+    "opened_at",
+    "message",
+    "prompt_name",
+    "prompt_version",
+    "variant",
+    "pool",
+    "model",
+    "segment",
+    "window_start",
+    "window_end",
+    "evidence",
+    "request_id",
+)
+
+
+def drift_row(report: DriftReport) -> Row:
+    row: Row = {column: getattr(report, column) for column in DRIFT_COLUMNS}
+    row["window_start"] = report.window_start or _NO_WINDOW
+    row["window_end"] = report.window_end or _NO_WINDOW
+    return row
+
+
+def alert_row(alert: Alert) -> Row:
+    row: Row = {column: getattr(alert, column) for column in ALERT_COLUMNS}
+    row["evidence"] = dict(alert.evidence)
+    row["request_id"] = _text(alert.request_id)
+    return row

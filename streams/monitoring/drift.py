@@ -1,0 +1,211 @@
+"""Drift of one window (and segment) against its reference, feature by feature. Pure.
+
+Numeric features are tested on the windows' samples, categorical ones on their counts, with
+Evidently's default method for the reference's size and the column's kind
+(`llmops.stats.drift.default_method`: KS up to 1000 reference values, Wasserstein (normed)
+above; chi-square or the z test up to 1000, Jensen-Shannon above), unless DriftConfig names a
+method or a threshold for the feature. Numeric features get a PSI row besides, for readers
+(it decides nothing unless it is the feature's method). The output embedding is tested by the
+cosine distance between the centroids (sum / count) of the window and the reference.
+
+Every p-valued test of one group's window (all its segments and features) is adjusted
+together by Benjamini-Hochberg; such a test drifts when its adjusted p-value crosses its
+threshold, which is DriftConfig.fdr unless the feature names its own.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from llmops.monitoring_config import DriftConfig
+from llmops.stats import drift as stats
+from llmops.stats.multiple import benjamini_hochberg
+from schemas import QualityWindow
+from streams.monitoring.reference import Reference
+
+EMBEDDING = "embedding"
+# Centroid cosine distance at which the output embeddings count as drifted (not Evidently's:
+# it trains a classifier on the embeddings, which windows do not keep).
+EMBEDDING_THRESHOLD = 0.1
+METHODS: frozenset[str] = frozenset(stats.THRESHOLDS) | {"cosine"}
+_NUMERIC: frozenset[str] = frozenset({"ks", "wasserstein", "psi"})
+_CATEGORICAL: frozenset[str] = frozenset({"chisquare", "z", "jensenshannon", "psi"})
+
+
+@dataclass(frozen=True)
+class DriftTest:
+    """One statistic of one feature and segment. `decisive`: the feature's chosen method
+    (its result counts towards the streak and the alert); the PSI companion row is not."""
+
+    feature: str
+    segment: str
+    statistic: str
+    value: float
+    threshold: float
+    p_value: float | None
+    drifted: bool
+    decisive: bool
+    reference_size: int
+    current_size: int
+    p_adjusted: float | None = None
+
+
+def check_config(config: DriftConfig) -> None:
+    """Refuse a method override no test provides (at start, not in the middle of a stream)."""
+    unknown = sorted(set(config.methods.values()) - METHODS)
+    if unknown:
+        raise ValueError(f"unknown drift method(s) {', '.join(unknown)}; known: {sorted(METHODS)}")
+
+
+def _choice(config: DriftConfig, feature: str, default: stats.MethodChoice) -> stats.MethodChoice:
+    method = config.methods.get(feature)
+    choice = stats.THRESHOLDS.get(method, default) if method else default  # type: ignore[call-overload]
+    if choice.p_value:
+        choice = replace(choice, threshold=config.fdr)
+    if feature in config.thresholds:
+        choice = replace(choice, threshold=config.thresholds[feature])
+    return choice
+
+
+def _count_values(values: Sequence[float]) -> dict[float, int]:
+    return dict(Counter(values))
+
+
+def _categorical(
+    feature: str,
+    segment: str,
+    reference: Mapping[str, int] | Mapping[float, int],
+    current: Mapping[str, int] | Mapping[float, int],
+    choice: stats.MethodChoice,
+) -> DriftTest:
+    ref: dict[Hashable, float] = {key: float(n) for key, n in reference.items()}
+    cur: dict[Hashable, float] = {key: float(n) for key, n in current.items()}
+    n_unique = len(set(ref) | set(cur))
+    if choice.method == "z" and n_unique > 2:
+        choice = replace(stats.THRESHOLDS["chisquare"], threshold=choice.threshold)
+    sizes = (int(sum(ref.values())), int(sum(cur.values())))
+    if choice.method == "jensenshannon":
+        value = stats.jensen_shannon(ref, cur)
+        return DriftTest(
+            feature, segment, "jensenshannon", value, choice.threshold, None,
+            stats.drifted(choice, value), True, *sizes,
+        )  # fmt: skip
+    if choice.method == "psi":
+        value = stats.psi_categorical(ref, cur)
+        return DriftTest(
+            feature, segment, "psi", value, choice.threshold, None,
+            stats.drifted(choice, value), True, *sizes,
+        )  # fmt: skip
+    test = (
+        stats.z_test_binary(ref, cur) if choice.method == "z" else stats.chi_square_test(ref, cur)
+    )
+    statistic = min(test.statistic, 1e15) if test.statistic > 0 else max(test.statistic, -1e15)
+    return DriftTest(
+        feature, segment, choice.method, statistic, choice.threshold, test.p_value,
+        stats.drifted(choice, test.p_value), True, *sizes,
+    )  # fmt: skip
+
+
+def _numeric(
+    feature: str,
+    segment: str,
+    reference: Sequence[float],
+    current: Sequence[float],
+    config: DriftConfig,
+) -> list[DriftTest]:
+    n_unique = len(set(reference) | set(current))
+    choice = _choice(config, feature, stats.default_method("numeric", len(reference), n_unique))
+    sizes = (len(reference), len(current))
+    psi_choice = (
+        _choice(config, feature, stats.THRESHOLDS["psi"])
+        if choice.method == "psi"
+        else (stats.THRESHOLDS["psi"])
+    )
+    psi_value = stats.psi(reference, current)
+    psi_row = DriftTest(
+        feature, segment, "psi", psi_value, psi_choice.threshold, None,
+        stats.drifted(psi_choice, psi_value), choice.method == "psi", *sizes,
+    )  # fmt: skip
+    if choice.method == "psi":
+        return [psi_row]
+    if choice.method in _CATEGORICAL:  # few distinct values, or a categorical method named
+        test = _categorical(
+            feature, segment, _count_values(reference), _count_values(current), choice
+        )
+        return [replace(test, reference_size=sizes[0], current_size=sizes[1]), psi_row]
+    if choice.method == "ks":
+        result = stats.ks_test(reference, current)
+        main = DriftTest(
+            feature, segment, "ks", result.statistic, choice.threshold, result.p_value,
+            stats.drifted(choice, result.p_value), True, *sizes,
+        )  # fmt: skip
+    else:
+        value = stats.wasserstein_normed(reference, current)
+        main = DriftTest(
+            feature, segment, "wasserstein", value, choice.threshold, None,
+            stats.drifted(choice, value), True, *sizes,
+        )  # fmt: skip
+    return [main, psi_row]
+
+
+def _embedding(
+    segment: str, reference: Reference, current: QualityWindow, config: DriftConfig
+) -> list[DriftTest]:
+    if current.embedded < config.min_current or reference.embedded < config.min_reference:
+        return []
+    if len(reference.embedding_sum) != len(current.embedding_sum) or not current.embedding_sum:
+        return []
+    ref = [v / reference.embedded for v in reference.embedding_sum]
+    cur = [v / current.embedded for v in current.embedding_sum]
+    threshold = config.thresholds.get(EMBEDDING, EMBEDDING_THRESHOLD)
+    value = stats.centroid_cosine_distance(ref, cur)
+    return [
+        DriftTest(
+            EMBEDDING, segment, "cosine", value, threshold, None, value >= threshold, True,
+            reference.embedded, current.embedded,
+        )
+    ]  # fmt: skip
+
+
+def window_tests(
+    current: QualityWindow, reference: Reference, config: DriftConfig
+) -> list[DriftTest]:
+    """Every configured feature the window and its reference both have enough data for
+    (unadjusted: `adjust` applies Benjamini-Hochberg over the whole group's window)."""
+    tests: list[DriftTest] = []
+    segment = current.segment
+    for feature in config.features:
+        if feature == EMBEDDING:
+            tests.extend(_embedding(segment, reference, current, config))
+        elif feature in current.sample and feature in reference.sample:
+            ref, cur = list(reference.sample[feature]), list(current.sample[feature])
+            if len(cur) >= config.min_current and len(ref) >= config.min_reference:
+                tests.extend(_numeric(feature, segment, ref, cur, config))
+        elif feature in current.categories and feature in reference.categories:
+            ref_counts, cur_counts = reference.categories[feature], current.categories[feature]
+            if sum(cur_counts.values()) < config.min_current or (
+                sum(ref_counts.values()) < config.min_reference
+            ):
+                continue
+            default = stats.default_method(
+                "categorical", sum(ref_counts.values()), len(set(ref_counts) | set(cur_counts))
+            )
+            choice = _choice(config, feature, default)
+            if choice.method not in _CATEGORICAL:
+                choice = _choice(config, "", default)  # a numeric method named: the default
+            tests.append(_categorical(feature, segment, ref_counts, cur_counts, choice))
+    return tests
+
+
+def adjust(tests: Sequence[DriftTest], fdr: float) -> list[DriftTest]:
+    """Benjamini-Hochberg over the p-valued tests; each drifts by its adjusted p-value."""
+    indexed = [i for i, test in enumerate(tests) if test.p_value is not None]
+    adjusted = benjamini_hochberg([tests[i].p_value or 0.0 for i in indexed], fdr).p_values
+    out = list(tests)
+    for i, p in zip(indexed, adjusted, strict=True):
+        test = tests[i]
+        choice = stats.MethodChoice(test.statistic, test.threshold, True)  # type: ignore[arg-type]
+        out[i] = replace(test, p_adjusted=p, drifted=stats.drifted(choice, p))
+    return out
