@@ -46,6 +46,7 @@ from llmops.kafka.security import KafkaSecurity
 from llmops.kafka.signing import keys_from_settings
 from llmops.telemetry.setup import get_tracer
 from schemas.topics import (
+    ALERTS,
     DLQ,
     METRICS,
     REQUESTS,
@@ -56,11 +57,14 @@ from schemas.topics import (
 )
 from streams import retention, rows
 from streams.agents.delivery import Delivery
+from streams.agents.monitor import MonitorAgent
 from streams.agents.sinks import SINKS, SinkAgent, SinkContext, sink_converter
 from streams.agents.windows import WindowsAgent
+from streams.alerting.notify import AlertNotifier
 from streams.detectors import drivers  # noqa: F401  (registers the shipped drivers)
 from streams.detectors.base import Detector
 from streams.detectors.factory import UnknownDetectorError, create_detectors
+from streams.monitoring.monitor import QualityMonitor
 from streams.privacy import text_policy
 from streams.sink import Reader, TableWriter
 from streams.windows import WindowAccumulator
@@ -87,7 +91,7 @@ class WorkerOptions:
 
 def topics_needed(options: WorkerOptions) -> list[TopicSpec]:
     """Topics the worker reads or writes, at the sizes they must be created with."""
-    return [REQUESTS, RESPONSES, DLQ, METRICS, response_features_topic(options.app_id)]
+    return [REQUESTS, RESPONSES, DLQ, METRICS, ALERTS, response_features_topic(options.app_id)]
 
 
 def faust_settings(settings: Settings, options: WorkerOptions) -> dict[str, Any]:
@@ -186,17 +190,34 @@ class MetricsWorker:
         )
         # Its own connection: retried until migrations ran, it must not drop the seeding's.
         self.retention_reader = Reader(url, login=login)
+        # Quality monitoring: QualityWindows on llm.metrics -> drift rows, alerts.
+        self.monitor: MonitorAgent | None = None
+        if settings.monitoring.enabled:
+            self.monitor = MonitorAgent(
+                app,
+                QualityMonitor(settings.monitoring),
+                TableWriter(url, rows.DRIFT_TABLE, rows.DRIFT_COLUMNS, login=login),
+                TableWriter(url, rows.ALERTS_TABLE, rows.ALERT_COLUMNS, login=login),
+                Reader(url, login=login),
+                delivery,
+                AlertNotifier(settings),
+                self.tracer,
+            )
 
     def register(self) -> None:
         for sink in self.sinks.values():
             sink.register(self.app)
         self.windows.register(self.app)
+        if self.monitor is not None:
+            self.monitor.register(self.app)
         self.app.task(self.apply_retention)
 
     def close(self) -> None:
         for sink in self.sinks.values():
             sink.close()
         self.windows.close()
+        if self.monitor is not None:
+            self.monitor.close()
         self.retention_reader.close()
 
     async def apply_retention(self) -> None:

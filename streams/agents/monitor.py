@@ -1,0 +1,254 @@
+"""The monitor agent: QualityWindows from llm.metrics -> drift rows and alerts.
+
+It reads llm.metrics and keeps only the records whose event-type header says
+"QualityWindow" (MetricWindows and its own DriftReports pass by, acked). A batch's quality
+windows are grouped by (window, group): the quality worker publishes all segments of a
+group's window together, so they arrive together. Each group's window is evaluated by the
+pure monitor (streams/monitoring/monitor.py); then the drift rows and the alert rows are
+stored, DriftReports published on llm.metrics (keyed by group) and Alerts on llm.alerts
+(keyed by subject), the notifier told, and only then the batch acked.
+
+State from the store: the reference windows of a (group, segment) are read from
+`quality_windows` the first time it is seen (bounded queries, then kept in memory); open
+alerts and the latest drift streaks are read at start and after every partition assignment,
+so a restart or a rebalance neither opens an alert twice nor forgets a streak.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+import faust
+from faust.types import EventT, StreamT
+from opentelemetry.trace import Tracer
+
+from llmops.telemetry import metrics
+from llmops.telemetry.conventions import llmops_attributes
+from llmops.telemetry.propagation import extract_context
+from llmops.telemetry.ratelog import RejectionLog
+from llmops.telemetry.spans import batch_span
+from schemas import Alert, DriftReport, QualityWindow
+from schemas.topics import ALERTS, EVENT_TYPE_HEADER, METRICS
+from streams import SERVICE, rows
+from streams.agents.delivery import Delivery
+from streams.features import GroupKey, group_key_text
+from streams.monitoring.monitor import QualityMonitor, StreakKey
+from streams.monitoring.reference import (
+    SeriesKey,
+    group_of,
+    reference_query,
+    window_from_row,
+)
+from streams.records import Outgoing, json_headers, message_headers
+from streams.sink import Reader, TableWriter
+
+log = logging.getLogger(__name__)
+
+QUALITY_WINDOW = b"QualityWindow"
+MAX_LINKS = 128
+# Bounds of what is read back at start.
+MAX_OPEN_ALERTS = 100_000
+MAX_STREAK_ROWS = 200_000
+STREAK_LOOKBACK_DAYS = 30
+
+OPEN_ALERTS_SQL = (
+    f"SELECT {', '.join(rows.ALERT_COLUMNS)} FROM {rows.ALERTS_TABLE} FINAL "
+    f"WHERE state = 'open' LIMIT {MAX_OPEN_ALERTS}"
+)
+STREAKS_SQL = (
+    "SELECT prompt_name, prompt_version, variant, pool, model, segment, feature, "
+    "max(window_start) AS last, argMax(streak, (window_start, streak)) AS streak "
+    f"FROM {rows.DRIFT_TABLE} FINAL "
+    f"WHERE window_start >= now64(3) - INTERVAL {STREAK_LOOKBACK_DAYS} DAY "
+    "GROUP BY prompt_name, prompt_version, variant, pool, model, segment, feature "
+    f"LIMIT {MAX_STREAK_ROWS}"
+)
+
+GroupWindow = tuple[datetime, GroupKey]
+
+
+class Notifier(Protocol):
+    """Where opened and resolved alerts go besides the topic (streams/alerting/notify.py)."""
+
+    async def notify(self, alerts: Sequence[Alert]) -> None: ...
+
+
+def _event_type(event: EventT[bytes]) -> bytes | None:
+    for key, value in message_headers(event):
+        if key == EVENT_TYPE_HEADER:
+            return value if isinstance(value, bytes) else str(value).encode()
+    return None
+
+
+def open_alert_from_row(row: dict[str, Any]) -> Alert:
+    return Alert.model_validate({**row, "request_id": row.get("request_id") or None})
+
+
+class MonitorAgent:
+    def __init__(
+        self,
+        app: faust.App,
+        monitor: QualityMonitor,
+        drift_writer: TableWriter,
+        alert_writer: TableWriter,
+        reader: Reader,
+        delivery: Delivery,
+        notifier: Notifier,
+        tracer: Tracer,
+    ) -> None:
+        self.app = app
+        self.monitor = monitor
+        self.drift_writer = drift_writer
+        self.alert_writer = alert_writer
+        self.reader = reader
+        self.delivery = delivery
+        self.notifier = notifier
+        self.tracer = tracer
+        self._restore_needed = True
+        self._rejections = RejectionLog(log, SERVICE)
+
+    def register(self, app: faust.App) -> None:
+        app.agent(app.topic(METRICS.name), name="streams.monitor")(self.consume)
+        app.on_partitions_assigned.connect(self.on_partitions_assigned)
+
+    def close(self) -> None:
+        self.drift_writer.close()
+        self.alert_writer.close()
+        self.reader.close()
+
+    def on_partitions_assigned(self, sender: Any, /, *args: Any, **_: Any) -> None:
+        # Groups may have moved here with their open alerts and streaks: read them again.
+        self._restore_needed = True
+
+    async def consume(self, stream: StreamT[bytes]) -> None:
+        async for events in self.delivery.batches(stream):
+            await self.handle(stream, events)
+
+    async def handle(self, stream: StreamT[bytes], events: Sequence[EventT[bytes]]) -> None:
+        current = [
+            e for e in events if e.message.generation_id == self.app.consumer_generation_id
+        ]  # the others were fetched before a rebalance and come again, unacked
+        windows = self._quality_windows(current)
+        if windows:
+            metrics.RECORDS_CONSUMED.labels(SERVICE, METRICS.name).inc(len(windows))
+            if self._restore_needed:
+                await self._restore()
+            await self._evaluate(windows, current)
+        await self.delivery.ack(stream, current)
+
+    def _quality_windows(self, events: Iterable[EventT[bytes]]) -> list[QualityWindow]:
+        windows = []
+        for event in events:
+            if _event_type(event) != QUALITY_WINDOW:
+                continue
+            payload = event.message.value or b""
+            try:
+                windows.append(QualityWindow.from_bytes(payload))
+            except (ValueError, RecursionError) as error:
+                tp = event.message.tp
+                reason = str(error).splitlines()[0][:300]
+                where = f"{tp.topic}[{tp.partition}]@{event.message.offset}"
+                self._rejections.rejected("invalid_quality_window", reason, where)
+                metrics.count_skipped(SERVICE, tp.topic, "invalid_quality_window")
+        return windows
+
+    async def _restore(self) -> None:
+        found = await self.reader.rows(OPEN_ALERTS_SQL, {})
+        alerts = []
+        for row in found:
+            try:
+                alerts.append(open_alert_from_row(row))
+            except ValueError as error:
+                self._rejections.rejected("unusable_stored_alert", str(error)[:300], "alerts")
+        streaks: list[tuple[StreakKey, datetime, int]] = []
+        for row in await self.reader.rows(STREAKS_SQL, {}):
+            group = (
+                row["prompt_name"],
+                int(row["prompt_version"]),
+                row["variant"],
+                row["pool"],
+                row["model"],
+            )
+            streaks.append((((group, row["segment"]), row["feature"]), row["last"], row["streak"]))
+        self.monitor.restore(alerts, streaks)
+        self._restore_needed = False
+        log.info("monitor restored %d open alerts and %d drift streaks", len(alerts), len(streaks))
+
+    async def _load_references(self, keys: Sequence[SeriesKey], before: datetime) -> None:
+        for key in keys:
+            sql, parameters = reference_query(key, self.monitor.reference_config(key), before)
+            stored = []
+            for row in await self.reader.rows(sql, parameters):
+                try:
+                    stored.append(window_from_row(row))
+                except ValueError as error:
+                    self._rejections.rejected(
+                        "unusable_stored_window", str(error)[:300], "quality_windows"
+                    )
+            self.monitor.load_reference(key, stored)
+
+    async def _evaluate(
+        self, windows: Sequence[QualityWindow], events: Sequence[EventT[bytes]]
+    ) -> None:
+        grouped: dict[GroupWindow, list[QualityWindow]] = {}
+        for window in windows:
+            grouped.setdefault((window.window_start, group_of(window)), []).append(window)
+        reports: list[DriftReport] = []
+        alerts: list[Alert] = []
+        contexts = [extract_context(message_headers(e)) for e in events[:MAX_LINKS]]
+        with batch_span(
+            self.tracer,
+            f"monitor {METRICS.name}",
+            contexts,
+            attributes=llmops_attributes(windows=len(windows)),
+        ):
+            for key in sorted(grouped, key=lambda k: (k[0], group_key_text(k[1]))):
+                members = grouped[key]
+                await self._load_references(self.monitor.unloaded(members), key[0])
+                try:
+                    evaluation = self.monitor.evaluate(members)
+                except Exception as error:  # one window's bad numbers must not stop the rest
+                    self._rejections.rejected(
+                        "unevaluable_window",
+                        str(error)[:300],
+                        f"window@{key[0].isoformat()}:{group_key_text(key[1])}",
+                        error=error,
+                        level=logging.ERROR,
+                    )
+                    metrics.count_skipped(SERVICE, METRICS.name, "unevaluable_window")
+                    continue
+                reports.extend(evaluation.drift)
+                alerts.extend(evaluation.alerts)
+            await self._store_and_publish(reports, alerts)
+        if alerts:
+            await self.notifier.notify(alerts)
+
+    async def _store_and_publish(
+        self, reports: Sequence[DriftReport], alerts: Sequence[Alert]
+    ) -> None:
+        refused = await self.drift_writer.write([rows.drift_row(r) for r in reports])
+        refused += await self.alert_writer.write([rows.alert_row(a) for a in alerts])
+        for failure in refused:  # no record of its own to dead-letter: logged and dropped
+            metrics.count_skipped(SERVICE, METRICS.name, "unstorable")
+            log.error("monitor output refused by the store, dropped: %s", failure.reason)
+        outgoing = [
+            Outgoing(
+                METRICS.name,
+                group_key_text(
+                    (r.prompt_name, r.prompt_version, r.variant, r.pool, r.model)
+                ).encode(),
+                r.to_bytes(),
+                json_headers("DriftReport"),
+            )
+            for r in reports
+        ]
+        outgoing += [
+            Outgoing(ALERTS.name, a.subject.encode(), a.to_bytes(), json_headers("Alert"))
+            for a in alerts
+        ]
+        await self.delivery.publish(outgoing)
+        for alert in alerts:
+            log.warning("alert %s %s: %s", alert.state, alert.subject, alert.message)
