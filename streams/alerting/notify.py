@@ -107,6 +107,17 @@ class AlertNotifier:
                 if held is not None:
                     log.error("alert %s not delivered: %s", alert.alert_id, exc, exc_info=exc)
 
+    def restore(self, alerts: Sequence[Alert]) -> None:
+        """Alerts still open from before this process started (read back from the store):
+        the gauge shows them again, and their webhooks, told of the opening already, are not
+        told again when the monitor re-emits them. Never raises."""
+        for alert in alerts:
+            try:
+                self.gauge.update(alert)
+                self._posted.is_news(alert)
+            except Exception as exc:
+                log.error("alert %s not restored: %s", alert.alert_id, exc)
+
     def _one(self, alert: Alert) -> None:
         self.gauge.update(alert)
         url = webhook_for(alert, self.monitoring)

@@ -12,6 +12,7 @@ from llmops.monitoring_config import (
     MonitoringSettings,
     SafetyRule,
 )
+from schemas.monitoring import Alert
 from streams.alerting.notify import AlertNotifier, PostedStates, safety_rule_for, webhook_for
 from streams.alerting.webhook import WebhookPolicy
 from tests.unit.streams.alerting.kit import alert
@@ -118,3 +119,31 @@ def test_policy_bounds() -> None:
     policy = WebhookPolicy(backoff_s=1.0, backoff_max_s=5.0)
     assert [policy.delay(n, 0.999999) for n in (1, 2, 3, 4)] == pytest.approx([1, 2, 4, 5])
     assert policy.delay(1, 0.0) == 0.5
+
+
+async def test_restored_alerts_are_on_the_gauge_and_not_posted_again() -> None:
+    class Recorder:
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        def update(self, alert: Alert) -> None:
+            self.seen.append(f"{alert.alert_id}:{alert.state}")
+
+    class Sent:
+        def __init__(self) -> None:
+            self.bodies: list[bytes] = []
+
+        def send(self, url: str, body: bytes) -> None:
+            self.bodies.append(body)
+
+    settings = Settings(monitoring=monitoring(drift=DriftConfig(webhook=HttpUrl(HOOK))))
+    gauge = Recorder()
+    notifier = AlertNotifier(settings, gauge=gauge)  # type: ignore[arg-type]
+    sent = notifier.webhooks = Sent()  # type: ignore[assignment]
+    drift = alert(kind="drift", rule="drift_latency_ms")
+    notifier.restore([drift])
+    await notifier.notify([drift])  # the monitor re-emits it: not news for the webhook
+    assert gauge.seen == ["a1:open", "a1:open"]
+    assert sent.bodies == []
+    await notifier.notify([drift.model_copy(update={"state": "resolved"})])
+    assert len(sent.bodies) == 1
