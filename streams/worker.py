@@ -66,6 +66,7 @@ from streams.detectors.base import Detector
 from streams.detectors.factory import UnknownDetectorError, create_detectors
 from streams.monitoring.monitor import QualityMonitor
 from streams.privacy import text_policy
+from streams.quality import QualityRules
 from streams.sink import Reader, TableWriter
 from streams.windows import WindowAccumulator
 
@@ -133,7 +134,13 @@ def window_accumulator(settings: Settings, options: WorkerOptions) -> WindowAccu
     retain_s = options.window_retain_s
     if retain_s is None:
         retain_s = max(60.0, 3 * window_s)
-    return WindowAccumulator(window_s, grace_s=grace_s, retain_s=retain_s)
+    return WindowAccumulator(
+        window_s,
+        grace_s=grace_s,
+        retain_s=retain_s,
+        segment_max_values=settings.segment_max_values,
+        quality_rules=QualityRules.from_monitoring(settings.monitoring),
+    )
 
 
 def configured_detectors(settings: Settings) -> tuple[Detector, ...]:
@@ -187,6 +194,10 @@ class MetricsWorker:
             Reader(url, login=login),
             delivery,
             self.tracer,
+            quality_writer=TableWriter(
+                url, rows.QUALITY_WINDOWS_TABLE, rows.QUALITY_WINDOW_COLUMNS, login=login
+            ),
+            segment_attributes=settings.segment_attributes,
         )
         # Its own connection: retried until migrations ran, it must not drop the seeding's.
         self.retention_reader = Reader(url, login=login)

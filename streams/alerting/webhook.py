@@ -18,7 +18,6 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -80,17 +79,10 @@ def host_of(url: str) -> str:
 class WebhookQueue:
     """One webhook's messages, sent in order by one task."""
 
-    def __init__(
-        self,
-        url: str,
-        policy: WebhookPolicy,
-        session: Callable[[], aiohttp.ClientSession],
-        limiter: RateLimiter,
-    ) -> None:
+    def __init__(self, url: str, policy: WebhookPolicy, limiter: RateLimiter) -> None:
         self.url = url
         self.host = host_of(url)
         self._policy = policy
-        self._session = session
         self._limiter = limiter
         self._queue: asyncio.Queue[bytes] = asyncio.Queue(policy.queue_size)
         self._task: asyncio.Task[None] | None = None
@@ -126,8 +118,17 @@ class WebhookQueue:
                 self._queue.task_done()
 
     async def _deliver(self, body: bytes) -> None:
+        # A session per message: alerts are rare, and nothing outlives the delivery (no
+        # connection to close at shutdown). No cookies kept, no proxy or netrc from the
+        # environment: only the configured URL decides where the message goes.
+        async with aiohttp.ClientSession(
+            cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
+        ) as session:
+            await self._tries(session, body)
+
+    async def _tries(self, session: aiohttp.ClientSession, body: bytes) -> None:
         for attempt in range(1, self._policy.attempts + 1):
-            outcome = await self._try(body)
+            outcome = await self._try(session, body)
             if outcome is None:
                 WEBHOOK_MESSAGES.labels("delivered").inc()
                 return
@@ -143,10 +144,10 @@ class WebhookQueue:
         WEBHOOK_MESSAGES.labels("failed").inc()
         self._warn("failed", f"{reason} after {self._policy.attempts} tries")
 
-    async def _try(self, body: bytes) -> tuple[bool, str] | None:
+    async def _try(self, session: aiohttp.ClientSession, body: bytes) -> tuple[bool, str] | None:
         """None when delivered; else (final, reason)."""
         try:
-            async with self._session().post(
+            async with session.post(
                 self.url,
                 data=body,
                 headers={"Content-Type": "application/json"},
@@ -175,16 +176,7 @@ class Webhooks:
     def __init__(self, policy: WebhookPolicy | None = None) -> None:
         self.policy = policy or WebhookPolicy()
         self._queues: dict[str, WebhookQueue] = {}
-        self._client: aiohttp.ClientSession | None = None
         self._limiter = RateLimiter(LOG_INTERVAL_S)
-
-    def _session(self) -> aiohttp.ClientSession:
-        if self._client is None or self._client.closed:
-            # No cookies kept, no proxy or netrc from the environment: only the URL decides.
-            self._client = aiohttp.ClientSession(
-                cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
-            )
-        return self._client
 
     def send(self, url: str, body: bytes) -> None:
         """Queue `body` for `url` (needs a running loop); never blocks, never raises."""
@@ -193,7 +185,7 @@ class Webhooks:
             if len(self._queues) >= MAX_URLS:
                 WEBHOOK_MESSAGES.labels("dropped").inc()
                 return
-            queue = self._queues[url] = WebhookQueue(url, self.policy, self._session, self._limiter)
+            queue = self._queues[url] = WebhookQueue(url, self.policy, self._limiter)
         queue.put(body)
 
     async def drain(self) -> None:
@@ -202,10 +194,7 @@ class Webhooks:
             await queue.join()
 
     async def close(self) -> None:
-        """Stop the senders (what is still queued is dropped) and close the connections."""
+        """Stop the senders; what is still queued is dropped."""
         for queue in self._queues.values():
             await queue.close()
         self._queues.clear()
-        if self._client is not None:
-            await self._client.close()
-            self._client = None

@@ -197,6 +197,18 @@ def test_store_down_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(lines) == 1 and lines[0].startswith("error: cannot reach ClickHouse (")
 
 
+def test_follow_with_the_broker_down_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{free_port()}")
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["alerts", "--follow"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: cannot reach Kafka at 127.0.0.1:")
+
+
 async def publish(bootstrap: str, alert: Alert) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
