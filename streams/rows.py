@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas import DeadLetter, InferenceResult, MetricWindow, PromptRequest
+from schemas import DeadLetter, InferenceResult, MetricWindow, PromptRequest, QualityWindow
 from schemas.monitoring import Alert, DriftReport
 from streams.detectors.base import Signal
 from streams.features import ResponseFeatures
@@ -30,6 +30,7 @@ Row = dict[str, Any]
 REQUESTS_TABLE = "requests"
 RESPONSES_TABLE = "responses"
 METRIC_WINDOWS_TABLE = "metric_windows"
+QUALITY_WINDOWS_TABLE = "quality_windows"
 DEAD_LETTERS_TABLE = "dead_letters"
 
 REQUEST_COLUMNS: tuple[str, ...] = (
@@ -130,6 +131,33 @@ METRIC_WINDOW_COLUMNS: tuple[str, ...] = (
     "ttft_p95_ms",
     "output_chars_mean",
     "finish_reasons",
+)
+
+# 010_quality_windows.sql: the QualityWindow fields, named alike.
+QUALITY_WINDOW_COLUMNS: tuple[str, ...] = (
+    "window_start",
+    "window_end",
+    "prompt_name",
+    "prompt_version",
+    "variant",
+    "pool",
+    "model",
+    "segment",
+    "event_id",
+    "ts",
+    "responses",
+    "errors",
+    "rate_totals",
+    "rate_hits",
+    "rate_low",
+    "rate_high",
+    "quantiles",
+    "sketches",
+    "sample",
+    "sample_hashes",
+    "categories",
+    "embedding_sum",
+    "embedded",
 )
 
 DEAD_LETTER_COLUMNS: tuple[str, ...] = (
@@ -284,6 +312,10 @@ def metric_window_row(window: MetricWindow) -> Row:
         "output_chars_mean": window.output_chars_mean,
         "finish_reasons": dict(window.finish_reasons),
     }
+
+
+def quality_window_row(window: QualityWindow) -> Row:
+    return {column: getattr(window, column) for column in QUALITY_WINDOW_COLUMNS}
 
 
 def dead_letter_row(letter: DeadLetter, policy: TextPolicy = RAW) -> Row:

@@ -18,6 +18,9 @@ this worker before a restart or a rebalance, or by the previous owner of its gro
 what this worker sees of it now is only what was replayed or arrived late. Such a window
 `needs_seed()`: the caller loads what is stored for it (`seed()`) before it can be due, so
 its new aggregate is the union, never a part that would replace the whole.
+
+Each window also aggregates quality per segment (streams/quality.py): a due window yields
+its MetricWindow and its QualityWindows together (`due_windows()`).
 """
 
 from __future__ import annotations
@@ -29,9 +32,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from schemas import MetricWindow
+from schemas import MetricWindow, QualityWindow
 from schemas.base import MAX_COUNT, MAX_DURATION_MS, MAX_TEXT_LEN, MAX_TOTAL_COST_USD
 from streams.features import GroupKey, ResponseFeatures, group_key_text
+from streams.quality import QualityRules, WindowQuality
 
 # Stable ids: the same aggregate of the same window always gets the same event_id.
 _WINDOW_ID_NAMESPACE = uuid.UUID("7c1c5f3e-4a53-4cf3-9f5c-2b0d7c4e9a11")
@@ -84,9 +88,19 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
     return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * fraction
 
 
+@dataclass(frozen=True, slots=True)
+class DueWindow:
+    """What a due window emits: its metrics, and its quality per segment."""
+
+    key: WindowKey
+    metric: MetricWindow
+    quality: list[QualityWindow]
+
+
 @dataclass
 class _Window:
     key: WindowKey
+    quality: WindowQuality = field(default_factory=WindowQuality)
     request_ids: set[str] = field(default_factory=set)
     errors: int = 0
     input_tokens: int = 0
@@ -107,6 +121,7 @@ class _Window:
         self.output_tokens += features.output_tokens
         self.cost_usd += features.cost_usd
         self.finish_reasons[features.finish_reason] += 1
+        self.quality.add(features)
         if features.is_error:
             self.errors += 1
         else:
@@ -161,7 +176,14 @@ class _Window:
 class WindowAccumulator:
     """Open and retained windows of one worker (the owner of their groups)."""
 
-    def __init__(self, length_s: float, grace_s: float = 0.0, retain_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        length_s: float,
+        grace_s: float = 0.0,
+        retain_s: float = 0.0,
+        segment_max_values: int = 32,
+        quality_rules: QualityRules | None = None,
+    ) -> None:
         if length_s <= 0:
             raise ValueError("window length must be positive")
         if grace_s < 0 or retain_s < 0:
@@ -169,6 +191,10 @@ class WindowAccumulator:
         self.length_ms = max(1, round(length_s * 1000))
         self.grace_ms = round(grace_s * 1000)
         self.retain_s = retain_s
+        if segment_max_values < 1:
+            raise ValueError("segment_max_values must be at least 1")
+        self.segment_max_values = segment_max_values
+        self.quality_rules = quality_rules or QualityRules()
         self._windows: dict[WindowKey, _Window] = {}
         # request id -> the window counting it, for every window held
         self._counted_in: dict[str, WindowKey] = {}
@@ -195,7 +221,8 @@ class WindowAccumulator:
         key = self.key_for(features)
         window = self._windows.get(key)
         if window is None:
-            window = self._windows[key] = _Window(key, seeded=not self._closed(key, now))
+            quality = WindowQuality(self.segment_max_values, self.quality_rules)
+            window = self._windows[key] = _Window(key, quality, seeded=not self._closed(key, now))
         self._count(window, features, now)
         return key
 
@@ -217,17 +244,29 @@ class WindowAccumulator:
         return added
 
     def due(self, now: float) -> list[tuple[WindowKey, MetricWindow]]:
+        """Metric aggregates of the windows `due_windows()` emits."""
+        return [(due.key, due.metric) for due in self.due_windows(now)]
+
+    def due_windows(self, now: float) -> list[DueWindow]:
         """Aggregates of closed, seeded windows with responses not emitted yet, oldest first."""
-        out: list[tuple[WindowKey, MetricWindow]] = []
+        out: list[DueWindow] = []
         for key in sorted(self._windows):
             window = self._windows[key]
             if window.dirty and window.seeded and self._closed(key, now):
                 window.dirty = False
                 try:
-                    out.append((key, window.aggregate(self.length_ms)))
+                    metric = window.aggregate(self.length_ms)
                 except ValueError as error:  # pydantic's ValidationError is a ValueError
                     # Not emitted, like a window the store refuses; the others still are.
                     self._unbuildable.append((key, str(error)))
+                    continue
+                try:
+                    quality = window.quality.windows(key.start_ms, self.length_ms, key.group)
+                except ValueError as error:
+                    # The metrics still go out; only the quality rows of this window are lost.
+                    self._unbuildable.append((key, f"quality aggregate: {error}"))
+                    quality = []
+                out.append(DueWindow(key, metric, quality))
         return out
 
     def unbuildable(self) -> list[tuple[WindowKey, str]]:

@@ -1,11 +1,13 @@
-"""The windows agent: response features -> tumbling windows -> `metric_windows` + llm.metrics.
+"""The windows agent: response features -> tumbling windows -> `metric_windows` and
+`quality_windows` + llm.metrics (MetricWindow and QualityWindow records).
 
-A features record is acked only when the window it fell into has been emitted (row
-inserted and MetricWindow published); a window drops its records unacked when its
+A features record is acked only when the window it fell into has been emitted (its rows
+inserted, MetricWindow and QualityWindows published); a window drops its records unacked when its
 partition is revoked, and the new owner rebuilds it from them. A window first seen after
 it closed may have been emitted already: before it is emitted again, it is completed from
 the `responses` table (rows are inserted before features are published), so its new
-aggregate is the union and its row, keyed by window start + group, replaces the old one.
+aggregate is the union and its row, keyed by window start + group, replaces the old one
+(and each quality row, keyed by window start + group + segment, the old one).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from llmops.telemetry.conventions import llmops_attributes
 from llmops.telemetry.propagation import extract_context
 from llmops.telemetry.ratelog import RejectionLog
 from llmops.telemetry.spans import batch_span
-from schemas import MetricWindow
+from schemas import QualityWindow
 from schemas.topics import METRICS
 from streams import SERVICE, backfill, rows
 from streams.agents.delivery import Delivery
@@ -33,7 +35,7 @@ from streams.features import ResponseFeatures
 from streams.isolate import Unstorable
 from streams.records import Outgoing, json_headers, message_headers
 from streams.sink import Reader, TableWriter
-from streams.windows import WindowAccumulator, WindowKey
+from streams.windows import DueWindow, WindowAccumulator, WindowKey
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,8 @@ class WindowsAgent:
         reader: Reader,
         delivery: Delivery,
         tracer: Tracer,
+        quality_writer: TableWriter | None = None,
+        segment_attributes: Sequence[str] = (),
     ) -> None:
         self.app = app
         self.features_topic = features_topic
@@ -63,6 +67,12 @@ class WindowsAgent:
         self.reader = reader
         self.delivery = delivery
         self.tracer = tracer
+        # quality_windows rows; None: the quality aggregates are published only.
+        self.quality_writer = quality_writer
+        # The declared segment attributes, read back from stored responses when seeding.
+        self.segment_attributes = tuple(segment_attributes)
+        # Whether `responses` has the embedding column (looked up until it has).
+        self._embedding_stored = False
         # Features events counted in a window and not acked yet, by window.
         self._held: dict[WindowKey, list[EventT[bytes]]] = {}
         # The features partition each window's group comes from (one per group).
@@ -78,6 +88,8 @@ class WindowsAgent:
 
     def close(self) -> None:
         self.writer.close()
+        if self.quality_writer is not None:
+            self.quality_writer.close()
         self.reader.close()
 
     async def consume(self, stream: StreamT[bytes]) -> None:
@@ -128,9 +140,9 @@ class WindowsAgent:
         """Emit closed windows: rows first, then llm.metrics, then ack what they counted."""
         await self._seed_windows()
         now = time.time()
-        due = self.accumulator.due(now)
+        due = self.accumulator.due_windows(now)
         if due:
-            held = [event for key, _ in due for event in self._held.pop(key, [])]
+            held = [event for window in due for event in self._held.pop(window.key, [])]
             await self._emit(due, held)
             await self._ack(held)
         await self._drop_unbuildable()
@@ -156,10 +168,15 @@ class WindowsAgent:
         keys = self.accumulator.needs_seed()
         if not keys:
             return
-        sql, parameters = backfill.stored_responses_query(keys, self.accumulator.length_ms)
         with self.tracer.start_as_current_span(
             "SELECT responses", attributes=llmops_attributes(windows=len(keys))
         ):
+            if not self._embedding_stored:
+                found = await self.reader.rows(backfill.EMBEDDING_COLUMN_QUERY, {})
+                self._embedding_stored = backfill.has_embedding_column(found)
+            sql, parameters = backfill.stored_responses_query(
+                keys, self.accumulator.length_ms, self.segment_attributes, self._embedding_stored
+            )
             stored = self._stored_features(await self.reader.rows(sql, parameters))
         # Windows created while the query ran were not in it: they stay unseeded for now.
         by_key: dict[WindowKey, list[ResponseFeatures]] = {key: [] for key in keys}
@@ -181,9 +198,7 @@ class WindowsAgent:
                 self._rejections.rejected("unusable_stored_response", str(error), "a seed row")
         return stored
 
-    async def _emit(
-        self, due: Sequence[tuple[WindowKey, MetricWindow]], held: Sequence[EventT[bytes]]
-    ) -> None:
+    async def _emit(self, due: Sequence[DueWindow], held: Sequence[EventT[bytes]]) -> None:
         contexts = [extract_context(message_headers(e)) for e in held[:MAX_LINKS]]
         with batch_span(
             self.tracer,
@@ -191,21 +206,51 @@ class WindowsAgent:
             contexts,
             attributes=llmops_attributes(windows=len(due), responses=len(held)),
         ):
-            refused = await self.writer.write([rows.metric_window_row(w) for _, w in due])
+            refused = await self.writer.write([rows.metric_window_row(w.metric) for w in due])
             _log_refused_windows(due, refused)
             withheld = {failure.index for failure in refused}
+            quality = [(w.key, q) for w in due for q in w.quality]
+            stored_quality = await self._write_quality(quality)
             await self.delivery.publish(
                 [
                     Outgoing(
                         METRICS.name,
-                        key.group_text.encode(),
-                        window.to_bytes(),
+                        window.key.group_text.encode(),
+                        window.metric.to_bytes(),
                         json_headers("MetricWindow"),
                     )
-                    for i, (key, window) in enumerate(due)
+                    for i, window in enumerate(due)
                     if i not in withheld
                 ]
+                + [
+                    Outgoing(
+                        METRICS.name,
+                        key.group_text.encode(),
+                        window.to_bytes(),
+                        json_headers("QualityWindow"),
+                    )
+                    for key, window in stored_quality
+                ]
             )
+
+    async def _write_quality(
+        self, quality: Sequence[tuple[WindowKey, QualityWindow]]
+    ) -> list[tuple[WindowKey, QualityWindow]]:
+        """Insert the quality rows; the ones the store holds (all, with no quality table)."""
+        if self.quality_writer is None or not quality:
+            return list(quality)
+        refused = await self.quality_writer.write([rows.quality_window_row(q) for _, q in quality])
+        for failure in refused:
+            key, window = quality[failure.index]
+            metrics.count_skipped(SERVICE, METRICS.name, "unstorable")
+            log.error(
+                "quality window %s [%s] refused by the store, dropped: %s",
+                key,
+                window.segment,
+                failure.reason,
+            )
+        withheld = {failure.index for failure in refused}
+        return [q for i, q in enumerate(quality) if i not in withheld]
 
     def on_partitions_revoked(self, sender: Any, /, *args: Any, signal: Any, **_: Any) -> None:
         """Drop windows of features partitions that move away; their owner replays them.
@@ -224,12 +269,10 @@ class WindowsAgent:
             log.info("dropped %d windows of revoked partitions", len(gone))
 
 
-def _log_refused_windows(
-    due: Sequence[tuple[WindowKey, MetricWindow]], refused: Sequence[Unstorable[Any]]
-) -> None:
+def _log_refused_windows(due: Sequence[DueWindow], refused: Sequence[Unstorable[Any]]) -> None:
     """A window the store cannot hold is dropped (its responses are stored and acked): it has
     no record of its own to dead-letter, and retrying it would stop every window."""
     for failure in refused:
-        key, _ = due[failure.index]
+        key = due[failure.index].key
         metrics.count_skipped(SERVICE, METRICS.name, "unstorable")
         log.error("window %s refused by the store, dropped: %s", key, failure.reason)
