@@ -67,6 +67,13 @@ def _grounding() -> Detector:
     return GroundingDetector()
 
 
+def _presidio() -> Detector:
+    # The deep tier (sampled, optional: the `deep` extra): NER PII, never in the defaults.
+    from streams.detectors.presidio import PresidioPiiDetector
+
+    return PresidioPiiDetector()
+
+
 def register_all(registry: DetectorRegistry) -> None:
     """Register every shipped driver into `registry`."""
     registry.register("lengths", _lengths)
@@ -75,6 +82,7 @@ def register_all(registry: DetectorRegistry) -> None:
     registry.register("profanity_check", _toxicity)
     registry.register("json_validity", _json)
     registry.register("lexical_grounding", _grounding)
+    registry.register("presidio_pii", _presidio)
 
 
 register_all(DETECTORS)
