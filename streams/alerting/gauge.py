@@ -7,13 +7,17 @@ waiting one takes it). Served by the process's `/metrics` (llmops.telemetry.metr
 registry, as every other metric of the worker).
 
 The bookkeeping (`OpenAlerts`) is pure; `OpenAlertGauge` applies its changes to the gauges.
-What a process shows is what it has seen since it started: the alerts its monitor emitted.
+What a process shows is what it has seen: the open alerts read back from the store when its
+monitor (re)starts or is assigned partitions (`replace`), then each opening and resolution
+its monitor emits. Every worker reads all open alerts back, so aggregate across instances with
+`max by (kind, rule, severity, subject)`.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from prometheus_client import Gauge
@@ -59,6 +63,10 @@ class Change:
     shown: list[Labels] = field(default_factory=list)
     removed: list[Labels] = field(default_factory=list)
 
+    def extend(self, other: Change) -> None:
+        self.shown += other.shown
+        self.removed += other.removed
+
 
 class OpenAlerts:
     """Which open alerts are shown and which wait for a place (pure)."""
@@ -80,6 +88,18 @@ class OpenAlerts:
         if alert.state == "open":
             return self._open(key, alert_labels(alert))
         return self._resolve(key)
+
+    def replace(self, alerts: Iterable[Alert]) -> Change:
+        """Exactly these are open now (the store's open alerts, read back): the rest go."""
+        open_now = {alert_key(alert): alert for alert in alerts if alert.state == "open"}
+        for key in [key for key in self.waiting if key not in open_now]:
+            del self.waiting[key]
+        change = Change()
+        for key in [key for key in self.shown if key not in open_now]:
+            change.extend(self._resolve(key))
+        for key, alert in open_now.items():
+            change.extend(self._open(key, alert_labels(alert)))
+        return change
 
     def _open(self, key: str, labels: Labels) -> Change:
         change = Change()
@@ -138,7 +158,14 @@ class OpenAlertGauge:
         self._overflow = overflow
 
     def update(self, alert: Alert) -> None:
-        change = self.state.apply(alert)
+        self._apply(self.state.apply(alert))
+
+    def replace(self, open_alerts: Iterable[Alert]) -> None:
+        """Show exactly these open alerts (e.g. all the store's, read back at start)."""
+        self._apply(self.state.replace(open_alerts))
+
+    def _apply(self, change: Change) -> None:
+        # Removals first: a label set removed for one alert and shown for another stays.
         for labels in change.removed:
             # KeyError: never set through this gauge (another OpenAlertGauge set it).
             with contextlib.suppress(KeyError):

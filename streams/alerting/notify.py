@@ -107,16 +107,16 @@ class AlertNotifier:
                 if held is not None:
                     log.error("alert %s not delivered: %s", alert.alert_id, exc, exc_info=exc)
 
-    def restore(self, alerts: Sequence[Alert]) -> None:
-        """Alerts still open from before this process started (read back from the store):
-        the gauge shows them again, and their webhooks, told of the opening already, are not
-        told again when the monitor re-emits them. Never raises."""
-        for alert in alerts:
-            try:
-                self.gauge.update(alert)
+    def restore(self, open_alerts: Sequence[Alert]) -> None:
+        """All the alerts open now, read back from the store (at start, after a rebalance):
+        the gauge shows exactly these (series of alerts resolved elsewhere meanwhile go), and
+        their webhooks, told of the opening already, are not told again. Never raises."""
+        try:
+            self.gauge.replace(open_alerts)
+            for alert in open_alerts:
                 self._posted.is_news(alert)
-            except Exception as exc:
-                log.error("alert %s not restored: %s", alert.alert_id, exc)
+        except Exception as exc:
+            log.error("open alerts not restored: %s", exc, exc_info=exc)
 
     def _one(self, alert: Alert) -> None:
         self.gauge.update(alert)

@@ -108,3 +108,25 @@ def test_two_ids_with_the_same_labels_share_a_series(registry: CollectorRegistry
 def test_limit_is_bounded() -> None:
     with pytest.raises(ValueError, match="limit"):
         OpenAlerts(limit=0)
+
+
+def test_replace_shows_exactly_the_open_alerts_read_back(registry: CollectorRegistry) -> None:
+    gauge = make_gauge(registry, limit=2)
+    for name in ("stale", "kept", "waiting-stale"):
+        gauge.update(alert(alert_id=name, subject=name))
+    assert overflow(registry) == 1
+    # Read back from the store: "stale" was resolved by another worker meanwhile.
+    gauge.replace(
+        [
+            alert(alert_id="kept", subject="kept"),
+            alert(alert_id="new", subject="new", severity="info"),
+            alert(alert_id="third", subject="third"),
+            alert(alert_id="gone", subject="gone", state="resolved"),
+        ]
+    )
+    assert sorted(labels[3] for labels in series(registry)) == ["kept", "new"]
+    assert overflow(registry) == 1  # "third" waits; "waiting-stale" is gone
+    gauge.update(alert(alert_id="new", subject="new", state="resolved"))
+    assert sorted(labels[3] for labels in series(registry)) == ["kept", "third"]
+    gauge.replace([])
+    assert series(registry) == {} and overflow(registry) == 0

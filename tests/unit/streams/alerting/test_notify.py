@@ -129,6 +129,9 @@ async def test_restored_alerts_are_on_the_gauge_and_not_posted_again() -> None:
         def update(self, alert: Alert) -> None:
             self.seen.append(f"{alert.alert_id}:{alert.state}")
 
+        def replace(self, alerts: list[Alert]) -> None:
+            self.seen += [f"{alert.alert_id}:restored" for alert in alerts]
+
     class Sent:
         def __init__(self) -> None:
             self.bodies: list[bytes] = []
@@ -143,7 +146,7 @@ async def test_restored_alerts_are_on_the_gauge_and_not_posted_again() -> None:
     drift = alert(kind="drift", rule="drift_latency_ms")
     notifier.restore([drift])
     await notifier.notify([drift])  # the monitor re-emits it: not news for the webhook
-    assert gauge.seen == ["a1:open", "a1:open"]
+    assert gauge.seen == ["a1:restored", "a1:open"]
     assert sent.bodies == []
     await notifier.notify([drift.model_copy(update={"state": "resolved"})])
     assert len(sent.bodies) == 1
