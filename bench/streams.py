@@ -9,6 +9,10 @@ published and counted in a window; the run ends when the `metric_windows` rows s
 Everything shares the machine's cores (the producer is done before the clock starts).
 
     .venv/bin/python bench/streams.py [--responses 20000] [--batch-sizes 500,2000]
+        [--profile stacks.txt]   # py-spy (collapsed stacks) over the worker while it stores
+
+`worker cpu s` is the worker process's CPU time (user + system, all its threads) from the
+first row to the last window: `per core/s` is responses per second of that CPU time.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psutil
 from kafka import KafkaProducer
 
 # Run as a script: the repository's packages come from the checkout itself.
@@ -56,6 +61,11 @@ class Outcome:
     rows_s: float  # first row -> all N rows stored
     windows_s: float  # first row -> metric_windows sum to N
     windows: int
+    cpu_s: float = 0.0  # the worker's CPU time from the first row to the last window
+
+    @property
+    def per_core_per_s(self) -> float:
+        return self.responses / self.cpu_s if self.cpu_s > 0 else 0.0
 
     @property
     def responses_per_s(self) -> float:
@@ -107,20 +117,44 @@ def scalar(client: object, sql: str) -> int:
     return int(value or 0)
 
 
-def run_case(store_url: str, batch_size: int, n: int, work: Path) -> Outcome:
+def cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+def start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy (collapsed stacks, only threads holding the GIL) attached to the worker."""
+    spy = Path(os.environ.get("PY_SPY", "py-spy"))
+    return subprocess.Popen(
+        [str(spy), "record", "--pid", str(pid), "--format", "raw", "--gil", "--rate", "250"]
+        + ["--nonblocking", "--output", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def run_case(
+    store_url: str, batch_size: int, n: int, work: Path, profile: Path | None = None
+) -> Outcome:
     """One worker over its own broker (a fresh llm.responses holding only this backlog)."""
     run = "b" + uuid.uuid4().hex[:8]
     broker_port = free_port()
     broker = start_broker("127.0.0.1", broker_port, work / f"tansu-{run}.log")
     try:
-        return measure(f"127.0.0.1:{broker_port}", store_url, batch_size, n, work, run)
+        return measure(f"127.0.0.1:{broker_port}", store_url, batch_size, n, work, run, profile)
     finally:
         broker.terminate()
         broker.wait(10)
 
 
 def measure(
-    bootstrap: str, store_url: str, batch_size: int, n: int, work: Path, run: str
+    bootstrap: str,
+    store_url: str,
+    batch_size: int,
+    n: int,
+    work: Path,
+    run: str,
+    profile: Path | None = None,
 ) -> Outcome:
     url = f"{store_url}/{run}"
     migrate(url)
@@ -145,7 +179,9 @@ def measure(
     worker = subprocess.Popen(
         [sys.executable, "-m", "streams"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
     )
-    first = rows_done = windows_done = 0.0
+    process = psutil.Process(worker.pid)
+    profiler: subprocess.Popen[bytes] | None = None
+    first = rows_done = windows_done = cpu_first = cpu_s = 0.0
     try:
         where = f"WHERE startsWith(request_id, '{run}-')"
         while time.monotonic() - started < TIMEOUT_S:
@@ -155,6 +191,9 @@ def measure(
             now = time.monotonic()
             if stored and not first:
                 first = now
+                cpu_first = cpu_seconds(process)
+                if profile is not None:
+                    profiler = start_profiler(worker.pid, profile)
             if stored >= n and not rows_done:
                 rows_done = now
             if rows_done:
@@ -164,12 +203,16 @@ def measure(
                 )
                 if summed >= n:
                     windows_done = now
+                    cpu_s = cpu_seconds(process) - cpu_first
                     break
             time.sleep(0.2)
         else:
             raise TimeoutError(f"worker did not finish; see {work / f'{run}.log'}")
         windows = scalar(client, "SELECT count() FROM metric_windows FINAL")
     finally:
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+            profiler.wait(60)
         worker.send_signal(signal.SIGTERM)
         worker.wait(60)
         log.close()
@@ -181,6 +224,7 @@ def measure(
         rows_s=rows_done - first,
         windows_s=windows_done - first,
         windows=windows,
+        cpu_s=cpu_s,
     )
 
 
@@ -188,6 +232,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--responses", type=int, default=20_000)
     parser.add_argument("--batch-sizes", default="500,2000")
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy's collapsed stacks of the worker (last size) here"
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.batch_sizes.split(",")]
 
@@ -203,6 +250,7 @@ def main() -> None:
                     size,
                     args.responses,
                     work,
+                    args.profile if size == sizes[-1] else None,
                 )
                 for size in sizes
             ]
@@ -212,14 +260,16 @@ def main() -> None:
     print(f"\nmetrics worker, {args.responses} responses backlog, {os.cpu_count()} cores shared")
     header = (
         f"{'batch':>6} {'start s':>8} {'rows s':>8} {'responses/s':>12} "
-        f"{'+windows s':>11} {'end-to-end/s':>13} {'windows':>8}"
+        f"{'+windows s':>11} {'end-to-end/s':>13} {'windows':>8} {'worker cpu s':>13} "
+        f"{'per core/s':>11}"
     )
     print(header)
     print("-" * len(header))
     for o in outcomes:
         print(
             f"{o.batch_size:>6} {o.first_row_s:>8.1f} {o.rows_s:>8.2f} {o.responses_per_s:>12.0f} "
-            f"{o.windows_s:>11.2f} {o.end_to_end_per_s:>13.0f} {o.windows:>8}"
+            f"{o.windows_s:>11.2f} {o.end_to_end_per_s:>13.0f} {o.windows:>8} {o.cpu_s:>13.2f} "
+            f"{o.per_core_per_s:>11.0f}"
         )
     best = max(outcomes, key=lambda o: o.responses_per_s)
     print(f"RESULT responses_per_s={best.responses_per_s:.0f}")
