@@ -53,7 +53,17 @@ COLUMNS = (
 MAX_LIMIT = 10_000
 SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 # Evidence worth a column, in this order; the rest follow until the column is full.
-KEY_EVIDENCE = ("statistic", "value", "threshold", "rate", "ratio", "p_value", "reference")
+KEY_EVIDENCE = (
+    "statistic",
+    "value",
+    "threshold",
+    "p_adjusted",
+    "rate",
+    "reference_rate",
+    "hits",
+    "responses",
+    "reference",
+)
 EVIDENCE_WIDTH = 80
 # Records on llm.alerts this much older than the listing are history it already showed.
 FOLLOW_OVERLAP = timedelta(minutes=1)
@@ -108,8 +118,8 @@ def alerts_query(
 
 def key_evidence(evidence: Mapping[str, Any], width: int = EVIDENCE_WIDTH) -> str:
     """The evidence that says most in one short line: `statistic=psi value=0.31 ...`."""
-    keys = [k for k in KEY_EVIDENCE if k in evidence]
-    keys += sorted(k for k in evidence if k not in KEY_EVIDENCE)
+    keys = [k for k in KEY_EVIDENCE if evidence.get(k) not in (None, "")]
+    keys += sorted(k for k in evidence if k not in KEY_EVIDENCE and evidence[k] not in (None, ""))
     line = " ".join(f"{key}={evidence[key]}" for key in keys)
     return line if len(line) <= width else line[: width - 1] + "…"
 

@@ -117,6 +117,9 @@ def test_key_evidence_leads_with_what_matters_and_is_cut() -> None:
     evidence = {"zz": "1", "threshold": "0.01", "value": "0.2", "statistic": "rate"}
     assert key_evidence(evidence) == "statistic=rate value=0.2 threshold=0.01 zz=1"
     assert key_evidence({}) == ""
+    assert key_evidence({"p_value": "", "value": "2", "p_adjusted": "0.01"}) == (
+        "value=2 p_adjusted=0.01"
+    )
     cut = key_evidence({"reference": "r" * 500}, width=40)
     assert len(cut) == 40 and cut.endswith("…")
 
