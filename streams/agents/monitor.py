@@ -75,6 +75,8 @@ class Notifier(Protocol):
 
     async def notify(self, alerts: Sequence[Alert]) -> None: ...
 
+    def restore(self, alerts: Sequence[Alert]) -> None: ...
+
 
 def _event_type(event: EventT[bytes]) -> bytes | None:
     for key, value in message_headers(event):
@@ -174,6 +176,7 @@ class MonitorAgent:
             )
             streaks.append((((group, row["segment"]), row["feature"]), row["last"], row["streak"]))
         self.monitor.restore(alerts, streaks)
+        self.notifier.restore(alerts)
         self._restore_needed = False
         log.info("monitor restored %d open alerts and %d drift streaks", len(alerts), len(streaks))
 

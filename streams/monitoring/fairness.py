@@ -9,16 +9,19 @@ latency) as a ratio with an interval:
   quantiles, its interval from the distribution-free order-statistic (binomial) interval of
   each quantile: [low_g / high_best, high_g / low_best], conservative.
 A value is flagged when the whole interval lies outside [band_low, band_high] and both sides
-have `min_group_responses`. `safety_flag` is the window's "safety_flag" rate when it carries
-one; otherwise the responses flagged for pii_output, toxic or unsupported are bounded above
-by the sum of those hits (a response flagged twice counts twice): an upper bound.
+have `min_group_responses`; the intervals are simultaneous over the window's comparisons.
+`safety_flag` is the window's "safety_flag" rate when it carries one; otherwise the responses
+flagged for pii_output, toxic or unsupported are bounded above by the sum of those hits (a
+response flagged twice counts twice): an upper bound.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from scipy import stats as scipy_stats
@@ -76,16 +79,22 @@ def quantile_ratio(
     return Disparity(est_g / est_b, low_g / high_b, high, len(group), len(best))
 
 
-def _condition(
-    metric: str,
-    window: QualityWindow,
-    best_value: str,
-    disparity: Disparity,
-    config: FairnessConfig,
-    figure: float,
-    best_figure: float,
-) -> Condition:
-    flagged = outside_band(
+@dataclass(frozen=True)
+class _Comparison:
+    """One value against the best value of its attribute, for one metric."""
+
+    metric: str
+    window: QualityWindow
+    best: str
+    figure: float
+    best_figure: float
+    disparity: Callable[[float], Disparity]  # at a confidence level
+
+
+def _condition(comparison: _Comparison, config: FairnessConfig, confidence: float) -> Condition:
+    window, metric = comparison.window, comparison.metric
+    disparity = comparison.disparity(confidence)
+    flagged = comparison.best != window.segment and outside_band(
         disparity, config.band_low, config.band_high, min_n=config.min_group_responses
     )
     return Condition(
@@ -96,7 +105,7 @@ def _condition(
         active=flagged,
         severity=config.severity,
         message=(
-            f"{metric} of {window.segment} is {disparity.ratio:.2f}x that of {best_value} "
+            f"{metric} of {window.segment} is {disparity.ratio:.2f}x that of {comparison.best} "
             f"(interval {disparity.low:.2f}-{disparity.high:.2f}, band "
             f"{config.band_low:g}-{config.band_high:g}) for "
             f"{window.prompt_name} v{window.prompt_version}"
@@ -106,10 +115,11 @@ def _condition(
             "value": f"{disparity.ratio:.6g}",
             "low": f"{disparity.low:.6g}",
             "high": f"{disparity.high:.6g}",
+            "confidence": f"{confidence:.6g}",
             "threshold": f"{config.band_low:g}-{config.band_high:g}",
-            "figure": f"{figure:.6g}",
-            "reference": f"best group {best_value}",
-            "reference_figure": f"{best_figure:.6g}",
+            "figure": f"{comparison.figure:.6g}",
+            "reference": f"best group {comparison.best}",
+            "reference_figure": f"{comparison.best_figure:.6g}",
             "n_group": str(disparity.n_group),
             "n_reference": str(disparity.n_reference),
             "window": window.window_start.isoformat(),
@@ -118,28 +128,34 @@ def _condition(
     )
 
 
-def _rate_conditions(
+def _rate_comparisons(
     metric: str, values: Mapping[str, QualityWindow], config: FairnessConfig
-) -> list[Condition]:
+) -> list[_Comparison]:
     rates = {segment: rate_of(window, metric) for segment, window in values.items()}
     best = best_group(rates, lower_is_better=True, min_n=config.min_group_responses)
     if best is None:
         return []
     kb, nb = rates[best]
-    conditions = []
+    comparisons = []
     for segment, (k, n) in rates.items():
         if n < config.min_group_responses:
             continue
-        disparity = rate_ratio(k, n, kb, nb, config.confidence)
-        conditions.append(
-            _condition(metric, values[segment], best, disparity, config, k / n, kb / nb)
+        comparisons.append(
+            _Comparison(
+                metric,
+                values[segment],
+                best,
+                k / n,
+                kb / nb,
+                partial(rate_ratio, k, n, kb, nb),
+            )
         )
-    return conditions
+    return comparisons
 
 
-def _quantile_conditions(
+def _quantile_comparisons(
     metric: str, feature: str, q: float, values: Mapping[str, QualityWindow], config: FairnessConfig
-) -> list[Condition]:
+) -> list[_Comparison]:
     samples = {
         segment: list(window.sample.get(feature, ()))
         for segment, window in values.items()
@@ -150,27 +166,34 @@ def _quantile_conditions(
         return []
     figures = {segment: float(np.quantile(sample, q)) for segment, sample in samples.items()}
     best = min(figures, key=lambda s: (figures[s], -len(samples[s]), s))
-    conditions = []
-    for segment, sample in samples.items():
-        disparity = quantile_ratio(sample, samples[best], q, config.confidence)
-        conditions.append(
-            _condition(
-                metric, values[segment], best, disparity, config, figures[segment], figures[best]
-            )
+    return [
+        _Comparison(
+            metric,
+            values[segment],
+            best,
+            figures[segment],
+            figures[best],
+            partial(quantile_ratio, sample, samples[best], q),
         )
-    return conditions
+        for segment, sample in samples.items()
+    ]
 
 
 def fairness_conditions(
     windows: Sequence[QualityWindow], config: FairnessConfig
 ) -> list[Condition]:
-    """The disparity conditions of one group's window, attribute by attribute."""
+    """The disparity conditions of one group's window, attribute by attribute.
+
+    The intervals are simultaneous over the window's comparisons (Bonferroni: each at
+    1 - (1 - confidence) / comparisons), and each value is compared with the best one: the
+    best of several equal groups is low by chance, which unadjusted intervals would flag.
+    """
     by_attribute: dict[str, dict[str, QualityWindow]] = {}
     for window in windows:
         parsed = _attribute(window.segment)
         if parsed is not None:
             by_attribute.setdefault(parsed[0], {})[window.segment] = window
-    conditions: list[Condition] = []
+    comparisons: list[_Comparison] = []
     for values in by_attribute.values():
         if len(values) < 2:
             continue
@@ -179,7 +202,9 @@ def fairness_conditions(
             if match is not None:
                 feature = _SAMPLES.get(match["feature"], match["feature"])
                 q = int(match["q"]) / 100.0
-                conditions.extend(_quantile_conditions(metric, feature, q, values, config))
+                comparisons.extend(_quantile_comparisons(metric, feature, q, values, config))
             else:
-                conditions.extend(_rate_conditions(metric, values, config))
-    return conditions
+                comparisons.extend(_rate_comparisons(metric, values, config))
+    tests = sum(1 for c in comparisons if c.best != c.window.segment)
+    confidence = 1.0 - (1.0 - config.confidence) / max(tests, 1)
+    return [_condition(c, config, confidence) for c in comparisons]

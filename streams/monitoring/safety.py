@@ -5,7 +5,10 @@ For every SafetyRule and every segment of the window (the whole group included):
   `min_responses` responses the rate applies to;
 - jump (rule `<rate>_jump`): the one-sided two-proportion z test of the window's rate above
   the reference's, its p-value adjusted by Benjamini-Hochberg across every jump test of the
-  window, below `jump_alpha`. Needs `min_responses` on both sides and a reference.
+  window, below `jump_alpha`. Needs `min_responses` on both sides, a reference, and at least
+  5 expected hits and 5 expected misses on each side under the pooled rate (the textbook
+  condition for the z test's normal approximation: below it, a rare rate such as 1% errors
+  in 150 responses makes the test fire far more often than its alpha says).
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from llmops.stats.proportions import two_proportion_z_test, wilson_interval
 from schemas import QualityWindow
 from streams.monitoring.alertbook import Condition
 from streams.monitoring.reference import Reference, group_of
+
+
+MIN_EXPECTED = 5.0
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,9 @@ def _jump(rule: SafetyRule, window: QualityWindow, reference: Reference | None) 
     hits, total = _rate(window, rule.rate)
     ref_hits, ref_total = _rate(reference, rule.rate)
     if total < rule.min_responses or ref_total < rule.min_responses:
+        return None
+    pooled = (hits + ref_hits) / (total + ref_total)
+    if min(total, ref_total) * min(pooled, 1.0 - pooled) < MIN_EXPECTED:
         return None
     test = two_proportion_z_test(
         min(hits, total), total, min(ref_hits, ref_total), ref_total, alternative="greater"
