@@ -11,7 +11,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
-from llmops.cli import alerts, pools, query, send, stack, topics, traces
+from llmops.cli import alerts, pools, query, report, send, stack, topics, traces
 from llmops.cli.console import error_console
 from llmops.cli.errors import Mistake, describe
 
@@ -51,7 +51,7 @@ app = typer.Typer(
 )
 # Each group's commands join the top level (added without a name: no `llmops <group> ...`),
 # listed in this order by `llmops --help`.
-for group in (stack, send, query, traces, alerts, pools, topics):
+for group in (stack, send, query, report, traces, alerts, pools, topics):
     app.add_typer(group.commands)
 
 
