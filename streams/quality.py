@@ -110,7 +110,9 @@ class Observation:
 
 
 def observe(features: ResponseFeatures, rules: QualityRules) -> Observation:
-    signals = features.signals
+    # The contract keeps signals finite; a value that is not (a record built around it)
+    # is left out rather than counted.
+    signals = {k: v for k, v in features.signals.items() if math.isfinite(v)}
     row = [_NOT_COUNTED] * _ROW_WIDTH
     nan = math.nan
     for name in DISTRIBUTIONS:
