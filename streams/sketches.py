@@ -90,12 +90,13 @@ _EMPTY, _SINGLE = 1, 4
 _HEADER = struct.Struct("<BBBBHBx")
 _FULL = struct.Struct("<QHBx")
 _MAX_LEVELS = 61
-_POWERS_OF_3 = [3**i for i in range(31)]
+_POWERS_OF_3: list[int] = [3**i for i in range(31)]
 
 
 def _level_capacity_aux(k: int, depth: int) -> int:
     if depth <= 30:
-        return (((2 * k) << depth) // _POWERS_OF_3[depth] + 1) >> 1
+        scaled: int = ((2 * k) << depth) // _POWERS_OF_3[depth]
+        return (scaled + 1) >> 1
     half = depth // 2
     return _level_capacity_aux(_level_capacity_aux(k, half), depth - half)
 
