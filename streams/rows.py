@@ -15,14 +15,15 @@ A response's detector signals (streams/detectors/) fill the columns of
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from schemas import DeadLetter, InferenceResult, MetricWindow, PromptRequest, QualityWindow
-from schemas.monitoring import Alert, DriftReport
+from schemas.monitoring import MAX_EMBEDDING_DIM, Alert, DriftReport
 from streams.detectors.base import Signal
-from streams.features import ResponseFeatures
+from streams.features import EMBEDDING_SIGNAL, ResponseFeatures
 from streams.privacy import RAW, TextPolicy
 
 Row = dict[str, Any]
@@ -102,6 +103,10 @@ SIGNAL_COLUMNS: tuple[str, ...] = (
     "finding_end",
 )
 RESPONSE_COLUMNS += SIGNAL_COLUMNS
+# Added by 012_response_embedding.sql: the output embedding (the embedding tier's signal
+# "embedding"), as float32; empty when the response has none.
+EMBEDDING_COLUMNS: tuple[str, ...] = ("embedding",)
+RESPONSE_COLUMNS += EMBEDDING_COLUMNS
 
 # Findings kept per response row: a text full of entities must not make a row unbounded
 # (the signals' values still count them all).
@@ -244,7 +249,23 @@ def signal_columns(signals: Sequence[Signal]) -> Row:
             findings["finding_where"].append(finding.where)
             findings["finding_start"].append(_offset(finding.start))
             findings["finding_end"].append(_offset(finding.end))
-    return {"signals": values, "signal_detectors": detectors, **findings}
+    return {
+        "signals": values,
+        "signal_detectors": detectors,
+        **findings,
+        "embedding": embedding_column(signals),
+    }
+
+
+def embedding_column(signals: Sequence[Signal]) -> list[float]:
+    """The vector of the first signal named "embedding" that has one, rounded to float32
+    (the column's type) and cut to MAX_EMBEDDING_DIM; empty when there is none or any of its
+    values is not finite as a float32."""
+    for signal in signals:
+        if signal.name == EMBEDDING_SIGNAL and signal.vector:
+            vector = array("f", signal.vector[:MAX_EMBEDDING_DIM]).tolist()
+            return vector if all(math.isfinite(v) for v in vector) else []
+    return []
 
 
 def response_row(

@@ -74,6 +74,14 @@ def _presidio() -> Detector:
     return PresidioPiiDetector()
 
 
+def _embeddings() -> Detector:
+    # The embedding tier (sampled: Settings.embedding_sample_rate), never in the defaults:
+    # it loads all-MiniLM-L6-v2 (the `embeddings` extra) and costs far more than the cheap tier.
+    from streams.detectors.embeddings import MiniLMEmbeddingDetector
+
+    return MiniLMEmbeddingDetector()
+
+
 def register_all(registry: DetectorRegistry) -> None:
     """Register every shipped driver into `registry`."""
     registry.register("lengths", _lengths)
@@ -82,6 +90,7 @@ def register_all(registry: DetectorRegistry) -> None:
     registry.register("profanity_check", _toxicity)
     registry.register("json_validity", _json)
     registry.register("lexical_grounding", _grounding)
+    registry.register("minilm_embeddings", _embeddings)
     registry.register("presidio_pii", _presidio)
 
 

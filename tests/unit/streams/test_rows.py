@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from array import array
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -46,7 +47,10 @@ def ddl_columns(filename: str) -> tuple[str, ...]:
     ("filename", "columns"),
     [
         ("002_requests.sql", rows.REQUEST_COLUMNS),
-        ("003_responses.sql", rows.RESPONSE_COLUMNS[: -len(rows.SIGNAL_COLUMNS)]),
+        (
+            "003_responses.sql",
+            rows.RESPONSE_COLUMNS[: -len(rows.SIGNAL_COLUMNS) - len(rows.EMBEDDING_COLUMNS)],
+        ),
         ("004_metric_windows.sql", rows.METRIC_WINDOW_COLUMNS),
         ("005_dead_letters.sql", rows.DEAD_LETTER_COLUMNS),
     ],
@@ -64,7 +68,33 @@ def test_the_signal_columns_are_the_ones_009_adds_to_responses() -> None:
     ]
     assert tuple(m.group(1) for m in added if m) == rows.SIGNAL_COLUMNS
     assert len(statements) == len(rows.SIGNAL_COLUMNS)
-    assert rows.RESPONSE_COLUMNS[-len(rows.SIGNAL_COLUMNS) :] == rows.SIGNAL_COLUMNS
+    tail = rows.SIGNAL_COLUMNS + rows.EMBEDDING_COLUMNS
+    assert rows.RESPONSE_COLUMNS[-len(tail) :] == tail
+
+
+def test_the_embedding_column_is_the_one_012_adds_to_responses() -> None:
+    statements = split_statements((MIGRATIONS_DIR / "012_response_embedding.sql").read_text())
+    assert statements == ["ALTER TABLE responses ADD COLUMN IF NOT EXISTS embedding Array(Float32)"]
+    assert rows.EMBEDDING_COLUMNS == ("embedding",)
+
+
+def test_the_embedding_column_holds_the_first_embedding_vector_as_float32() -> None:
+    vector = (0.1, -0.25, 1 / 3)
+    columns = rows.signal_columns(
+        [
+            Signal("embedding", 1.0, "minilm_embeddings", "1"),  # no vector: not this one
+            Signal("embedding", 1.0, "minilm_embeddings", "1", vector=vector),
+            Signal("embedding", 1.0, "other", "1", vector=(9.0,)),
+        ]
+    )
+    assert columns["embedding"] == [float(array("f", [v])[0]) for v in vector]
+    assert columns["embedding"] != list(vector)  # rounded to float32
+    assert rows.signal_columns([Signal("refusal", 1.0, "d", "1")])["embedding"] == []
+    for bad in (math.nan, 1e40):
+        assert (
+            rows.signal_columns([Signal("embedding", 1.0, "d", "1", vector=(bad,))])["embedding"]
+            == []
+        )
 
 
 def full_request() -> PromptRequest:
@@ -203,6 +233,7 @@ def test_response_row() -> None:
         "finding_where": [],
         "finding_start": [],
         "finding_end": [],
+        "embedding": [],
     }
 
 
