@@ -64,6 +64,7 @@ from streams.alerting.notify import AlertNotifier
 from streams.detectors import drivers  # noqa: F401  (registers the shipped drivers)
 from streams.detectors.base import Detector
 from streams.detectors.factory import UnknownDetectorError, create_detectors
+from streams.judge.requests import JudgeConfig
 from streams.monitoring.monitor import QualityMonitor
 from streams.privacy import text_policy
 from streams.quality import QualityRules
@@ -147,13 +148,18 @@ def configured_detectors(settings: Settings) -> tuple[Detector, ...]:
     """The detectors Settings.detectors names, built once; an unknown name refuses the
     start in one line, as a missing signing key does (llmops.runtime)."""
     try:
-        rates = {
-            "embedding": settings.embedding_sample_rate,
-            "deep": settings.deep_sample_rate,
-        }
-        return tuple(create_detectors(settings.detectors, sample_rates=rates))
+        return tuple(create_detectors(settings.detectors))
     except UnknownDetectorError as exc:
         raise SystemExit(f"cannot start: {exc} in LLMOPS_DETECTORS") from None
+
+
+def configured_judge(settings: Settings) -> JudgeConfig:
+    """Settings.judge_*, checked once; an unknown check or a bad model name refuses the start
+    in one line. App "llmops-judge" marks the judge's requests and responses (streams/judge/)."""
+    try:
+        return JudgeConfig.from_settings(settings)
+    except ValueError as exc:
+        raise SystemExit(f"cannot start: {exc} in LLMOPS_JUDGE_*") from None
 
 
 class MetricsWorker:
@@ -174,6 +180,7 @@ class MetricsWorker:
             features_topic,
             configured_detectors(settings),
             segment_attributes=tuple(settings.segment_attributes),
+            judge=configured_judge(settings),
         )
         # Keyed by the topic each sink reads.
         self.sinks: dict[str, SinkAgent[Any]] = {

@@ -48,6 +48,8 @@ from streams.features import (
     features_with_signals,
     group_key_text,
 )
+from streams.judge.requests import JudgeConfig, is_verdict, judge_requests
+from streams.judge.verdict import parse_verdict, verdict_signals
 from streams.privacy import TextPolicy
 from streams.records import Batch, Converter, E, Outgoing, json_headers, to_record
 from streams.rows import Row
@@ -76,6 +78,8 @@ class SinkContext:
     detectors: tuple[Detector, ...] = ()
     # Request attributes that split windows by segment (Settings.segment_attributes).
     segment_attributes: tuple[str, ...] = ()
+    # The model-graded check (Settings.judge_*): which app responses get judge requests.
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
     # A detector that fails is logged here, at a bounded rate, and its signals left out.
     detector_failures: RejectionLog = field(
         default_factory=lambda: RejectionLog(log, SERVICE), compare=False
@@ -182,12 +186,30 @@ def fill_response(
     span.set_attributes(genai_request_parameters(model=result.model or None))
     # The response's own failure, if any: processing it went fine.
     span.set_attributes(llmops_attributes(response_error_kind=features.error_kind or None))
-    row = rows.response_row(result, features, len(record.value or b""), context.text_policy)
+    size = len(record.value or b"")
+    if is_verdict(result):
+        # A judge's verdict (streams/judge/): its row, flagged by its app and attributes, with
+        # the parsed verdict as its only signals (013's view copies it to `judgements`); no
+        # detectors, no features: never judged, never counted in the windows.
+        signals = verdict_signals(parse_verdict(result.text))
+        batch.rows.append(rows.response_row(result, features, size, context.text_policy, signals))
+        return
+    row = rows.response_row(result, features, size, context.text_policy)
     batch.rows.append(row)
     # Its signals, and its features with them: once per batch (finish_responses). The
     # headers are built here, inside the record's span, so the features carry its trace.
     headers = json_headers("ResponseFeatures")
     batch.deferred.append((row, (exchange_of(result), features, record, headers)))
+    # A sampled share is graded by the judge model through the router, like any request.
+    for request in judge_requests(result, context.judge):
+        batch.outgoing.append(
+            Outgoing(
+                REQUESTS.name,
+                request.sticky_key.encode(),
+                request.to_bytes(),
+                json_headers("PromptRequest"),
+            )
+        )
 
 
 def finish_responses(context: SinkContext, batch: Batch) -> None:

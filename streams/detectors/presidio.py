@@ -125,6 +125,8 @@ class PresidioPiiDetector(Detector):
 
     name = "presidio_pii"
     version = "1"
+    # Which configured rate applies (streams.detectors.factory: Settings.deep_sample_rate).
+    sample_tier = "deep"
 
     def __init__(
         self,
@@ -148,6 +150,12 @@ class PresidioPiiDetector(Detector):
         self.max_chars = max_chars
         self.batch_size = batch_size
         self._batch = _analyzer(self.entities)
+
+    def with_sample_rate(self, rate: float) -> PresidioPiiDetector:
+        """The same detector reading a `rate` share of the exchanges (the model is shared)."""
+        return PresidioPiiDetector(
+            rate, entities=self.entities, max_chars=self.max_chars, batch_size=self.batch_size
+        )
 
     def detect(self, exchanges: Sequence[Exchange]) -> list[list[Signal]]:
         out: list[list[Signal]] = [[] for _ in exchanges]

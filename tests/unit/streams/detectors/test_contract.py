@@ -40,13 +40,13 @@ HOSTILE = [
 
 
 def whole_sample(built: Detector) -> Detector:
-    """A sampled tier (it reads a share of exchanges, picked by request id; `sample_rate` is
-    its constructor's first argument) rebuilt to read every exchange, so the contract sees it
-    judge them all; its sampling has its own tests."""
-    rate = getattr(built, "sample_rate", None)
-    if rate is None or rate >= 1.0:
+    """A sampled tier (it reads a share of exchanges, picked by request id) set to read every
+    exchange, so the contract sees it judge them all; its sampling has its own tests."""
+    with_sample_rate = getattr(built, "with_sample_rate", None)
+    if with_sample_rate is None:
         return built
-    return type(built)(1.0)  # type: ignore[call-arg]
+    whole: Detector = with_sample_rate(1.0)
+    return whole
 
 
 @pytest.fixture(scope="module", params=NAMES)

@@ -122,3 +122,4 @@ def test_loading_and_detecting_never_touch_the_network() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "('pii_ner_output.PERSON', 1.0)" in done.stdout
+
