@@ -211,6 +211,11 @@ def _sum_into(target: dict[str, int], source: Mapping[str, int]) -> None:
         target[name] = target.get(name, 0) + int(count)
 
 
+def _with_errors(counts: Mapping[str, int], row: WindowRow, count: int) -> Mapping[str, int]:
+    """A window that carries no "error" rate: its error counts are exact, use them."""
+    return counts if "error" in row.totals else {**counts, "error": count}
+
+
 def summarize(
     windows: Sequence[WindowRow],
     start: datetime,
@@ -234,14 +239,12 @@ def summarize(
         totals: dict[str, int] = {}
         per_bucket: list[list[WindowRow]] = [[] for _ in range(buckets)]
         for row in rows:
-            _sum_into(hits, row.hits)
-            _sum_into(totals, row.totals)
+            _sum_into(hits, _with_errors(row.hits, row, row.errors))
+            _sum_into(totals, _with_errors(row.totals, row, row.responses))
             index = int((row.window_start - start).total_seconds() // width)
             per_bucket[min(max(index, 0), buckets - 1)].append(row)
         responses = sum(r.responses for r in rows)
         errors = sum(r.errors for r in rows)
-        if "error" not in totals:  # windows that carry no error rate: the counts are exact
-            hits["error"], totals["error"] = errors, responses
         rates = {}
         for rate, _ in RATES:
             k, n = min(hits.get(rate, 0), totals.get(rate, 0)), totals.get(rate, 0)
@@ -251,11 +254,8 @@ def summarize(
         for i, members in enumerate(per_bucket):
             bucket = Bucket(start + timedelta(seconds=i * width))
             for row in members:
-                _sum_into(bucket.hits, row.hits)
-                _sum_into(bucket.totals, row.totals)
-                if "error" not in row.totals:
-                    _sum_into(bucket.hits, {"error": row.errors})
-                    _sum_into(bucket.totals, {"error": row.responses})
+                _sum_into(bucket.hits, _with_errors(row.hits, row, row.errors))
+                _sum_into(bucket.totals, _with_errors(row.totals, row, row.responses))
             bucket.latency = merged_latency(members, merge)
             series.append(bucket)
         out.append(
@@ -288,6 +288,15 @@ def rate_cell(rate: Rate) -> str:
     return f"{percent(rate.value)} ({percent(rate.low)}-{percent(rate.high)})"
 
 
+def rate_text(rate: Rate) -> Text:
+    """The rate over its Wilson interval (two lines: the table stays narrow)."""
+    if rate.totals == 0:
+        return Text("-")
+    text = Text(percent(rate.value))
+    text.append(f"\n{percent(rate.low)}-{percent(rate.high)}", style="dim")
+    return text
+
+
 def latency_cells(latency: Latency | None) -> list[str]:
     if latency is None:
         return ["-", "-", "-"]
@@ -299,7 +308,7 @@ def health_table(report: Report) -> Table:
     table = Table(
         title=f"Health per prompt version, last {report.since} "
         f"({report.start:%Y-%m-%d %H:%M} - {report.end:%H:%M} UTC)",
-        caption="rates: value (95% Wilson interval); latency ms from merged sketches, "
+        caption="rates: value over its 95% Wilson interval; latency ms from merged sketches, "
         "≤: upper bound (largest window percentile)",
     )
     table.add_column("prompt")
@@ -317,7 +326,7 @@ def health_table(report: Report) -> Table:
             escape(health.prompt_name or "(none)"),
             str(health.prompt_version),
             f"{health.responses:,}",
-            *(rate_cell(health.rates[name]) for name, _ in RATES),
+            *(rate_text(health.rates[name]) for name, _ in RATES),
             *latency_cells(health.latency),
             alerts,
             escape(", ".join(health.drifted_features) or "-"),
@@ -330,8 +339,8 @@ def trend_table(report: Report) -> Table:
     table.add_column("prompt")
     table.add_column("v", justify="right")
     for title in TREND_RATES.values():
-        table.add_column(f"{title} rate")
-    table.add_column("p95 latency")
+        table.add_column(f"{title} rate (min-max)")
+    table.add_column("p95 latency (min-max)")
     for health in report.versions:
         cells = []
         for name in TREND_RATES:
@@ -347,7 +356,7 @@ def _spark_cell(series: Sequence[float | None], label: Callable[[float | None], 
     finite = [v for v in series if v is not None]
     text = Text(sparkline(series), style="cyan")
     if finite:
-        text.append(f" {label(min(finite))}-{label(max(finite))}", style="dim")
+        text.append(f"\n{label(min(finite))}-{label(max(finite))}", style="dim")
     return text
 
 

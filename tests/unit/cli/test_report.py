@@ -160,20 +160,25 @@ def test_tables_show_the_numbers() -> None:
         window(5, version=2, responses=50, quantiles=[10, 20, 30, 40], prompt="summarize"),
     ]  # fmt: skip
     text = rendered(report_of(windows))
-    support = next(line for line in text.splitlines() if "│ support" in line)
-    assert "300" in support  # responses
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("│ support"))
+    support, intervals = lines[at], lines[at + 1]
+    assert "│       300 │" in support  # responses
     refusal = wilson_interval(40, 296)
-    assert f"13.5% ({100 * refusal.low:.1f}%-{100 * refusal.high:.1f}%)" in support
-    assert "1.33%" in support  # errors 4 of 300
-    assert "output_chars, latency_ms" in support and "│           2 │" in support
+    assert "│       13.5% │" in support
+    assert f"│ {100 * refusal.low:.1f}%-{100 * refusal.high:.1f}% │" in intervals
+    assert "│       1.33% │" in support  # errors 4 of 300
+    assert "output_chars," in support and "│           2 │" in support
     values = [float(v) for v in range(1, 101)] + [200.0] * 10
     p50, p95, p99 = kll_of(values).get_quantiles([0.5, 0.95, 0.99])  # the merged sketch's
     assert f"│ {p50:6,.0f} │ {p95:6,.0f} │ {p99:6,.0f} │" in support
-    summarize_line = next(line for line in text.splitlines() if "summarize" in line)
+    summarize_line = next(line for line in lines if line.startswith("│ summarize"))
     assert "≤10" in summarize_line and "≤30" in summarize_line and "≤40" in summarize_line
     assert "Trends, 6 steps of 10 min" in text
-    trend = [line for line in text.splitlines() if "│ support" in line][1]
-    assert "▁ █   " in trend  # refusal 5.1% then 30% (two of six steps), p95 likewise
+    at = [i for i, line in enumerate(lines) if line.startswith("│ support")][1]
+    trend, ranges = lines[at], lines[at + 1]
+    # refusal 5.1% then 30% in two of six steps; p95 96 ms then 200 ms
+    assert "│ ▁ █    " in trend and "│ 5.10%-30.0% " in ranges and "│ 96 ms-200 ms " in ranges
 
 
 def test_store_text_is_not_markup() -> None:

@@ -1,0 +1,238 @@
+"""`llmops report` against the real store (chDB behind the ClickHouse HTTP interface): quality
+windows with real KLL sketches, open alerts and drift rows in, the health of each prompt
+version out (rates with Wilson intervals, merged latency, alerts, drifted features,
+sparklines), as rich tables and as one self-contained HTML file; the expected mistakes (no
+data, a bad --since, the store down, no tables) one line each."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from llmops.cli.app import app
+from llmops.cli.report import percent
+from llmops.clickhouse.client import apply_migrations, ensure_database
+from llmops.config import get_settings
+from llmops.local.procs import free_port
+from llmops.stats.proportions import wilson_interval
+from streams.sketches import encode_sketch, kll_of, quantiles_of
+
+pytestmark = pytest.mark.integration
+
+FAST = [float(v) for v in range(100, 190)]  # 90 answers of v1 in window 1: 100..189 ms
+SLOW = [2000.0 + v for v in range(10)]  # 10 answers of v1 in window 2: 2000..2009 ms
+
+
+def quality_row(start: datetime, version: int, latencies: list[float], **fields: Any) -> Any:
+    sketch = kll_of(latencies)
+    row = {
+        "window_start": start,
+        "window_end": start + timedelta(seconds=60),
+        "prompt_name": "support",
+        "prompt_version": version,
+        "variant": "",
+        "pool": "p1",
+        "model": "m1",
+        "segment": "",
+        "event_id": uuid.uuid4().hex,
+        "ts": start + timedelta(seconds=60),
+        "responses": len(latencies),
+        "errors": 0,
+        "rate_totals": {"refusal": len(latencies), "pii_output": len(latencies)},
+        "rate_hits": {},
+        "quantiles": {"latency_ms": quantiles_of(sketch)},
+        "sketches": {"latency_ms": encode_sketch(sketch)},
+    }
+    row.update(fields)
+    return row
+
+
+def insert(client: Any, table: str, rows: list[dict[str, Any]]) -> None:
+    for row in rows:
+        client.insert(table, [list(row.values())], column_names=list(row))
+
+
+@pytest.fixture
+def report_env(store_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[datetime]:
+    """A migrated database: support v1 (two windows, 100 answers, 12 refusals, 3 PII leaks),
+    support v2 (one window), an old window out of range, a segment row, two open alerts on
+    v1 and a resolved one on v2, drift on v1's output_chars. Returns the first window's start."""
+    url = f"{store_url}/report_{uuid.uuid4().hex[:8]}"
+    client = ensure_database(url)
+    apply_migrations(client)
+    now = datetime.now(UTC).replace(microsecond=0)
+    first = now - timedelta(minutes=20)
+    insert(
+        client,
+        "quality_windows",
+        [
+            quality_row(
+                first,
+                1,
+                FAST,
+                errors=2,
+                rate_hits={"refusal": 9, "pii_output": 3, "error": 2},
+                rate_totals={"refusal": 88, "pii_output": 88, "error": 90},
+            ),
+            quality_row(first + timedelta(minutes=10), 1, SLOW, rate_hits={"refusal": 3}),
+            quality_row(first + timedelta(minutes=5), 2, [300.0] * 40),
+            quality_row(now - timedelta(days=2), 1, [9e4] * 5, rate_hits={"refusal": 5}),
+            quality_row(first, 1, FAST, segment="locale=de", rate_hits={"refusal": 90}),
+        ],
+    )
+    alert: dict[str, Any] = {"ts": now, "severity": "warning", "kind": "safety"}
+    insert(
+        client,
+        "alerts",
+        [
+            {**alert, "alert_id": "a1", "state": "open", "prompt_name": "support",
+             "prompt_version": 1, "subject": "s1", "message": "m"},
+            {**alert, "alert_id": "a2", "state": "open", "prompt_name": "support",
+             "prompt_version": 1, "subject": "s2", "message": "m"},
+            {**alert, "alert_id": "a3", "state": "resolved", "prompt_name": "support",
+             "prompt_version": 2, "subject": "s3", "message": "m"},
+        ],
+    )  # fmt: skip
+    drift = {"prompt_name": "support", "prompt_version": 1, "statistic": "psi", "value": 0.4}
+    insert(
+        client,
+        "drift",
+        [
+            {**drift, "window_start": first, "feature": "output_chars", "drifted": 1},
+            {**drift, "window_start": first, "feature": "latency_ms", "drifted": 0},
+            {**drift, "window_start": now - timedelta(days=2), "feature": "toxicity", "drifted": 1},
+        ],
+    )
+    client.close()
+    monkeypatch.setenv("CLICKHOUSE_URL", url)
+    get_settings.cache_clear()
+    yield first
+    get_settings.cache_clear()
+
+
+def run(*args: str, code: int = 0) -> str:
+    result = CliRunner().invoke(app, ["report", *args])
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    return result.output
+
+
+def lines_of(output: str, version: int) -> tuple[str, str]:
+    """The version's row in the health table: its values, and the intervals below them."""
+    lines = output.splitlines()
+    at = next(
+        i
+        for i, line in enumerate(lines)
+        if line.startswith("│ support") and f"│ {version} │" in line
+    )
+    return lines[at], lines[at + 1]
+
+
+@pytest.mark.usefixtures("report_env")
+def test_terminal_report_shows_each_version() -> None:
+    output = run("--since", "1h")
+    (v1, v1_intervals), (v2, _) = lines_of(output, 1), lines_of(output, 2)
+    assert "│       100 │" in v1 and "│        40 │" in v2  # the old window is out of range
+    refusal = wilson_interval(12, 98)  # 9 + 3 refusals of 88 + 10 answers
+    assert f" {100 * 12 / 98:.1f}% │" in v1
+    assert f" {percent(refusal.low)}-{percent(refusal.high)} │" in v1_intervals
+    errors = wilson_interval(2, 100)
+    assert " 2.00% │" in v1
+    assert f" {percent(errors.low)}-{percent(errors.high)} │" in v1_intervals
+    pii = wilson_interval(3, 98)
+    assert " 3.06% │" in v1 and f"{percent(pii.low)}-{percent(pii.high)}" in v1_intervals
+    merged = kll_of(FAST + SLOW).get_quantiles([0.5, 0.95, 0.99])  # not per-window averages
+    assert f"│ {merged[0]:6,.0f} │ {merged[1]:6,.0f} │ {merged[2]:6,.0f} │" in v1
+    assert merged[1] >= 2000  # the slow window's answers are the top 10%
+    assert "│           2 │ output_chars" in v1  # two open alerts; toxicity drift is too old
+    assert "│           0 │ -" in v2  # its alert was resolved
+    assert "Trends, 30 steps of 2 min" in output
+    lines = output.splitlines()
+    at = [i for i, line in enumerate(lines) if line.startswith("│ support")][2]
+    assert "▁" in lines[at] and "█" in lines[at]  # p95 of each step: the windows' own
+    fast, slow = kll_of(FAST).get_quantile(0.95), kll_of(SLOW).get_quantile(0.95)
+    assert f"{fast:,.0f} ms-{slow:,.0f} ms" in lines[at + 1]
+
+
+@pytest.mark.usefixtures("report_env")
+def test_prompt_filter_and_range() -> None:
+    assert "support" in run("--prompt", "support")
+    line = run("--prompt", "nope", code=1).strip()
+    assert line == (
+        "error: no quality windows in the last 1h for prompt 'nope': is the metrics worker "
+        "running (`llmops up`) and has traffic come in?"
+    )
+    three_days = run("--since", "3d", "--steps", "6")
+    v1, more = lines_of(three_days, 1)
+    assert "│       105 │" in v1  # the two-day-old window counts now, and its drift
+    assert "output_chars, toxicity" in v1 + more or "toxicity" in more
+
+
+class Tags(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+@pytest.mark.usefixtures("report_env")
+def test_html_report_is_self_contained(tmp_path: Path) -> None:
+    target = tmp_path / "report.html"
+    output = run("--html", str(target))
+    assert f"wrote {target} (2 prompt versions)" in output.replace("\n", "")
+    page = target.read_text(encoding="utf-8")
+    parsed = Tags()
+    parsed.feed(page)
+    for tag, attrs in parsed.tags:
+        assert tag not in ("script", "link", "img", "iframe")
+        for name, value in attrs.items():
+            assert name not in ("src", "href"), (tag, name, value)
+            assert "http://" not in (value or "") and "https://" not in (value or "")
+    text = " ".join(parsed.text)
+    assert "support v1" in text and "support v2" in text
+    assert "100 responses in 2 windows, 2 errors" in text
+    assert sum(1 for tag, _ in parsed.tags if tag == "svg") == 4
+    assert "merged KLL sketches" in text
+
+
+@pytest.mark.usefixtures("report_env")
+def test_bad_since_is_one_line() -> None:
+    result = CliRunner().invoke(app, ["report", "--since", "yesterday"])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines == ["error: --since 'yesterday': give a duration like 15m, 1h, 2d or 1w"]
+
+
+def test_no_windows_table_is_one_line(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"{store_url}/bare_{uuid.uuid4().hex[:8]}"
+    ensure_database(url).close()  # a database without migrations
+    monkeypatch.setenv("CLICKHOUSE_URL", url)
+    get_settings.cache_clear()
+    try:
+        line = run(code=1).strip()
+    finally:
+        get_settings.cache_clear()
+    assert line.startswith("error: the store has no quality_windows table: run `llmops migrate`")
+
+
+def test_store_down_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLICKHOUSE_URL", f"http://127.0.0.1:{free_port()}/llmops")
+    get_settings.cache_clear()
+    try:
+        lines = [line for line in run(code=1).splitlines() if line.strip()]
+    finally:
+        get_settings.cache_clear()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot reach ClickHouse (")
