@@ -43,7 +43,11 @@ WINDOW_QUANTILE_INDEX = (0, 2, 3)
 TREND_RATES = {"error": "error", "refusal": "refusal", "pii_output": "PII"}
 SPARK_BARS = "▁▂▃▄▅▆▇█"
 MAX_SINCE_S = 90 * 86_400
-MAX_WINDOWS = 200_000  # window rows one report reads
+# Window rows one report reads: with their latency sketches (a few KB each) up to
+# MAX_SKETCHED_WINDOWS, past that the windows' own percentiles only (bounds), and no more than
+# MAX_WINDOWS (about 2 weeks of 60 s windows for 10 groups): narrow --since or --prompt.
+MAX_SKETCHED_WINDOWS = 20_000
+MAX_WINDOWS = 200_000
 MAX_BUCKETS = 120
 DEFAULT_BUCKETS = 30
 _DURATION = re.compile(r"^\s*(\d{1,7})\s*([smhdw])\s*$")
@@ -161,17 +165,16 @@ class Report:
     prompt: str | None
     versions: list[VersionHealth]
     bucket_s: float
+    note: str | None = None  # what the reader should know about how it was computed
 
 
 LatencyMerger = Callable[[Sequence[str]], tuple[float, float, float] | None]
 
 
-def sketch_merger() -> LatencyMerger | None:
-    """p50/p95/p99 of merged KLL sketches (streams.sketches), or None without that module."""
-    try:
-        from streams.sketches import decode_sketch, merge_sketches
-    except ImportError:
-        return None
+def sketch_merger() -> LatencyMerger:
+    """p50/p95/p99 of the windows' KLL sketches merged (streams.sketches, as merge_quality
+    merges them); None for a sketch that cannot be read, so the caller falls back to bounds."""
+    from streams.sketches import decode_sketch, merge_sketches
 
     def merge(texts: Sequence[str]) -> tuple[float, float, float] | None:
         sketches = []
@@ -372,17 +375,24 @@ def _step(report: Report) -> str:
 def print_report(report: Report) -> None:
     console.print(health_table(report))
     console.print(trend_table(report))
+    if report.note:
+        console.print(f"[dim]note: {escape(report.note)}[/]")
 
 
 # ---------------------------------------------------------------- reading the store
 
 WINDOWS_SQL = """
 SELECT window_start, prompt_name, prompt_version, responses, errors, rate_hits, rate_totals,
-       quantiles['latency_ms'] AS latency_quantiles, sketches['latency_ms'] AS latency_sketch
+       quantiles['latency_ms'] AS latency_quantiles,
+       if({sketched:UInt8} = 1, sketches['latency_ms'], '') AS latency_sketch
 FROM quality_windows FINAL
 WHERE segment = '' AND window_start >= {start:DateTime64(3, 'UTC')} {prompt_filter}
 ORDER BY window_start
 LIMIT {limit:UInt32}
+"""
+COUNT_SQL = """
+SELECT count() FROM quality_windows FINAL
+WHERE segment = '' AND window_start >= {start:DateTime64(3, 'UTC')} {prompt_filter}
 """
 ALERTS_SQL = """
 SELECT prompt_name, prompt_version, count() AS open
@@ -423,6 +433,21 @@ def read_report(client: Any, since: str, prompt: str | None, buckets: int, now: 
     if prompt is not None:
         params["prompt"] = prompt
         prompt_filter = PROMPT_FILTER
+    count = int(
+        client.command(COUNT_SQL.replace("{prompt_filter}", prompt_filter), parameters=params)
+    )
+    if count > MAX_WINDOWS:
+        raise NoData(
+            f"{count:,} quality windows in the last {since}: more than {MAX_WINDOWS:,}; "
+            "narrow --since or pick one --prompt"
+        )
+    params["sketched"] = int(count <= MAX_SKETCHED_WINDOWS)
+    note = None
+    if not params["sketched"]:
+        note = (
+            f"{count:,} windows: latency shown as upper bounds (largest window percentile), "
+            f"sketches are merged up to {MAX_SKETCHED_WINDOWS:,} windows"
+        )
     result = client.query(WINDOWS_SQL.replace("{prompt_filter}", prompt_filter), parameters=params)
     windows = [
         WindowRow(
@@ -451,7 +476,7 @@ def read_report(client: Any, since: str, prompt: str | None, buckets: int, now: 
         for name, version, features in found.result_rows:
             if (name, version) in by_key:
                 by_key[(name, version)].drifted_features = [str(f) for f in features]
-    return Report(start, end, since, prompt, versions, seconds / buckets)
+    return Report(start, end, since, prompt, versions, seconds / buckets, note)
 
 
 @commands.command()

@@ -205,5 +205,8 @@ def render_html(report: Report) -> str:
         "<h2>Health per prompt version</h2>" + _health_table(report) + '<p class="note">Rates: '
         "value (95% Wilson interval), summed hits over summed totals. Latency: percentiles of "
         "the windows' merged KLL sketches; ≤ marks an upper bound (the largest window "
-        "percentile) where sketches were missing.</p>" + sections + "</body></html>\n"
+        "percentile) where sketches were missing.</p>"
+        + (f'<p class="note">{escape(report.note)}</p>' if report.note else "")
+        + sections
+        + "</body></html>\n"
     )

@@ -1,4 +1,4 @@
--- Drift of each prompt version over the last 24 hours: features that drifted first.
+/* Drift of each prompt version over the last 24 hours: features that drifted first. */
 SELECT
     prompt_name,
     prompt_version,

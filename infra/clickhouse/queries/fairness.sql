@@ -1,5 +1,5 @@
--- Fairness over the last 24 hours: each segment value's rate against the best value's, with
--- the ratio's 95% interval; values outside the 0.8-1.25 band (with 30+ responses) first.
+/* Fairness over the last 24 hours: each segment value's rate against the best value's, with
+   the ratio's 95% interval; values outside the 0.8-1.25 band (with 30+ responses) first. */
 SELECT
     prompt_name,
     prompt_version,

@@ -1,4 +1,4 @@
--- Open alerts (one per subject), most severe and newest first.
+/* Open alerts (one per subject), most severe and newest first. */
 SELECT
     severity,
     kind,

@@ -1,6 +1,6 @@
--- Quality of each prompt version per hour over the last day: responses, errors and the main
--- rates (exact: sums of hits over sums of totals). Per-rate Wilson intervals, PII by entity
--- included: SELECT * FROM quality_rates_hourly.
+/* Quality of each prompt version per hour over the last day: responses, errors and the main
+   rates (exact: sums of hits over sums of totals). Per-rate Wilson intervals, PII by entity
+   included: SELECT * FROM quality_rates_hourly. */
 SELECT
     hour,
     prompt_name,

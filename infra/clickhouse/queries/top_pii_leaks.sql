@@ -1,7 +1,7 @@
--- Top PII leaks in outputs by entity type, today and yesterday (UTC): answers that held that
--- type and the entities they held (the responses' signals), and the leak rate: answers that
--- leaked it over the answers checked for PII (the quality windows, exact; NULL where no
--- window has closed yet).
+/* Top PII leaks in outputs by entity type, today and yesterday (UTC): answers that held that
+   type and the entities they held (the responses' signals), and the leak rate: answers that
+   leaked it over the answers checked for PII (the quality windows, exact; NULL where no
+   window has closed yet). */
 SELECT
     l.entity AS entity,
     l.prompt_name AS prompt_name,

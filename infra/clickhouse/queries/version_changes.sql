@@ -1,5 +1,5 @@
--- What changed when a version went live: its first hour against the last hour of the version
--- live before it. Newest changes first.
+/* What changed when a version went live: its first hour against the last hour of the version
+   live before it. Newest changes first. */
 SELECT
     prompt_name,
     old_version,

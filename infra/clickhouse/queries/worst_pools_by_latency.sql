@@ -1,6 +1,6 @@
--- Pools and models with the slowest answers over the last hour: exact percentiles over the
--- successful responses (errors counted apart). For longer ranges: pool_latency_hourly
--- (bounds from the metric windows) or `llmops report` (merged KLL sketches).
+/* Pools and models with the slowest answers over the last hour: exact percentiles over the
+   successful responses (errors counted apart). For longer ranges: pool_latency_hourly
+   (bounds from the metric windows) or `llmops report` (merged KLL sketches). */
 SELECT
     pool,
     model,

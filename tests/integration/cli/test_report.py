@@ -236,3 +236,23 @@ def test_store_down_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     finally:
         get_settings.cache_clear()
     assert len(lines) == 1 and lines[0].startswith("error: cannot reach ClickHouse (")
+
+
+@pytest.mark.usefixtures("report_env")
+def test_many_windows_fall_back_to_bounds_then_refuse(monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmops.cli import report as module
+
+    monkeypatch.setattr(module, "MAX_SKETCHED_WINDOWS", 2)  # the hour holds 3 windows
+    output = run()
+    v1, _ = lines_of(output, 1)
+    fast = quantiles_of(kll_of(FAST))
+    slow = quantiles_of(kll_of(SLOW))
+    bounds = [max(fast[i], slow[i]) for i in (0, 2, 3)]  # the largest window p50, p95, p99
+    assert f"│ {'≤' + format(bounds[0], ',.0f'):>6} │" in v1
+    assert f"≤{bounds[1]:,.0f}" in v1 and f"≤{bounds[2]:,.0f}" in v1
+    assert "note: 3 windows: latency shown as upper bounds" in output.replace("\n", " ")
+    monkeypatch.setattr(module, "MAX_WINDOWS", 2)
+    line = run(code=1).strip()
+    assert line == (
+        "error: 3 quality windows in the last 1h: more than 2; narrow --since or pick one --prompt"
+    )

@@ -5,6 +5,7 @@ each returns the numbers worked out by hand below. Each query runs as the read-o
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
 from collections.abc import Iterator
@@ -16,8 +17,11 @@ from typing import Any
 import numpy as np
 import pytest
 from clickhouse_connect.driver.client import Client
+from typer.testing import CliRunner
 
+from llmops.cli.app import app
 from llmops.clickhouse import client as store
+from llmops.config import get_settings
 from llmops.stats.fairness import rate_ratio
 from llmops.stats.proportions import wilson_interval
 from tests.conftest import StoreServer
@@ -533,6 +537,22 @@ def test_every_pack_file_is_tested() -> None:
 def test_pack_runs_as_the_analyst(seeded: Seeded, name: str) -> None:
     """The read-only account analysts use gets the same rows as the service account."""
     assert rows(seeded.analyst_url, pack(name)) == rows(seeded.url, pack(name))
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in QUERIES.glob("*.sql")))
+def test_pack_runs_through_llmops_query(
+    seeded: Seeded, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the README says: llmops query --json "$(cat infra/clickhouse/queries/NAME.sql)"."""
+    monkeypatch.setenv("CLICKHOUSE_URL", seeded.analyst_url)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["query", "--json", pack(name)])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    printed = json.loads("[" + result.output.replace("}\n{", "},{") + "]")
+    assert len(printed) == len(rows(seeded.url, pack(name))) > 0
 
 
 def test_pack_quality_by_version_hourly(seeded: Seeded) -> None:

@@ -131,7 +131,12 @@ def test_latency_without_sketches_is_a_labelled_bound() -> None:
     assert latency is not None and not latency.exact
     assert (latency.p50, latency.p95, latency.p99) == (120, 200, 400)
     assert merged_latency([window(0)], sketch_merger()) is None
-    # no merger at hand (no streams.sketches): the bound too
+    # an unreadable sketch: the bound, not an exact figure of the others
+    broken = [window(0, latencies=[5.0], quantiles=[5, 5, 5, 5]), window(1, quantiles=[7] * 4)]
+    broken[1] = WindowRow(**{**broken[1].__dict__, "latency_sketch": "not a sketch!"})
+    unreadable = merged_latency(broken, sketch_merger())
+    assert unreadable is not None and not unreadable.exact and unreadable.p95 == 7
+    # no merger at hand: the bound too
     mixed = [window(0, latencies=[1.0, 2.0], quantiles=[1, 2, 2, 2])]
     bound = merged_latency(mixed, None)
     assert bound is not None and not bound.exact
