@@ -232,8 +232,9 @@ class MonitorAgent:
     async def _store_and_publish(
         self, reports: Sequence[DriftReport], alerts: Sequence[Alert]
     ) -> None:
-        refused = await self.drift_writer.write([rows.drift_row(r) for r in reports])
-        refused += await self.alert_writer.write([rows.alert_row(a) for a in alerts])
+        # Alerts first: a window's drift rows in the store say its alerts are there too.
+        refused = await self.alert_writer.write([rows.alert_row(a) for a in alerts])
+        refused += await self.drift_writer.write([rows.drift_row(r) for r in reports])
         for failure in refused:  # no record of its own to dead-letter: logged and dropped
             metrics.count_skipped(SERVICE, METRICS.name, "unstorable")
             log.error("monitor output refused by the store, dropped: %s", failure.reason)
