@@ -256,3 +256,80 @@ def test_many_windows_fall_back_to_bounds_then_refuse(monkeypatch: pytest.Monkey
     assert line == (
         "error: 3 quality windows in the last 1h: more than 2; narrow --since or pick one --prompt"
     )
+
+
+def test_views_and_report_agree_with_the_real_producer(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Windows made by the metrics worker's own aggregation (streams.quality) and row builder:
+    the views and the report say what merge_quality says. (Inserted row-wise: the worker's
+    Arrow insert of Map(String, Array) columns is refused today, see commit f872eab.)"""
+    from streams.features import ResponseFeatures
+    from streams.quality import WindowQuality, merge_quality
+    from streams.rows import QUALITY_WINDOW_COLUMNS, QUALITY_WINDOWS_TABLE, quality_window_row
+
+    now = datetime.now(UTC)
+    starts = [now - timedelta(minutes=12), now - timedelta(minutes=6)]
+    windows = []
+    for w, start in enumerate(starts):
+        quality = WindowQuality()
+        for i in range(40):
+            signals = {"refusal": float(i % 5 == w), "pii_output": float(i == 7)}
+            if i == 7:
+                signals["pii_output.EMAIL"] = 1.0
+            quality.add(
+                ResponseFeatures.model_validate(
+                    {
+                        "request_id": f"w{w}-{i}",
+                        "ts": start + timedelta(seconds=1),
+                        "prompt_name": "greet",
+                        "prompt_version": 4,
+                        "pool": "p1",
+                        "model": "m1",
+                        "finish_reason": "error" if i == 0 else "stop",
+                        "is_error": i == 0,
+                        "error_kind": "engine_error" if i == 0 else "",
+                        "latency_ms": 100.0 * (w + 1) + i,
+                        "signals": signals,
+                        "segments": {"locale": "de" if i % 2 else "en"},
+                    }
+                )
+            )
+        windows += quality.windows(
+            int(start.timestamp() * 1000), 60_000, ("greet", 4, "", "p1", "m1")
+        )
+    url = f"{store_url}/producer_{uuid.uuid4().hex[:8]}"
+    client = ensure_database(url)
+    apply_migrations(client)
+    built = [quality_window_row(w) for w in windows]
+    client.insert(
+        QUALITY_WINDOWS_TABLE,
+        [[row[c] for c in QUALITY_WINDOW_COLUMNS] for row in built],
+        column_names=list(QUALITY_WINDOW_COLUMNS),
+    )
+    whole = merge_quality([w for w in windows if w.segment == ""])
+    hourly = list(
+        client.query(
+            "SELECT rate, hits, totals FROM quality_rates_hourly WHERE prompt_name = 'greet'"
+        ).named_results()
+    )
+    client.close()
+    by_rate: dict[str, tuple[int, int]] = {}
+    for row in hourly:  # the two windows may straddle an hour
+        hits, totals = by_rate.get(row["rate"], (0, 0))
+        by_rate[row["rate"]] = (hits + row["hits"], totals + row["totals"])
+    for rate in ("refusal", "pii_output", "pii_output.EMAIL", "error"):
+        assert by_rate[rate] == (whole.rate_hits[rate], whole.rate_totals[rate]), rate
+    # refusals at i % 5 == w: 7 of window 0's 39 answers (its i=0 is the error), 8 of 1's
+    assert by_rate["refusal"] == (15, 78)
+    monkeypatch.setenv("CLICKHOUSE_URL", url)
+    get_settings.cache_clear()
+    try:
+        output = run("--prompt", "greet")
+    finally:
+        get_settings.cache_clear()
+    lines = output.splitlines()
+    row = next(line for line in lines if line.startswith("│ greet"))
+    p50, _, p95, p99 = whole.quantiles["latency_ms"]
+    assert f"│ {p50:6,.0f} │ {p95:6,.0f} │ {p99:6,.0f} │" in row
+    assert "│        80 │" in row and f" {percent(15 / 78)} │" in row
