@@ -428,7 +428,11 @@ def read_report(client: Any, since: str, prompt: str | None, buckets: int, now: 
             "the store has no quality_windows table: run `llmops migrate` and start the "
             "metrics worker"
         )
-    params: dict[str, Any] = {"start": start, "limit": MAX_WINDOWS}
+    # UTC text (as `llmops alerts` passes it): whatever the client machine's time zone.
+    params: dict[str, Any] = {
+        "start": start.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
+        "limit": MAX_WINDOWS,
+    }
     prompt_filter = ""
     if prompt is not None:
         params["prompt"] = prompt
