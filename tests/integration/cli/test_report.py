@@ -329,7 +329,7 @@ def test_views_and_report_agree_with_the_real_producer(
     finally:
         get_settings.cache_clear()
     lines = output.splitlines()
-    row = next(line for line in lines if line.startswith("│ greet"))
+    greet = next(line for line in lines if line.startswith("│ greet"))
     p50, _, p95, p99 = whole.quantiles["latency_ms"]
-    assert f"│ {p50:6,.0f} │ {p95:6,.0f} │ {p99:6,.0f} │" in row
-    assert "│        80 │" in row and f" {percent(15 / 78)} │" in row
+    assert f"│ {p50:6,.0f} │ {p95:6,.0f} │ {p99:6,.0f} │" in greet
+    assert "│        80 │" in greet and f" {percent(15 / 78)} │" in greet
