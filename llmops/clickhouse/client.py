@@ -241,16 +241,27 @@ def _arrow_type(values: Sequence[Any]) -> pa.DataType | None:
 
 
 def _map_value_type(values: Sequence[Any]) -> pa.DataType:
-    for value in values:
-        if isinstance(value, Mapping) and value:
-            sample = next(iter(value.values()))
-            if isinstance(sample, bool):
-                return pa.bool_()
-            if isinstance(sample, int):
-                return pa.int64()
-            if isinstance(sample, float):
-                return pa.float64()
-            return pa.string()
+    return _element_type(
+        [v for value in values if isinstance(value, Mapping) for v in value.values()]
+    )
+
+
+def _element_type(samples: Sequence[Any]) -> pa.DataType:
+    """The Arrow type of a map's values (or a list's items): the first value's, a map of
+    maps or of lists looking through all of them (Map(K, Map(...)), Map(K, Array(...)))."""
+    for sample in samples:
+        if isinstance(sample, bool):
+            return pa.bool_()
+        if isinstance(sample, int):
+            return pa.int64()
+        if isinstance(sample, float):
+            return pa.float64()
+        if isinstance(sample, Mapping):
+            return pa.map_(pa.string(), _map_value_type(samples))
+        if isinstance(sample, list | tuple):
+            items = [x for s in samples if isinstance(s, list | tuple) for x in s]
+            return pa.list_(_element_type(items))
+        return pa.string()
     return pa.string()
 
 
