@@ -210,6 +210,7 @@ def response_rows(at: datetime, now: datetime) -> list[dict[str, Any]]:
         row(5, 2, "p2", 1000, {pii: 3, f"{pii}.EMAIL": 3}),
         row(6, 2, "p2", 5000, {}, error_kind="timeout"),
         row(7, 1, "p1", 9999, {pii: 0}, ts=now - timedelta(hours=2)),  # not in the last hour
+        row(8, 2, "p3", 30_000, {}, error_kind="timeout"),  # a pool with errors only
     ]
 
 
@@ -452,7 +453,8 @@ def test_pii_leaks_from_responses_and_windows(seeded: Seeded) -> None:
 
 def test_pool_latency(seeded: Seeded) -> None:
     exact = {r["pool"]: r for r in rows(seeded.url, "SELECT * FROM pool_latency_last_hour")}
-    assert set(exact) == {"p1", "p2"}  # r7 (p1, 9999 ms) is two hours old
+    assert set(exact) == {"p1", "p2", "p3"}  # r7 (p1, 9999 ms) is two hours old
+    assert math.isnan(exact["p3"]["latency_p95_ms"]) and exact["p3"]["error_rate"] == 1.0
     p1, p2 = exact["p1"], exact["p2"]
     assert (p1["responses"], p1["errors"], p2["responses"], p2["errors"]) == (4, 0, 2, 1)
     latencies = [100, 200, 300, 400]  # r1's replaced row (50,000 ms) not among them
@@ -593,6 +595,7 @@ def test_pack_worst_pools(seeded: Seeded) -> None:
     assert [(r["pool"], r["latency_p95_ms"], r["latency_p99_ms"]) for r in got] == [
         ("p2", 1000.0, 1000.0),
         ("p1", 385.0, 397.0),
+        ("p3", None, None),  # errors only: no latency of an answer
     ]
 
 
