@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from array import array
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -221,16 +222,17 @@ class _Table:
     """One window's observations, a row each: built into arrays when the window is due."""
 
     def __init__(self) -> None:
-        self.rows: list[tuple[float, ...]] = []
-        self.hashes: list[int] = []
+        # Flat machine arrays: a few bytes per number, not a Python object each.
+        self.rows = array("d")
+        self.hashes = array("q")
         self.finish_reasons: list[str] = []
         self.error_kinds: list[str] = []
         # Entity type -> the rows whose output had it.
         self.pii_rows: dict[str, list[int]] = {}
 
     def append(self, obs: Observation) -> int:
-        index = len(self.rows)
-        self.rows.append(obs.row)
+        index = len(self.hashes)
+        self.rows.extend(obs.row)
         self.hashes.append(obs.sample_hash)
         self.finish_reasons.append(obs.finish_reason)
         self.error_kinds.append(obs.error_kind)
@@ -240,8 +242,9 @@ class _Table:
 
     def arrays(self) -> _Arrays:
         return _Arrays(
-            np.asarray(self.rows, dtype=np.float64).reshape(-1, _ROW_WIDTH),
-            np.asarray(self.hashes, dtype=np.int64),
+            # Copies: a view would pin the arrays' buffers, and they grow with late responses.
+            np.frombuffer(self.rows, dtype=np.float64).reshape(-1, _ROW_WIDTH).copy(),
+            np.frombuffer(self.hashes, dtype=np.int64).copy(),
             np.asarray(self.finish_reasons, dtype=object),
             np.asarray(self.error_kinds, dtype=object),
             {kind: np.asarray(rows, dtype=np.int64) for kind, rows in self.pii_rows.items()},
@@ -421,7 +424,7 @@ class WindowQuality:
         self._emitted: set[str] = set()
 
     def __len__(self) -> int:
-        return len(self._table.rows)
+        return len(self._table.hashes)
 
     def add(self, features: ResponseFeatures) -> None:
         obs = observe(features, self.rules)

@@ -2,12 +2,12 @@
 `quality_windows` + llm.metrics (MetricWindow and QualityWindow records).
 
 A features record is acked only when the window it fell into has been emitted (its rows
-inserted, MetricWindow and QualityWindows published); a window drops its records unacked when its
-partition is revoked, and the new owner rebuilds it from them. A window first seen after
-it closed may have been emitted already: before it is emitted again, it is completed from
-the `responses` table (rows are inserted before features are published), so its new
-aggregate is the union and its row, keyed by window start + group, replaces the old one
-(and each quality row, keyed by window start + group + segment, the old one).
+inserted, MetricWindow and QualityWindows published); a window drops its records unacked
+when its partition is revoked, and the new owner rebuilds it from them. A window first
+seen after it closed may have been emitted already: before it is emitted again, it is
+completed from the `responses` table (rows are inserted before features are published),
+so its new aggregate is the union and its row, keyed by window start + group, replaces the
+old one (and each quality row, keyed by window start + group + segment, the old one).
 """
 
 from __future__ import annotations
