@@ -21,7 +21,13 @@ from clickhouse_connect.driver.binding import quote_identifier
 from streams import rows
 
 # Where user or model text is stored (streams/privacy.py); metric_windows holds none.
-TEXT_TABLES: tuple[str, ...] = (rows.REQUESTS_TABLE, rows.RESPONSES_TABLE, rows.DEAD_LETTERS_TABLE)
+# judgements (migration 013) holds what judge models wrote, filled from responses' rows.
+TEXT_TABLES: tuple[str, ...] = (
+    rows.REQUESTS_TABLE,
+    rows.RESPONSES_TABLE,
+    rows.DEAD_LETTERS_TABLE,
+    "judgements",
+)
 
 # system.tables.engine_full: "... ORDER BY x TTL inserted_at + toIntervalDay(30) SETTINGS ..."
 _TTL = re.compile(r"\bTTL\s+(.+?)\s*(?:\bSETTINGS\b|$)")

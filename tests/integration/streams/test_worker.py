@@ -701,7 +701,7 @@ def test_a_worker_that_stores_no_text_and_keeps_rows_n_days(
     tables' TTL is set at start, over the migration's default of 30 days, counted from when a
     row was stored: a response dated long ago is stored all the same."""
     bootstrap = own_bootstrap
-    for table in ("requests", "responses", "dead_letters"):
+    for table in ("requests", "responses", "dead_letters", "judgements"):
         assert "TTL inserted_at + toIntervalDay(30)" in tables.scalar(f"SHOW CREATE TABLE {table}")
     env = {"LLMOPS_STORE_TEXT": "none", "LLMOPS_RETENTION_DAYS": "7"}
     worker = Worker(bootstrap, database, tmp_path, f"streams-{run_id}", env)
@@ -719,7 +719,7 @@ def test_a_worker_that_stores_no_text_and_keeps_rows_n_days(
         def ttl_set() -> bool:
             return all(
                 "TTL inserted_at + toIntervalDay(7)" in tables.scalar(f"SHOW CREATE TABLE {table}")
-                for table in ("requests", "responses", "dead_letters")
+                for table in ("requests", "responses", "dead_letters", "judgements")
             )
 
         wait_for(ttl_set, "the retention TTL of 7 days", worker)

@@ -51,4 +51,4 @@ def test_the_setting_is_bounded_and_defaults_to_thirty_days() -> None:
 
 
 def test_the_text_tables_are_the_ones_holding_text() -> None:
-    assert set(TEXT_TABLES) == {"requests", "responses", "dead_letters"}
+    assert set(TEXT_TABLES) == {"requests", "responses", "dead_letters", "judgements"}

@@ -123,3 +123,11 @@ def test_loading_and_detecting_never_touch_the_network() -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     assert "('pii_ner_output.PERSON', 1.0)" in done.stdout
 
+
+def test_the_deep_rate_applies_through_the_factory() -> None:
+    from streams.detectors.factory import create_detectors
+
+    [built] = create_detectors(["presidio_pii"], sample_rates={"deep": 0.25, "embedding": 1.0})
+    assert isinstance(built, PresidioPiiDetector)
+    assert (built.sample_tier, built.sample_rate) == ("deep", 0.25)
+    assert built.with_sample_rate(1.0).sample_rate == 1.0
