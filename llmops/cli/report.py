@@ -40,6 +40,7 @@ LATENCY = "latency_ms"
 LATENCY_RANKS = (0.5, 0.95, 0.99)
 # Indexes of p50/p95/p99 in a window's quantiles ([p50, p90, p95, p99]).
 WINDOW_QUANTILE_INDEX = (0, 2, 3)
+PII_TYPE = "pii_output."  # "pii_output.EMAIL": answers holding that entity type
 TREND_RATES = {"error": "error", "refusal": "refusal", "pii_output": "PII"}
 SPARK_BARS = "▁▂▃▄▅▆▇█"
 MAX_SINCE_S = 90 * 86_400
@@ -156,6 +157,14 @@ class VersionHealth:
     open_alerts: int = 0
     drifted_features: list[str] = field(default_factory=list)
 
+    def pii_types(self) -> list[tuple[str, Rate]]:
+        """Entity types found in answers, most frequent first: answers that held the type, of
+        the answers checked for PII (an entity type's total is pii_output's)."""
+        return sorted(
+            ((name, rate) for name, rate in self.rates.items() if name.startswith(PII_TYPE)),
+            key=lambda item: (-item[1].hits, item[0]),
+        )
+
 
 @dataclass
 class Report:
@@ -249,8 +258,10 @@ def summarize(
         responses = sum(r.responses for r in rows)
         errors = sum(r.errors for r in rows)
         rates = {}
-        for rate, _ in RATES:
-            k, n = min(hits.get(rate, 0), totals.get(rate, 0)), totals.get(rate, 0)
+        pii_types = [name for name in hits if name.startswith(PII_TYPE) and hits[name] > 0]
+        for rate in [name for name, _ in RATES] + sorted(pii_types):
+            n = totals.get("pii_output" if rate.startswith(PII_TYPE) else rate, 0)
+            k = min(hits.get(rate, 0), n)
             interval = wilson_interval(k, n)
             rates[rate] = Rate(k, n, interval.low, interval.high)
         series = []
@@ -372,8 +383,30 @@ def _step(report: Report) -> str:
     return f"{seconds:g} s"
 
 
+def pii_table(report: Report) -> Table | None:
+    """Entity types found in answers, per version; None when no answer held any."""
+    found = [(v, name, rate) for v in report.versions for name, rate in v.pii_types()]
+    if not found:
+        return None
+    table = Table(title="PII in answers by entity type")
+    for title in ("prompt", "v", "entity", "answers", "of checked"):
+        table.add_column(title, justify="left" if title in ("prompt", "entity") else "right")
+    for version, name, rate in found:
+        table.add_row(
+            escape(version.prompt_name or "(none)"),
+            str(version.prompt_version),
+            escape(name.removeprefix(PII_TYPE)),
+            f"{rate.hits:,}",
+            rate_cell(rate),
+        )
+    return table
+
+
 def print_report(report: Report) -> None:
     console.print(health_table(report))
+    pii = pii_table(report)
+    if pii is not None:
+        console.print(pii)
     console.print(trend_table(report))
     if report.note:
         console.print(f"[dim]note: {escape(report.note)}[/]")

@@ -13,6 +13,7 @@ from datetime import datetime
 from html import escape
 
 from llmops.cli.report import (
+    PII_TYPE,
     RATES,
     Latency,
     Report,
@@ -165,6 +166,21 @@ def _latency_series(v: VersionHealth) -> dict[str, list[float | None]]:
     }
 
 
+def _pii_types(v: VersionHealth) -> str:
+    types = v.pii_types()
+    if not types:
+        return ""
+    rows = "".join(
+        f'<tr><td class="name">{escape(name.removeprefix(PII_TYPE))}</td><td>{rate.hits:,}</td>'
+        f"<td>{escape(rate_cell(rate))}</td></tr>"
+        for name, rate in types
+    )
+    return (
+        '<table><thead><tr><th class="name">PII entity type</th><th>answers</th>'
+        f"<th>of checked</th></tr></thead><tbody>{rows}</tbody></table>"
+    )
+
+
 def _version_section(v: VersionHealth) -> str:
     times = [b.start for b in v.buckets]
     rates = {title: [b.rate(name) for b in v.buckets] for name, title in RATES}
@@ -184,7 +200,9 @@ def _version_section(v: VersionHealth) -> str:
         )
         + "<figcaption>latency per step, ms ("
         + ("merged KLL sketches" if exact else "upper bounds: largest window percentile")
-        + ")</figcaption></figure></div></section>"
+        + ")</figcaption></figure></div>"
+        + _pii_types(v)
+        + "</section>"
     )
 
 

@@ -78,7 +78,7 @@ def report_env(store_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[date
                 1,
                 FAST,
                 errors=2,
-                rate_hits={"refusal": 9, "pii_output": 3, "error": 2},
+                rate_hits={"refusal": 9, "pii_output": 3, "pii_output.EMAIL": 2, "error": 2},
                 rate_totals={"refusal": 88, "pii_output": 88, "error": 90},
             ),
             quality_row(first + timedelta(minutes=10), 1, SLOW, rate_hits={"refusal": 3}),
@@ -117,6 +117,11 @@ def report_env(store_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[date
     get_settings.cache_clear()
 
 
+def rate_cell_of(hits: int, totals: int) -> str:
+    interval = wilson_interval(hits, totals)
+    return f"{percent(hits / totals)} ({percent(interval.low)}-{percent(interval.high)})"
+
+
 def run(*args: str, code: int = 0) -> str:
     result = CliRunner().invoke(app, ["report", *args])
     assert result.exit_code == code, result.output
@@ -153,9 +158,12 @@ def test_terminal_report_shows_each_version() -> None:
     assert merged[1] >= 2000  # the slow window's answers are the top 10%
     assert "│           2 │ output_chars" in v1  # two open alerts; toxicity drift is too old
     assert "│           0 │ -" in v2  # its alert was resolved
+    email = next(line for line in output.splitlines() if "│ EMAIL" in line)
+    assert f"│ 2 │ {rate_cell_of(2, 98)} │" in email.replace("       2 │", " 2 │")
     assert "Trends, 30 steps of 2 min" in output
     lines = output.splitlines()
-    at = [i for i, line in enumerate(lines) if line.startswith("│ support")][2]
+    trends = next(i for i, line in enumerate(lines) if "Trends, " in line)
+    at = next(i for i in range(trends, len(lines)) if lines[i].startswith("│ support │ 1 "))
     assert "▁" in lines[at] and "█" in lines[at]  # p95 of each step: the windows' own
     fast, slow = kll_of(FAST).get_quantile(0.95), kll_of(SLOW).get_quantile(0.95)
     assert f"{fast:,.0f} ms-{slow:,.0f} ms" in lines[at + 1]
@@ -206,6 +214,7 @@ def test_html_report_is_self_contained(tmp_path: Path) -> None:
     assert "100 responses in 2 windows, 2 errors" in text
     assert sum(1 for tag, _ in parsed.tags if tag == "svg") == 4
     assert "merged KLL sketches" in text
+    assert "PII entity type" in text and "EMAIL" in text
 
 
 @pytest.mark.usefixtures("report_env")

@@ -16,6 +16,8 @@ from llmops.cli.report import (
     health_table,
     merged_latency,
     parse_since,
+    pii_table,
+    rate_cell,
     sketch_merger,
     sparkline,
     summarize,
@@ -97,9 +99,30 @@ def test_rates_are_summed_hits_of_summed_totals_with_wilson() -> None:
     assert (v1.rates["error"].hits, v1.rates["error"].totals) == (2, 150)
     assert v1.rates["unsupported"].totals == 0 and v1.rates["unsupported"].value is None
     assert v2.rates["toxic"].value == 1.0
+    assert v1.pii_types() == [] and "pii_output.EMAIL" not in v1.rates
     # buckets of 15 minutes: the windows at 0 and 30 land in the first and third
     assert [b.rate("refusal") for b in v1.buckets] == [5 / 98, None, 0.2, None]
     assert [b.start for b in v1.buckets] == [START + timedelta(minutes=15 * i) for i in range(4)]
+
+
+def test_pii_entity_types_count_of_the_answers_checked() -> None:
+    windows = [
+        window(0, hits={"pii_output": 3, "pii_output.EMAIL": 2, "pii_output.IBAN": 1}),
+        window(1, hits={"pii_output": 2, "pii_output.IBAN": 2}),
+        window(2),  # no entity found: its answers were checked all the same
+    ]
+    (health,) = summarize(windows, START, END, buckets=1)
+    types = health.pii_types()
+    assert [(name, rate.hits, rate.totals) for name, rate in types] == [
+        ("pii_output.IBAN", 3, 300),
+        ("pii_output.EMAIL", 2, 300),
+    ]
+    expected = wilson_interval(3, 300)
+    assert (types[0][1].low, types[0][1].high) == (expected.low, expected.high)
+    text = rendered(Report(START, END, "1h", None, [health], 3600.0))
+    assert "PII in answers by entity type" in text
+    iban = next(line for line in text.splitlines() if "IBAN" in line)
+    assert iban.split("│")[3:6] == [" IBAN   ", "       3 ", f" {rate_cell(types[0][1])} "]
 
 
 def test_windows_without_an_error_rate_use_the_counts() -> None:
@@ -153,6 +176,9 @@ def report_of(windows: list[WindowRow]) -> Report:
 def rendered(report: Report) -> str:
     console = Console(record=True, width=240, color_system=None)
     console.print(health_table(report))
+    pii = pii_table(report)
+    if pii is not None:
+        console.print(pii)
     console.print(trend_table(report))
     return console.export_text()
 
