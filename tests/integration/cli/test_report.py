@@ -270,9 +270,9 @@ def test_many_windows_fall_back_to_bounds_then_refuse(monkeypatch: pytest.Monkey
 def test_views_and_report_agree_with_the_real_producer(
     store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Windows made by the metrics worker's own aggregation (streams.quality) and row builder:
-    the views and the report say what merge_quality says. (Inserted row-wise: the worker's
-    Arrow insert of Map(String, Array) columns is refused today, see commit f872eab.)"""
+    """Windows made by the metrics worker's own aggregation (streams.quality), row builder and
+    insert: the views and the report say what merge_quality says."""
+    from llmops.clickhouse.client import insert_rows
     from streams.features import ResponseFeatures
     from streams.quality import WindowQuality, merge_quality
     from streams.rows import QUALITY_WINDOW_COLUMNS, QUALITY_WINDOWS_TABLE, quality_window_row
@@ -310,11 +310,11 @@ def test_views_and_report_agree_with_the_real_producer(
     url = f"{store_url}/producer_{uuid.uuid4().hex[:8]}"
     client = ensure_database(url)
     apply_migrations(client)
-    built = [quality_window_row(w) for w in windows]
-    client.insert(
+    insert_rows(  # as the worker's TableWriter inserts them (Arrow)
+        client,
         QUALITY_WINDOWS_TABLE,
-        [[row[c] for c in QUALITY_WINDOW_COLUMNS] for row in built],
-        column_names=list(QUALITY_WINDOW_COLUMNS),
+        [quality_window_row(w) for w in windows],
+        QUALITY_WINDOW_COLUMNS,
     )
     whole = merge_quality([w for w in windows if w.segment == ""])
     hourly = list(
