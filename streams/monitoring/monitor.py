@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from llmops.monitoring_config import MonitoringSettings, ReferenceConfig
 from schemas import Alert, DriftReport, QualityWindow
@@ -76,6 +76,8 @@ class QualityMonitor:
         """Open alerts and the latest streaks the store holds (at start or on rebalance)."""
         self.book.restore(open_alerts)
         for key, start, streak in streaks:
+            # The store's DateTime64(3, 'UTC') may come back naive: it is UTC.
+            start = start if start.tzinfo is not None else start.replace(tzinfo=UTC)
             self._remember(key, Streak(start, max(streak - 1, 0), streak))
 
     # --- evaluation --------------------------------------------------------------------

@@ -23,7 +23,6 @@ from schemas import QualityWindow
 from streams.monitoring.alertbook import Condition
 from streams.monitoring.reference import Reference, group_of
 
-
 MIN_EXPECTED = 5.0
 
 

@@ -79,7 +79,8 @@ def test_restored_streaks_and_open_alerts_carry_over_a_restart() -> None:
         "",
     )
     after.load_reference(key, history)
-    after.restore([], [((key, "latency_ms"), report.window_start, report.streak)])
+    naive = report.window_start.replace(tzinfo=None)  # as the store may hand it back
+    after.restore([], [((key, "latency_ms"), naive, report.streak)])
     opened = after.evaluate([latency_window(4, 30.0, rng)])
     assert [a.state for a in opened.alerts] == ["open"]
     again = QualityMonitor(settings())
