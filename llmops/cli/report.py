@@ -185,13 +185,20 @@ def sketch_merger() -> LatencyMerger:
     merges them); None for a sketch that cannot be read, so the caller falls back to bounds."""
     from streams.sketches import decode_sketch, merge_sketches
 
+    # Each window's sketch is merged twice (its step, the whole range): decoded once.
+    decoded: dict[str, Any] = {}
+
     def merge(texts: Sequence[str]) -> tuple[float, float, float] | None:
         sketches = []
         for text in texts:
-            try:
-                sketches.append(decode_sketch(text))
-            except ValueError:
+            if text not in decoded:
+                try:
+                    decoded[text] = decode_sketch(text)
+                except ValueError:
+                    decoded[text] = None
+            if decoded[text] is None:
                 return None  # one unreadable sketch: the bound, not a wrong exact figure
+            sketches.append(decoded[text])
         merged = merge_sketches(sketches)
         if merged.is_empty():
             return None
