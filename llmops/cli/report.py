@@ -548,7 +548,9 @@ def report(
     url = settings.clickhouse_url
     client = connect(url, login=login_for(url, settings))
     try:
-        found = read_report(client, since, prompt, steps, datetime.now(UTC))
+        # On stderr (shown only on a terminal): stdout stays the report alone.
+        with error_console.status(f"reading the quality windows of the last {escape(since)}"):
+            found = read_report(client, since, prompt, steps, datetime.now(UTC))
     except NoData as exc:
         error_console.print(f"[red]error[/]: {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(1) from None
