@@ -6,6 +6,7 @@ SIGTERM and SIGINT stop it cleanly: faust stops the agents and commits what was 
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import random
@@ -95,6 +96,11 @@ def main(argv: list[str] | None = None) -> None:
         ),
     )
     worker = build_worker(settings, options)
+    # What start-up built lives as long as the process: keep it out of the collector's
+    # passes, and collect young objects less often (a batch allocates ~100 objects per
+    # record): together ~15% less CPU per response (bench/metrics.py, issue 9's profile).
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
     try:
         faust.Worker(worker.app, loglevel=args.log_level).execute_from_commandline()
     finally:
