@@ -13,8 +13,9 @@ What is encoded, per sampled exchange (every text of the whole batch in a few mo
 - the output's first MAX_OUTPUT_SENTENCES sentences (split as the lexical grounding splits:
   streams/detectors/grounding.py), each cut to MAX_SENTENCE_CHARS characters;
 - the context's first MAX_CONTEXT_SENTENCES sentences, alike, when a context was given;
-- the question: the last MAX_QUESTION_CHARS characters of the input (a rendered prompt ends
-  with what was asked), when there is one.
+- the question: the last non-blank line of the input, its last MAX_QUESTION_CHARS
+  characters (the input is the messages' contents one after another, so the user's last
+  message ends it), when there is one.
 Each text is cut at MAX_TOKENS tokens too, and only the first MAX_SCAN_CHARS characters of a
 text are split, so a megabyte of text costs what a short page costs.
 
@@ -227,14 +228,22 @@ def _plan(exchange: Exchange) -> _Plan | None:
     texts = [output[start:end] for start, end in spans]
     context = exchange.context or ""
     context_texts = [context[s:e] for s, e in _spans(context, MAX_CONTEXT_SENTENCES)]
-    question = exchange.input[-MAX_QUESTION_CHARS:].strip()
     return _Plan(
         spans,
         texts,
         [_word_chars(t) >= MIN_JUDGED_CHARS for t in texts],
         context_texts,
-        question or None,
+        _question(exchange.input),
     )
+
+
+def _question(text: str) -> str | None:
+    """The last non-blank line of `text` (of its last MAX_SCAN_CHARS characters), cut to its
+    last MAX_QUESTION_CHARS characters; None when there is none."""
+    for line in reversed(text[-MAX_SCAN_CHARS:].splitlines()):
+        if stripped := line.strip():
+            return stripped[-MAX_QUESTION_CHARS:]
+    return None
 
 
 class MiniLMEmbeddingDetector(Detector):
