@@ -63,6 +63,6 @@ acl --allow-principal User:llmops-router --operation Describe --operation Write 
 acl --allow-principal User:llmops-streams --operation Read --group llmops-streams
 acl --allow-principal User:llmops-streams --operation Describe --operation Read --operation Write --topic llm.dlq
 acl --allow-principal User:llmops-streams --operation Describe --operation Write --topic llm.metrics
-acl --allow-principal User:llmops-streams --operation Describe --operation Read --topic llm.requests
+acl --allow-principal User:llmops-streams --operation Describe --operation Read --operation Write --topic llm.requests
 acl --allow-principal User:llmops-streams --operation Describe --operation Read --topic llm.responses
 acl --allow-principal User:llmops-streams --operation Describe --operation Read --operation Write --topic llmops-streams-response-features
