@@ -52,7 +52,18 @@ def test_the_app_is_configured_from_settings() -> None:
     assert app.conf.id == "unit-streams"
     assert app.conf.web_enabled is False
     assert app.conf.broker_session_timeout == 6
-    assert len(app.agents) == 4
+    assert len(app.agents) == 5  # three sinks, the windows and the monitor
+
+
+def test_the_monitor_reads_llm_metrics_unless_monitoring_is_off() -> None:
+    worker = build_worker(SETTINGS, WorkerOptions(app_id="unit-streams"))
+    agents = {agent.name: agent for agent in worker.app.agents.values()}
+    assert agents["streams.monitor"].channel.get_topic_name() == "llm.metrics"
+    off = SETTINGS.model_copy(
+        update={"monitoring": SETTINGS.monitoring.model_copy(update={"enabled": False})}
+    )
+    quiet = build_worker(off, WorkerOptions(app_id="unit-streams"))
+    assert quiet.monitor is None and len(quiet.app.agents) == 4
 
 
 def test_topics_needed_include_the_repartition_topic() -> None:
@@ -62,6 +73,7 @@ def test_topics_needed_include_the_repartition_topic() -> None:
         "llm.responses": 12,
         "llm.dlq": 3,
         "llm.metrics": 6,
+        "llm.alerts": 1,
         "a1-response-features": RESPONSE_FEATURES_PARTITIONS,
     }
 
