@@ -180,18 +180,26 @@ class MonitorAgent:
         self._restore_needed = False
         log.info("monitor restored %d open alerts and %d drift streaks", len(alerts), len(streaks))
 
-    async def _load_references(self, keys: Sequence[SeriesKey], before: datetime) -> None:
+    async def _load_references(
+        self, group: GroupKey, keys: Sequence[SeriesKey], before: datetime
+    ) -> None:
+        """The stored reference windows of a group's new series: one query for them all."""
+        if not keys:
+            return
+        config = self.monitor.reference_config(keys[0])
+        sql, parameters = reference_query(group, [segment for _, segment in keys], config, before)
+        stored: dict[str, list[QualityWindow]] = {segment: [] for _, segment in keys}
+        for row in await self.reader.rows(sql, parameters):
+            try:
+                window = window_from_row(row)
+            except ValueError as error:
+                self._rejections.rejected(
+                    "unusable_stored_window", str(error)[:300], "quality_windows"
+                )
+                continue
+            stored.setdefault(window.segment, []).append(window)
         for key in keys:
-            sql, parameters = reference_query(key, self.monitor.reference_config(key), before)
-            stored = []
-            for row in await self.reader.rows(sql, parameters):
-                try:
-                    stored.append(window_from_row(row))
-                except ValueError as error:
-                    self._rejections.rejected(
-                        "unusable_stored_window", str(error)[:300], "quality_windows"
-                    )
-            self.monitor.load_reference(key, stored)
+            self.monitor.load_reference(key, stored[key[1]])
 
     async def _evaluate(
         self, windows: Sequence[QualityWindow], events: Sequence[EventT[bytes]]
@@ -210,7 +218,7 @@ class MonitorAgent:
         ):
             for key in sorted(grouped, key=lambda k: (k[0], group_key_text(k[1]))):
                 members = grouped[key]
-                await self._load_references(self.monitor.unloaded(members), key[0])
+                await self._load_references(key[1], self.monitor.unloaded(members), key[0])
                 try:
                     evaluation = self.monitor.evaluate(members)
                 except Exception as error:  # one window's bad numbers must not stop the rest

@@ -177,40 +177,43 @@ class ReferenceSeries:
 
 
 def reference_query(
-    key: SeriesKey, config: ReferenceConfig, before: datetime
+    group: GroupKey, segments: Sequence[str], config: ReferenceConfig, before: datetime
 ) -> tuple[str, dict[str, Any]]:
-    """The bounded query for the stored windows a series' reference draws on (FINAL)."""
-    (name, version, variant, pool, model), segment = key
+    """One bounded query (FINAL) for the stored windows the references of a group's segments
+    draw on, windows before `before` (the current one's start); each segment's windows are
+    bounded on their own (LIMIT n BY segment)."""
+    name, version, variant, pool, model = group
     parameters: dict[str, Any] = {
         "name": name,
         "version": version,
         "variant": variant,
         "pool": pool,
         "model": model,
-        "segment": segment,
+        "segments": list(segments),
         "before": before,
     }
     where = (
         "prompt_name = {name:String} AND prompt_version = {version:UInt32} "
         "AND variant = {variant:String} AND pool = {pool:String} AND model = {model:String} "
-        "AND segment = {segment:String}"
+        "AND segment IN {segments:Array(String)}"
     )
     columns = ", ".join(QUALITY_WINDOW_COLUMNS)
     if config.mode == "baseline":
         parameters["responses"] = config.baseline_responses
         sql = (
-            f"SELECT {columns} FROM (SELECT *, sum(responses) OVER (ORDER BY window_start "
-            "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS earlier "
+            f"SELECT {columns} FROM (SELECT *, sum(responses) OVER (PARTITION BY segment "
+            "ORDER BY window_start ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS earlier "
             f"FROM quality_windows FINAL WHERE {where} "
             "AND window_start < {before:DateTime64(3)}) "
             "WHERE earlier < {responses:UInt64} "
-            f"ORDER BY window_start LIMIT {MAX_REFERENCE_WINDOWS}"
+            f"ORDER BY segment, window_start LIMIT {MAX_REFERENCE_WINDOWS} BY segment"
         )
     elif config.mode == "rolling":
+        limit = min(config.rolling_windows, MAX_REFERENCE_WINDOWS)
         sql = (
             f"SELECT {columns} FROM quality_windows FINAL WHERE {where} "
             "AND window_start < {before:DateTime64(3)} "
-            f"ORDER BY window_start DESC LIMIT {min(config.rolling_windows, MAX_REFERENCE_WINDOWS)}"
+            f"ORDER BY segment, window_start DESC LIMIT {limit} BY segment"
         )
     else:
         parameters["low"] = config.pinned_start or datetime(1970, 1, 1, tzinfo=UTC)
@@ -218,7 +221,7 @@ def reference_query(
         sql = (
             f"SELECT {columns} FROM quality_windows FINAL WHERE {where} "
             "AND window_start >= {low:DateTime64(3)} AND window_start < {high:DateTime64(3)} "
-            f"ORDER BY window_start LIMIT {MAX_REFERENCE_WINDOWS}"
+            f"ORDER BY segment, window_start LIMIT {MAX_REFERENCE_WINDOWS} BY segment"
         )
     return sql, parameters
 

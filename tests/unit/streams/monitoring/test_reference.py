@@ -86,16 +86,20 @@ def test_pinned_takes_the_windows_in_its_range() -> None:
     assert reference.description.startswith("pinned:")
 
 
-def test_queries_are_bounded_and_read_the_series_only() -> None:
-    key = series_of(window(0, segment="locale=de"))
+def test_one_query_per_group_bounded_per_segment() -> None:
+    group, _ = series_of(window(0))
+    segments = ["", "locale=de"]
     for mode in ("baseline", "rolling", "pinned"):
-        sql, params = reference_query(key, ReferenceConfig(mode=mode), at(5))  # type: ignore[arg-type]
-        assert "FROM quality_windows FINAL" in sql and "LIMIT" in sql
-        assert params["segment"] == "locale=de" and params["version"] == 3
-    sql, _ = reference_query(key, ReferenceConfig(mode="rolling", rolling_windows=7), at(5))
-    assert sql.endswith("LIMIT 7")
-    sql, _ = reference_query(key, ReferenceConfig(mode="baseline"), at(5))
-    assert sql.endswith(f"LIMIT {MAX_REFERENCE_WINDOWS}")
+        config = ReferenceConfig(mode=mode)  # type: ignore[arg-type]
+        sql, params = reference_query(group, segments, config, at(5))
+        assert "FROM quality_windows FINAL" in sql and sql.endswith("BY segment")
+        assert params["segments"] == segments and params["version"] == 3
+    sql, _ = reference_query(
+        group, segments, ReferenceConfig(mode="rolling", rolling_windows=7), at(5)
+    )
+    assert sql.endswith("LIMIT 7 BY segment")
+    sql, _ = reference_query(group, segments, ReferenceConfig(mode="baseline"), at(5))
+    assert sql.endswith(f"LIMIT {MAX_REFERENCE_WINDOWS} BY segment")
 
 
 def test_a_stored_row_becomes_the_window() -> None:
