@@ -75,12 +75,9 @@ class AlertBook:
         self._open: dict[str, Alert] = {}
 
     def restore(self, alerts: Iterable[Alert]) -> None:
-        """The open alerts the store holds (after a restart): they are not opened again."""
-        for alert in alerts:
-            if alert.state == "open":
-                self._open[alert.subject] = alert
-            else:
-                self._open.pop(alert.subject, None)
+        """The open alerts the store holds replace the book (after a restart or a rebalance:
+        another worker may have resolved what this one had open): not opened again."""
+        self._open = {alert.subject: alert for alert in alerts if alert.state == "open"}
 
     @property
     def open_alerts(self) -> list[Alert]:

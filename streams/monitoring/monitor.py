@@ -73,8 +73,13 @@ class QualityMonitor:
         open_alerts: Iterable[Alert],
         streaks: Iterable[tuple[StreakKey, datetime, int]] = (),
     ) -> None:
-        """Open alerts and the latest streaks the store holds (at start or on rebalance)."""
+        """Open alerts and the latest streaks the store holds (at start or on rebalance).
+
+        They replace what is in memory, and the references are read again as their series
+        come back: while a group was another worker's, its windows passed that one."""
         self.book.restore(open_alerts)
+        self._series.clear()
+        self._streaks.clear()
         for key, start, streak in streaks:
             # The store's DateTime64(3, 'UTC') may come back naive: it is UTC.
             start = start if start.tzinfo is not None else start.replace(tzinfo=UTC)

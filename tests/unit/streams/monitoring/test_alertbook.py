@@ -68,3 +68,12 @@ def test_a_long_subject_is_cut_with_a_hash() -> None:
     subject = subject_of("drift_latency_ms", long_group, "locale=" + "x" * 200)
     assert len(subject) == 512 and "~" in subject
     assert subject != subject_of("drift_latency_ms", long_group, "locale=" + "y" * 200)
+
+
+def test_a_restore_replaces_the_book() -> None:
+    book = AlertBook()
+    book.update([condition(True), condition(True, "locale=de")], at(1), at(2))
+    still_open = [a for a in book.open_alerts if a.segment == ""]
+    book.restore(still_open)  # another worker resolved the locale=de one meanwhile
+    assert book.open_alerts == still_open
+    assert [a.state for a in book.update([condition(True, "locale=de")], at(3), at(4))] == ["open"]

@@ -78,14 +78,15 @@ def test_restored_streaks_and_open_alerts_carry_over_a_restart() -> None:
         (report.prompt_name, report.prompt_version, report.variant, report.pool, report.model),
         "",
     )
-    after.load_reference(key, history)
     naive = report.window_start.replace(tzinfo=None)  # as the store may hand it back
     after.restore([], [((key, "latency_ms"), naive, report.streak)])
+    assert after.unloaded([history[0]]) == [key]  # read from the store as its windows come
+    after.load_reference(key, history)
     opened = after.evaluate([latency_window(4, 30.0, rng)])
     assert [a.state for a in opened.alerts] == ["open"]
     again = QualityMonitor(settings())
-    again.load_reference(key, history)
     again.restore(opened.alerts, [((key, "latency_ms"), opened.drift[0].window_start, 2)])
+    again.load_reference(key, history)
     assert again.evaluate([latency_window(5, 30.0, rng)]).alerts == []
 
 
