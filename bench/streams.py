@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -26,6 +27,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -125,12 +127,66 @@ def cpu_seconds(process: psutil.Process) -> float:
 def start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes]:
     """py-spy (collapsed stacks, only threads holding the GIL) attached to the worker."""
     spy = Path(os.environ.get("PY_SPY", "py-spy"))
+    options = ["--format", "raw", "--gil", "--rate", "250", "--nonblocking"]
     return subprocess.Popen(
-        [str(spy), "record", "--pid", str(pid), "--format", "raw", "--gil", "--rate", "250"]
-        + ["--nonblocking", "--output", str(out)],
+        [str(spy), "record", "--pid", str(pid), *options, "--output", str(out)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+# Where a sampled stack's time goes: the first of these found from the innermost frame out
+# (our code's functions); stacks with none of them are faust/aiokafka/asyncio's own work.
+PARTS: tuple[tuple[str, str], ...] = (
+    ("decode (pydantic)", r"Record\.decode|model_validate_json"),
+    ("verify signature", r"Record\.verify|SigningKeys\.verify"),
+    ("detector {0}", r"^(\w+)\.detect \(streams/detectors"),
+    ("detectors (batch glue)", r"detect_signals|_answers|exchange_of"),
+    (
+        "spans, trace context",
+        r"consumer_span|batch_span|json_headers|producer_headers|inject_context|"
+        r"extract_context|set_attributes|start_as_current_span|start_span|use_span|"
+        r"set_span_in_context|_span \(streams",
+    ),
+    ("row building", r"response_row|signal_columns|extract_features|request_row"),
+    ("features encode", r"features_with_signals|ResponseFeatures\.to_bytes|group_key_text"),
+    ("produce (acks=all)", r"Delivery\.publish"),
+    ("ClickHouse insert", r"TableWriter|insert_rows|rows_to_arrow|insert_arrow"),
+    ("ack", r"Delivery\.ack"),
+    ("convert (other)", r"Converter\.convert|SinkAgent\.convert|to_record|finish_responses"),
+)
+
+
+def profile_part(frames: list[str]) -> str:
+    if any("WindowsAgent." in f or "emit_due_windows" in f for f in frames):
+        return "windows agent"
+    for frame in reversed(frames):
+        for name, pattern in PARTS:
+            found = re.search(pattern, frame)
+            if found:
+                return name.format(*found.groups())
+    if any("_WorkItem" in f for f in frames):
+        return "threads (other)"
+    return "faust/aiokafka consume, event loop"
+
+
+def print_profile(path: Path, responses: int, cpu_s: float) -> None:
+    """py-spy's samples by part, scaled to the worker's measured CPU per response."""
+    parts: Counter[str] = Counter()
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            parts[profile_part(stack.split(";"))] += int(count)
+    total = sum(parts.values())
+    if not total:
+        print(f"no samples in {path}")
+        return
+    per_response_us = 1e6 * cpu_s / responses
+    print(f"\nworker CPU by part (py-spy, {total} samples; {per_response_us:.0f} us/response)")
+    print(f"{'part':36} {'share':>6} {'us/response':>12}")
+    for name, count in parts.most_common():
+        share = count / total
+        print(f"{name:36} {100 * share:5.1f}% {share * per_response_us:12.1f}")
 
 
 def run_case(
@@ -271,6 +327,9 @@ def main() -> None:
             f"{o.windows_s:>11.2f} {o.end_to_end_per_s:>13.0f} {o.windows:>8} {o.cpu_s:>13.2f} "
             f"{o.per_core_per_s:>11.0f}"
         )
+    if args.profile is not None and args.profile.exists():
+        last = outcomes[-1]
+        print_profile(args.profile, last.responses, last.cpu_s)
     best = max(outcomes, key=lambda o: o.responses_per_s)
     print(f"RESULT responses_per_s={best.responses_per_s:.0f}")
 
