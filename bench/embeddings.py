@@ -40,7 +40,7 @@ from streams.detectors import embeddings
 from streams.detectors.base import Exchange
 from streams.detectors.embeddings import MiniLMEmbeddingDetector
 
-console = Console()
+console = Console(width=110)
 
 NOUNS = (
     "tower",
