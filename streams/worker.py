@@ -148,7 +148,11 @@ def configured_detectors(settings: Settings) -> tuple[Detector, ...]:
     """The detectors Settings.detectors names, built once; an unknown name refuses the
     start in one line, as a missing signing key does (llmops.runtime)."""
     try:
-        return tuple(create_detectors(settings.detectors))
+        rates = {
+            "embedding": settings.embedding_sample_rate,
+            "deep": settings.deep_sample_rate,
+        }
+        return tuple(create_detectors(settings.detectors, sample_rates=rates))
     except UnknownDetectorError as exc:
         raise SystemExit(f"cannot start: {exc} in LLMOPS_DETECTORS") from None
 
