@@ -5,7 +5,9 @@ Per (group, segment), from the windows of that same group and segment:
   `baseline_responses` responses. Fixed once complete; a window inside the baseline is not
   tested against it (it would be compared with itself).
 - rolling: the `rolling_windows` windows before the current one.
-- pinned: the windows that start within [pinned_start, pinned_end).
+- pinned: the windows of the prompt and segment that start within [pinned_start, pinned_end),
+  whatever their version, variant, pool or model: what the prompt looked like then, so a new
+  version is compared with a period known to be good.
 A reference merges its windows: rate hits and totals and category counts add up, embedding
 sums add up, and the numeric samples are pooled (each window's sample is uniform over its
 responses, so the pool weighs windows by their sample size), thinned evenly to a bound.
@@ -20,7 +22,7 @@ from typing import Any
 
 from llmops.monitoring_config import ReferenceConfig
 from schemas import QualityWindow
-from streams.features import GroupKey
+from streams.features import GroupKey, group_key_text
 
 # Bounds: windows one reference holds or loads, and values pooled per numeric feature.
 MAX_REFERENCE_WINDOWS = 1000
@@ -98,6 +100,10 @@ def merge_reference(windows: Sequence[QualityWindow], description: str) -> Refer
     )
 
 
+def _key(window: QualityWindow) -> tuple[datetime, str]:
+    return (window.window_start, group_key_text(group_of(window)))
+
+
 class ReferenceSeries:
     """The windows of one (group, segment) that its reference can draw on.
 
@@ -109,20 +115,21 @@ class ReferenceSeries:
     def __init__(self, config: ReferenceConfig) -> None:
         self.config = config
         self.loaded = False
-        self._windows: dict[datetime, QualityWindow] = {}
+        # By start and group: a pinned reference holds the windows of several groups.
+        self._windows: dict[tuple[datetime, str], QualityWindow] = {}
 
     def load(self, windows: Iterable[QualityWindow]) -> None:
         for window in windows:
-            self._windows.setdefault(window.window_start, window)
+            self._windows.setdefault(_key(window), window)
         self.loaded = True
         self._prune()
 
     def passed(self, window: QualityWindow) -> None:
-        self._windows[window.window_start] = window
+        self._windows[_key(window)] = window
         self._prune()
 
     def _ordered(self) -> list[QualityWindow]:
-        return [self._windows[start] for start in sorted(self._windows)]
+        return [self._windows[key] for key in sorted(self._windows)]
 
     def _baseline(self) -> list[QualityWindow]:
         chosen: list[QualityWindow] = []
@@ -143,7 +150,7 @@ class ReferenceSeries:
         else:
             keep = [w for w in self._ordered() if self._pinned(w.window_start)]
             keep = keep[:MAX_REFERENCE_WINDOWS]
-        self._windows = {w.window_start: w for w in keep}
+        self._windows = {_key(w): w for w in keep}
 
     def _pinned(self, start: datetime) -> bool:
         low, high = self.config.pinned_start, self.config.pinned_end
@@ -167,7 +174,7 @@ class ReferenceSeries:
             if not chosen:
                 return None
             return merge_reference(chosen, f"rolling:{len(chosen)} windows")
-        pinned = [w for w in self._ordered() if w.window_start != start]
+        pinned = [w for w in self._ordered() if _key(w) != _key(current)]
         if not pinned:
             return None
         low, high = self.config.pinned_start, self.config.pinned_end
@@ -197,6 +204,8 @@ def reference_query(
         "AND variant = {variant:String} AND pool = {pool:String} AND model = {model:String} "
         "AND segment IN {segments:Array(String)}"
     )
+    if config.mode == "pinned":  # the prompt's windows of that time, any version or route
+        where = "prompt_name = {name:String} AND segment IN {segments:Array(String)}"
     columns = ", ".join(QUALITY_WINDOW_COLUMNS)
     if config.mode == "baseline":
         parameters["responses"] = config.baseline_responses

@@ -84,6 +84,10 @@ def test_pinned_takes_the_windows_in_its_range() -> None:
     reference = series.reference(window(9))
     assert reference is not None and reference.responses == 30 + 40
     assert reference.description.startswith("pinned:")
+    # Any version of the prompt in the range counts: a new version against a known period.
+    series.load([window(3, responses=5, prompt_version=2)])
+    reference = series.reference(window(9, prompt_version=4))
+    assert reference is not None and reference.responses == 30 + 40 + 5
 
 
 def test_one_query_per_group_bounded_per_segment() -> None:
@@ -98,6 +102,8 @@ def test_one_query_per_group_bounded_per_segment() -> None:
         group, segments, ReferenceConfig(mode="rolling", rolling_windows=7), at(5)
     )
     assert sql.endswith("LIMIT 7 BY segment")
+    sql, params = reference_query(group, segments, ReferenceConfig(mode="pinned"), at(5))
+    assert "prompt_version = " not in sql and params["name"] == "support"
     sql, _ = reference_query(group, segments, ReferenceConfig(mode="baseline"), at(5))
     assert sql.endswith(f"LIMIT {MAX_REFERENCE_WINDOWS} BY segment")
 
