@@ -67,7 +67,7 @@ deps = list(
         project["dependencies"]
         + [
             d
-            for extra in ("platform", "inference", "deep", "local")
+            for extra in ("platform", "inference", "deep", "embeddings", "local")
             for d in extras[extra]
             if not d.startswith(project["name"] + "[")
         ]

@@ -13,6 +13,7 @@ acked, never earlier:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -327,7 +328,9 @@ class SinkAgent(Generic[E]):
         async for events in self.delivery.batches(stream):
             started = time.perf_counter()
             records = [to_record(e) for e in events]
-            batch = self.convert(records)
+            # Off the event loop: the detectors of a batch (the embedding tier: seconds) must
+            # not stall the broker heartbeats and the other agents while they run.
+            batch = await asyncio.to_thread(self.convert, records)
             topic = records[0].topic if records else ""
             await self._store(batch, topic)
             await self.delivery.ack(stream, events)

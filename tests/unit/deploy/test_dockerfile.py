@@ -111,7 +111,7 @@ def test_requirement_files_split_pyprojects_pins(tmp_path: Path) -> None:
     extras = project["optional-dependencies"]
     pins = [
         *project["dependencies"],
-        *(d for x in ("platform", "inference", "deep", "local") for d in extras[x]),
+        *(d for x in ("platform", "inference", "deep", "embeddings", "local") for d in extras[x]),
     ]
     deps = list(
         dict.fromkeys(d.replace(" ", "") for d in pins if not d.startswith("llmops-streams["))
