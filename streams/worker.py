@@ -85,7 +85,7 @@ class WorkerOptions:
     window_grace_s: float | None = None
     # Keep an emitted window this long after its last response, for late responses.
     window_retain_s: float | None = None
-    # How often due windows are emitted (default: half a window, at most 1 s).
+    # How often due windows are emitted (default: a quarter window, at most 0.25 s).
     tick_s: float | None = None
     # faust's web server: None keeps it off; a port serves it on 127.0.0.1 only.
     web_port: int | None = None
@@ -131,7 +131,9 @@ def window_accumulator(settings: Settings, options: WorkerOptions) -> WindowAccu
     window_s = settings.metrics_window_s
     grace_s = options.window_grace_s
     if grace_s is None:
-        grace_s = max(2.0, 2 * settings.sink_flush_s)
+        # A window is emitted this long after its end (freshness: window + grace + tick);
+        # responses later than that re-emit it, fuller (streams/windows.py).
+        grace_s = max(1.0, settings.sink_flush_s)
     retain_s = options.window_retain_s
     if retain_s is None:
         retain_s = max(60.0, 3 * window_s)
@@ -204,7 +206,7 @@ class MetricsWorker:
             app,
             features_topic,
             window_accumulator(settings, options),
-            options.tick_s or min(1.0, settings.metrics_window_s / 2),
+            options.tick_s or min(0.25, settings.metrics_window_s / 4),
             TableWriter(url, rows.METRIC_WINDOWS_TABLE, rows.METRIC_WINDOW_COLUMNS, login=login),
             Reader(url, login=login),
             delivery,
