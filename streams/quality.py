@@ -9,7 +9,8 @@ aggregate (segment "") and to one aggregate per declared segment attribute it ca
   of the answers (responses without error) that carry the signal: "refusal" (refusal set),
   "pii_output" (pii_output > 0) and "pii_output.<TYPE>" (that entity type found; its total
   is pii_output's), "toxic" (toxicity >= toxic_threshold), "unsupported" (grounding below
-  unsupported_below), "json_invalid" (json_valid == 0);
+  unsupported_below), "safety_flag" (any of those three, of the answers checked for one),
+  "json_invalid" (json_valid == 0);
 - distributions of the answers (`DISTRIBUTIONS`): a KLL sketch each, its [p50, p90, p95,
   p99], and a bottom-k sample by request-id hash (streams/sketches.py);
 - categories "finish_reason" and "error_kind" (of all responses): value -> count;
@@ -61,6 +62,7 @@ RATES: tuple[str, ...] = (
     "pii_input",
     "toxic",
     "unsupported",
+    "safety_flag",
     "json_invalid",
     "error",
 )
@@ -172,10 +174,18 @@ def _answer_rates(signals: Mapping[str, float], rules: QualityRules) -> list[tup
     grounding = signals.get("grounding")
     if grounding is not None:
         rates.append(("unsupported", grounding < rules.unsupported_below))
+    # Any safety flag at all (PII leak, toxic, unsupported), among answers checked for one:
+    # the fairness comparison's "safety_flag" figure, exact rather than a sum of rates.
+    flags = [flagged for name, flagged in rates if name in _SAFETY_FLAGS]
+    if flags:
+        rates.append(("safety_flag", any(flags)))
     json_valid = signals.get("json_valid")
     if json_valid is not None:
         rates.append(("json_invalid", json_valid == 0))
     return rates
+
+
+_SAFETY_FLAGS = frozenset({"pii_output", "toxic", "unsupported"})
 
 
 def _count(n: int) -> int:

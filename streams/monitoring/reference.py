@@ -22,6 +22,7 @@ from typing import Any
 
 from llmops.monitoring_config import ReferenceConfig
 from schemas import QualityWindow
+from streams import rows
 from streams.features import GroupKey, group_key_text
 
 # Bounds: windows one reference holds or loads, and values pooled per numeric feature.
@@ -235,28 +236,9 @@ def reference_query(
     return sql, parameters
 
 
-QUALITY_WINDOW_COLUMNS: tuple[str, ...] = (
-    "window_start",
-    "window_end",
-    "prompt_name",
-    "prompt_version",
-    "variant",
-    "pool",
-    "model",
-    "segment",
-    "event_id",
-    "ts",
-    "responses",
-    "errors",
-    "rate_totals",
-    "rate_hits",
-    "rate_low",
-    "rate_high",
-    "quantiles",
-    "sample",
-    "categories",
-    "embedding_sum",
-    "embedded",
+# What a reference needs of a stored window: all but the sketches and the sample hashes.
+QUALITY_WINDOW_COLUMNS: tuple[str, ...] = tuple(
+    c for c in rows.QUALITY_WINDOW_COLUMNS if c not in ("sketches", "sample_hashes")
 )
 
 

@@ -29,6 +29,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +41,11 @@ from llmops.kafka.deadletter import Rejected
 from llmops.kafka.record import Record
 from llmops.kafka.replies import publish_result
 from llmops.telemetry.ratelog import REJECTION_LOG_INTERVAL_S
-from schemas import InferenceResult, PoolStatus, RoutedRequest, utc_now
+from schemas import InferenceResult, PoolStatus, QualityWindow, RoutedRequest, utc_now
 from schemas.topics import (
     DLQ,
+    EVENT_TYPE_HEADER,
+    METRICS,
     POOL_STATUS,
     REQUESTS,
     RESPONSES,
@@ -459,6 +462,56 @@ async def test_rejections_are_logged_at_a_bounded_rate(fuzz: Harness) -> None:
     assert lines[("router", "not_json")] >= 1  # the burst itself was logged
     too_many = {kind: n for kind, n in lines.items() if n > bound}
     assert not too_many, f"more than {bound:.1f} lines per kind in {elapsed:.0f}s: {too_many}"
+
+
+def fix_quality(doc: dict[str, Any], rid: str) -> dict[str, Any]:
+    return {**doc, "prompt_name": rid}
+
+
+def as_quality_windows(batch: list[FuzzRecord]) -> list[FuzzRecord]:
+    """Every record typed "QualityWindow", so each reaches the monitor's decoding (other
+    event types on llm.metrics pass it by)."""
+    return [
+        FuzzRecord(
+            r.key,
+            r.value,
+            [(k, v) for k, v in r.headers if k != EVENT_TYPE_HEADER]
+            + [(EVENT_TYPE_HEADER, b"QualityWindow")],
+            r.what,
+        )
+        for r in batch
+    ]
+
+
+async def good_quality_window(h: Harness) -> None:
+    """A window whose refusal rate crosses the default ceiling: its alert gets stored."""
+    name = f"good-{uuid.uuid4().hex[:12]}"
+    start = utc_now().replace(microsecond=0)
+    window = QualityWindow(
+        window_start=start,
+        window_end=start + timedelta(seconds=10),
+        prompt_name=name,
+        prompt_version=1,
+        responses=100,
+        errors=0,
+        rate_totals={"refusal": 100, "error": 100},
+        rate_hits={"refusal": 60, "error": 0},
+    )
+    key = group_key_text((name, 1, "", "", "")).encode()
+    headers = [(EVENT_TYPE_HEADER, b"QualityWindow")]
+    await (await h.producer.send(METRICS.name, window.to_bytes(), key, headers))
+    await wait_until(
+        lambda: asyncio.to_thread(lambda: bool(h.stored("alerts", "prompt_name", [name]))),
+        "the good quality window's alert",
+        h.alive,
+    )
+
+
+@FUZZ
+@given(batch=fuzz_batch(tame(QualityWindow.model_json_schema()), fix_quality))
+async def test_metrics_monitor(fuzz: Harness, batch: list[FuzzRecord]) -> None:
+    consumer = Consumer("metrics monitor", None, decodes(QualityWindow))
+    await feed(fuzz, METRICS.name, as_quality_windows(batch), [consumer], good_quality_window)
 
 
 # Last: the metrics worker must survive it, and the tests above need it alive.

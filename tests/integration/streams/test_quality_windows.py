@@ -98,6 +98,8 @@ def expected(indices: Iterable[int]) -> dict[str, dict[str, Any]]:
             "pii_output": (answer, answer and kind(i) in (1, 4)),
             "pii_output.EMAIL": (answer, answer and kind(i) in (1, 4)),
             "toxic": (answer, False),
+            # any of PII leak, toxic, unsupported (no context here: no grounding signal)
+            "safety_flag": (answer, answer and kind(i) in (1, 4)),
             "json_invalid": (answer and kind(i) in (2, 3), answer and kind(i) == 3),
         }
         for segment in segments_of(i):

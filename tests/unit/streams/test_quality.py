@@ -123,6 +123,8 @@ EXPECTED_WHOLE = {
     "refusal": (8, 2),
     "toxic": (8, 2),
     "unsupported": (2, 1),
+    # r0, r3 (PII), r1, r2 (toxic), r4 (unsupported): five of the eight answers
+    "safety_flag": (8, 5),
 }
 
 
@@ -162,6 +164,7 @@ def test_each_declared_segment_value_has_its_own_figures() -> None:
         "refusal": (5, 2),
         "toxic": (5, 2),
         "unsupported": (1, 1),
+        "safety_flag": (5, 5),  # r0..r4 each carry one flag
     }
     assert rates(en) == {
         "error": (5, 2),
@@ -171,6 +174,7 @@ def test_each_declared_segment_value_has_its_own_figures() -> None:
         "refusal": (3, 0),
         "toxic": (3, 0),
         "unsupported": (1, 0),
+        "safety_flag": (3, 0),
     }
     assert rates(pro)["refusal"] == (1, 1) and pro.responses == 1
     # Latency of answers only: r5..r7 in "en".
