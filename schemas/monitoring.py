@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from schemas.base import (
     MAX_ATTRIBUTE_LEN,
@@ -59,6 +59,7 @@ MAX_SEGMENTS = 16  # declared segment attributes per response
 MAX_SKETCH_BYTES = 65_536  # one serialized KLL sketch, base64
 MAX_SAMPLE = 512  # values kept per feature in a window's sample
 MAX_EMBEDDING_DIM = 4096
+MAX_EMBEDDING_SAMPLE = 32  # output embeddings kept per window (bottom-k by request-id hash)
 MAX_EVIDENCE = 32  # evidence entries on one alert
 
 SignalValue = Annotated[float, Field(ge=-MAX_STATISTIC, le=MAX_STATISTIC, allow_inf_nan=False)]
@@ -116,6 +117,22 @@ class QualityWindow(Event):
     # Embedding tier: the sum of the output embeddings, and how many were summed.
     embedding_sum: list[Statistic] = Field(default_factory=list, max_length=MAX_EMBEDDING_DIM)
     embedded: Count = 0
+    # A uniform sample of the output embeddings (float32 values), the bottom-k by request-id
+    # hash like `sample`, and their hashes (parallel, ascending): what the MMD drift test reads.
+    embedding_sample: list[Annotated[list[Statistic], Field(max_length=MAX_EMBEDDING_DIM)]] = Field(
+        default_factory=list, max_length=MAX_EMBEDDING_SAMPLE
+    )
+    embedding_sample_hashes: list[SampleHash] = Field(
+        default_factory=list, max_length=MAX_EMBEDDING_SAMPLE
+    )
+
+    @model_validator(mode="after")
+    def _parallel_embedding_sample(self) -> QualityWindow:
+        if len(self.embedding_sample) != len(self.embedding_sample_hashes):
+            raise ValueError("embedding_sample and embedding_sample_hashes must be parallel")
+        if len({len(vector) for vector in self.embedding_sample}) > 1:
+            raise ValueError("embedding_sample vectors must share one dimension")
+        return self
 
 
 class DriftReport(Event):

@@ -14,7 +14,10 @@ aggregate (segment "") and to one aggregate per declared segment attribute it ca
 - distributions of the answers (`DISTRIBUTIONS`): a KLL sketch each, its [p50, p90, p95,
   p99], and a bottom-k sample by request-id hash (streams/sketches.py);
 - categories "finish_reason" and "error_kind" (of all responses): value -> count;
-- the sum of the output embeddings and how many were summed (the centroid is sum / count).
+- the sum of the output embeddings and how many were summed (the centroid is sum / count),
+  and a bottom-k sample of the embeddings themselves (`EMBEDDING_SAMPLE_K`, by the same
+  request-id hash as the scalar samples, values rounded to float32 as the store keeps them):
+  what the monitor's MMD test compares.
 
 Everything merges (`merge_quality`): an hour, a day or all pools of a prompt version are the
 sum of their windows, exactly for counts, rates and samples, within KLL's error for quantiles.
@@ -25,6 +28,7 @@ costs); sketches and samples are built only when the window is aggregated.
 
 from __future__ import annotations
 
+import heapq
 import math
 import uuid
 from array import array
@@ -40,7 +44,7 @@ from llmops.monitoring_config import MonitoringSettings
 from llmops.stats.proportions import wilson_interval
 from schemas import QualityWindow
 from schemas.base import MAX_COUNT, MAX_STATISTIC
-from schemas.monitoring import MAX_EMBEDDING_DIM, MAX_SIGNALS
+from schemas.monitoring import MAX_EMBEDDING_DIM, MAX_EMBEDDING_SAMPLE, MAX_SIGNALS
 from streams import sketches
 from streams.features import GroupKey, ResponseFeatures, group_key_text
 
@@ -74,6 +78,9 @@ MAX_PII_TYPES = MAX_SIGNALS - len(RATES)
 # The segment of an attribute's values past Settings.segment_max_values in one window.
 OTHER = "(other)"
 WILSON_CONFIDENCE = 0.95
+
+# Output embeddings kept per window and segment (bottom-k by request-id hash).
+EMBEDDING_SAMPLE_K = MAX_EMBEDDING_SAMPLE
 
 # Stable ids: the same aggregate of the same window and segment gets the same event_id.
 _QUALITY_ID_NAMESPACE = uuid.UUID("3f0f6d2a-9a43-4f6e-8a0e-5d7b1c2e4f60")
@@ -110,6 +117,9 @@ class Observation:
     finish_reason: str
     error_kind: str
     embedding: np.ndarray | None
+    # The embedding as float32 bytes (clamped to the contract's bounds): the sampled value,
+    # and the tie-break of equal hashes, so the sample never depends on arrival order.
+    embedding_key: bytes | None = None
 
 
 def observe(features: ResponseFeatures, rules: QualityRules) -> Observation:
@@ -146,9 +156,12 @@ def observe(features: ResponseFeatures, rules: QualityRules) -> Observation:
                 if name.startswith(PII_TYPE_PREFIX) and value > 0
             )
     embedding = None
+    embedding_key = None
     if features.embedding:
         embedding = np.asarray(features.embedding[:MAX_EMBEDDING_DIM], dtype=np.float64)
-        if not np.isfinite(embedding).all():
+        if np.isfinite(embedding).all():
+            embedding_key = _embedding_key(embedding)
+        else:
             embedding = None
     return Observation(
         sketches.stable_hash(features.request_id),
@@ -157,7 +170,44 @@ def observe(features: ResponseFeatures, rules: QualityRules) -> Observation:
         features.finish_reason,
         features.error_kind,
         embedding,
+        embedding_key,
     )
+
+
+def _embedding_key(vector: np.ndarray | Sequence[float]) -> bytes:
+    clamped = np.clip(np.asarray(vector, dtype=np.float64), -MAX_STATISTIC, MAX_STATISTIC)
+    return clamped.astype(np.float32).tobytes()
+
+
+def embedding_values(key: bytes) -> list[float]:
+    return [float(v) for v in np.frombuffer(key, dtype=np.float32)]
+
+
+_EmbeddingItem = tuple[int, bytes]
+
+
+class _EmbeddingSample:
+    """The bottom-k (hash, float32 bytes) pairs of the embeddings seen, exact and cheap: a
+    pair at or past the k-th smallest kept is refused by one comparison; the set is pruned
+    back to k when it reaches 2k (a pair seen twice counts once)."""
+
+    __slots__ = ("_bound", "items")
+
+    def __init__(self) -> None:
+        self.items: set[_EmbeddingItem] = set()
+        self._bound: _EmbeddingItem | None = None
+
+    def add(self, item: _EmbeddingItem) -> None:
+        if self._bound is not None and item >= self._bound:
+            return  # not among the k smallest (or kept already)
+        self.items.add(item)
+        if len(self.items) >= 2 * EMBEDDING_SAMPLE_K:
+            kept = heapq.nsmallest(EMBEDDING_SAMPLE_K, self.items)
+            self.items = set(kept)
+            self._bound = kept[-1]
+
+    def smallest(self) -> list[_EmbeddingItem]:
+        return heapq.nsmallest(EMBEDDING_SAMPLE_K, self.items)
 
 
 def _answer_rates(signals: Mapping[str, float], rules: QualityRules) -> list[tuple[str, bool]]:
@@ -205,8 +255,9 @@ class _Bucket:
     rows: list[int] | None = None
     embedding_sum: np.ndarray | None = None
     embedded: int = 0
+    embedding_sample: _EmbeddingSample | None = None
 
-    def embed(self, vector: np.ndarray) -> None:
+    def embed(self, vector: np.ndarray, item: _EmbeddingItem | None = None) -> None:
         if self.embedding_sum is None:
             self.embedding_sum = vector.copy()
         elif len(vector) == len(self.embedding_sum):
@@ -214,6 +265,10 @@ class _Bucket:
         else:  # another model's embedding: the first dimension seen is kept
             return
         self.embedded += 1
+        if item is not None:
+            if self.embedding_sample is None:
+                self.embedding_sample = _EmbeddingSample()
+            self.embedding_sample.add(item)
 
     def absorb(self, other: _Bucket) -> None:
         """Count what `other` counted too (a segment folded into "(other)")."""
@@ -226,6 +281,13 @@ class _Bucket:
             elif len(other.embedding_sum) == len(self.embedding_sum):
                 self.embedding_sum += other.embedding_sum
                 self.embedded += other.embedded
+            else:
+                return  # another model's embeddings: neither their sum nor their sample
+            if other.embedding_sample is not None:
+                if self.embedding_sample is None:
+                    self.embedding_sample = _EmbeddingSample()
+                for item in other.embedding_sample.items:
+                    self.embedding_sample.add(item)
 
 
 class _Table:
@@ -321,6 +383,9 @@ class _Arrays:
             categories=categories,
             embedding_sum=bucket.embedding_sum,
             embedded=bucket.embedded,
+            embedding_sample=(
+                bucket.embedding_sample.smallest() if bucket.embedding_sample is not None else []
+            ),
         )
 
 
@@ -347,6 +412,8 @@ class _Parts:
     embedding_sum: np.ndarray | None
     embedded: int
     ts: datetime | None = None
+    # Bottom-k (hash, float32 bytes) of the output embeddings, ascending.
+    embedding_sample: Sequence[_EmbeddingItem] = ()
 
 
 def _build(parts: _Parts, ident: str) -> QualityWindow:
@@ -373,8 +440,10 @@ def _build(parts: _Parts, ident: str) -> QualityWindow:
         name: parts.samples[name] for name in sorted(parts.samples) if parts.samples[name][0]
     }
     embedding_sum: list[float] = []
+    embedding_sample: Sequence[_EmbeddingItem] = ()
     if parts.embedding_sum is not None and parts.embedded:
         embedding_sum = [_statistic(float(v)) for v in parts.embedding_sum]
+        embedding_sample = parts.embedding_sample[:EMBEDDING_SAMPLE_K]
     name, version, variant, pool, model = parts.group
     return QualityWindow(
         event_id=uuid.uuid5(_QUALITY_ID_NAMESPACE, ident).hex,
@@ -406,6 +475,8 @@ def _build(parts: _Parts, ident: str) -> QualityWindow:
         },
         embedding_sum=embedding_sum,
         embedded=_count(parts.embedded) if embedding_sum else 0,
+        embedding_sample=[embedding_values(key) for _, key in embedding_sample],
+        embedding_sample_hashes=[h for h, _ in embedding_sample],
     )
 
 
@@ -446,8 +517,9 @@ class WindowQuality:
             bucket.rows.append(index)
             buckets.append(bucket)
         if obs.embedding is not None:
+            item = None if obs.embedding_key is None else (obs.sample_hash, obs.embedding_key)
             for bucket in buckets:
-                bucket.embed(obs.embedding)
+                bucket.embed(obs.embedding, item)
 
     def _other_of(self, attribute: str) -> _Bucket:
         return self._other.setdefault(attribute, _Bucket(rows=[]))
@@ -519,11 +591,12 @@ def merge_quality(windows: Sequence[QualityWindow]) -> QualityWindow:
     """One QualityWindow of several: an hour of windows, all pools of a version, ...
 
     Counts, rate hits and totals, categories and embedding sums add up (saturated); sketches
-    merge; samples are the bottom-k of the union. The span runs from the earliest start to
-    the latest end; a group field or the segment the windows do not share is left empty
-    ("" or version 0). Windows must not overlap in responses (distinct windows, or distinct
-    groups of one window): one segment of a window and its whole group would count twice.
-    Raises ValueError for no windows, or for embedding sums of different dimensions.
+    merge; samples (the embedding sample too) are the bottom-k of the union. The span runs
+    from the earliest start to the latest end; a group field or the segment the windows do
+    not share is left empty ("" or version 0). Windows must not overlap in responses
+    (distinct windows, or distinct groups of one window): one segment of a window and its
+    whole group would count twice.
+    Raises ValueError for no windows, or for embedding sums or samples of different dimensions.
     """
     if not windows:
         raise ValueError("nothing to merge")
@@ -559,6 +632,7 @@ def merge_quality(windows: Sequence[QualityWindow]) -> QualityWindow:
             values.extend(window.sample.get(name, ()))
         samples[name] = sketches.bottom_k(hashes, values)
     embedding_sum, embedded = _merged_embeddings(windows)
+    embedding_sample = merge_embedding_samples(windows)
     start = min(w.window_start for w in windows)
     end = max(w.window_end for w in windows)
     group = (
@@ -585,6 +659,7 @@ def merge_quality(windows: Sequence[QualityWindow]) -> QualityWindow:
             embedding_sum=embedding_sum,
             embedded=embedded,
             ts=max(w.ts for w in windows),
+            embedding_sample=embedding_sample,
         ),
         ident="merge|" + "|".join(sorted(w.event_id for w in windows)),
     )
@@ -601,3 +676,20 @@ def _merged_embeddings(windows: Sequence[QualityWindow]) -> tuple[np.ndarray | N
     for window in embedded:
         total += np.asarray(window.embedding_sum, dtype=np.float64)
     return total, sum(w.embedded for w in embedded)
+
+
+def merge_embedding_samples(
+    windows: Sequence[QualityWindow], k: int = EMBEDDING_SAMPLE_K
+) -> list[tuple[int, bytes]]:
+    """The bottom-k (hash, float32 bytes) of the windows' embedding samples together, ascending
+    (a response in two windows counts once). Raises ValueError for vectors of different
+    dimensions (like `_merged_embeddings`)."""
+    items: set[tuple[int, bytes]] = set()
+    dims: set[int] = set()
+    for window in windows:
+        for h, vector in zip(window.embedding_sample_hashes, window.embedding_sample, strict=True):
+            dims.add(len(vector))
+            items.add((h, _embedding_key(vector)))
+    if len(dims) > 1:
+        raise ValueError(f"embedding samples of different dimensions: {sorted(dims)}")
+    return heapq.nsmallest(k, items)

@@ -163,6 +163,9 @@ QUALITY_WINDOW_COLUMNS: tuple[str, ...] = (
     "categories",
     "embedding_sum",
     "embedded",
+    # Added by 015_embedding_sample.sql.
+    "embedding_sample",
+    "embedding_sample_hashes",
 )
 
 DEAD_LETTER_COLUMNS: tuple[str, ...] = (

@@ -22,6 +22,7 @@ from schemas.base import MAX_COUNT, MAX_DURATION_MS, MAX_STATISTIC
 from streams import rows, sketches
 from streams.features import ResponseFeatures
 from streams.quality import (
+    EMBEDDING_SAMPLE_K,
     OTHER,
     QualityRules,
     WindowQuality,
@@ -253,6 +254,115 @@ def test_embeddings_are_summed_and_counted() -> None:
     assert (none.embedding_sum, none.embedded) == ([], 0)
 
 
+def as_float32(vector: list[float]) -> list[float]:
+    return [float(v) for v in np.asarray(vector, dtype=np.float32)]
+
+
+def embedded_features(n: int, seed: int = 0, prefix: str = "e") -> list[ResponseFeatures]:
+    rng = np.random.default_rng(seed)
+    return [
+        feat(
+            f"{prefix}{i}",
+            embedding=rng.normal(0.0, 1.0, 4).tolist(),
+            segments={"locale": ["de", "en", "fr"][i % 3]},
+        )
+        for i in range(n)
+    ]
+
+
+def expected_embedding_sample(features: list[ResponseFeatures]) -> list[tuple[int, list[float]]]:
+    pairs = sorted(
+        (sketches.stable_hash(f.request_id), as_float32(f.embedding or []))
+        for f in features
+        if f.embedding
+    )
+    return pairs[:EMBEDDING_SAMPLE_K]
+
+
+def test_the_embedding_sample_is_the_bottom_k_by_request_id_hash_in_float32() -> None:
+    features = embedded_features(200)
+    windows = aggregate(features)
+    for segment, members in (
+        ("", features),
+        ("locale=de", [f for f in features if f.segments["locale"] == "de"]),
+    ):
+        expected = expected_embedding_sample(members)
+        window = windows[segment]
+        assert len(window.embedding_sample) == EMBEDDING_SAMPLE_K
+        assert window.embedding_sample_hashes == [h for h, _ in expected]
+        assert window.embedding_sample == [v for _, v in expected]
+    # Replayed in another order (a restart's re-read): the same sample, field for field.
+    random.Random(3).shuffle(features)
+    again = aggregate(features)
+    for segment, window in windows.items():
+        assert again[segment].embedding_sample == window.embedding_sample
+        assert again[segment].embedding_sample_hashes == window.embedding_sample_hashes
+
+
+def test_a_few_embeddings_are_all_kept_and_other_dimensions_left_out() -> None:
+    features = [
+        feat("a", embedding=[0.1, 0.2, 0.3]),
+        feat("b", embedding=[0.5, 0.5, 0.5]),
+        feat("c"),
+        feat("d", embedding=[9.0, 9.0]),  # another dimension: left out, as from the sum
+        # Not finite (a record built around the contract): left out.
+        feat("e").model_copy(update={"embedding": [math.nan, 1.0, 1.0]}),
+    ]
+    whole = aggregate(features)[""]
+    expected = expected_embedding_sample(features[:2])
+    assert whole.embedding_sample_hashes == [h for h, _ in expected]
+    assert whole.embedding_sample == [v for _, v in expected]
+    assert whole.embedding_sample != [[0.1, 0.2, 0.3], [0.5, 0.5, 0.5]]  # float32, as stored
+    none = aggregate([feat("z")])[""]
+    assert (none.embedding_sample, none.embedding_sample_hashes) == ([], [])
+
+
+def test_a_segment_folded_into_other_brings_its_embedding_sample() -> None:
+    features = embedded_features(120)
+    windows = aggregate(features, max_values=1)
+    [kept] = [s for s in windows if s.startswith("locale=") and not s.endswith(OTHER)]
+    other = [f for f in features if f"locale={f.segments['locale']}" != kept]
+    expected = expected_embedding_sample(other)
+    assert windows[f"locale={OTHER}"].embedding_sample_hashes == [h for h, _ in expected]
+    assert windows[f"locale={OTHER}"].embedding_sample == [v for _, v in expected]
+
+
+def test_merged_embedding_samples_are_the_bottom_k_of_the_union() -> None:
+    features = embedded_features(300, seed=4)
+    parts = [aggregate(features[i : i + 100]) for i in range(0, 300, 100)]
+    union = aggregate(features)
+    for segment, window in union.items():
+        merged = merge_quality([p[segment] for p in parts])
+        assert merged.embedding_sample_hashes == window.embedding_sample_hashes
+        assert merged.embedding_sample == window.embedding_sample
+        # A window merged with itself counts its responses once in the sample.
+        twice = merge_quality([window, window])
+        assert twice.embedding_sample_hashes == window.embedding_sample_hashes
+
+
+def test_an_embedding_sample_must_be_parallel_and_of_one_dimension() -> None:
+    window = aggregate(embedded_features(3))[""]
+    with pytest.raises(ValidationError, match="parallel"):
+        QualityWindow.model_validate(
+            {**window.model_dump(), "embedding_sample_hashes": window.embedding_sample_hashes[1:]}
+        )
+    with pytest.raises(ValidationError, match="one dimension"):
+        QualityWindow.model_validate(
+            {
+                **window.model_dump(),
+                "embedding_sample": [[1.0], *window.embedding_sample[1:]],
+            }
+        )
+    with pytest.raises(ValidationError):
+        QualityWindow.model_validate(
+            {
+                **window.model_dump(),
+                "embedding_sample": [[0.0]] * (EMBEDDING_SAMPLE_K + 1),
+                "embedding_sample_hashes": list(range(EMBEDDING_SAMPLE_K + 1)),
+            }
+        )
+
+
 def test_an_empty_window_has_no_figures() -> None:
     [whole] = WindowQuality().windows(START_MS, LENGTH_MS, GROUP)
     assert (whole.segment, whole.responses, whole.errors) == ("", 0, 0)
@@ -413,6 +523,8 @@ COMPARED = (
     "sample_hashes",
     "categories",
     "embedded",
+    "embedding_sample",
+    "embedding_sample_hashes",
 )
 
 
@@ -492,7 +604,14 @@ def test_the_row_columns_are_the_tables_and_the_records_fields() -> None:
     [statement] = split_statements((MIGRATIONS_DIR / "010_quality_windows.sql").read_text())
     body = statement[statement.index("(") + 1 : statement.rindex("ENGINE")]
     names = re.findall(r"^\s*([a-z_][a-z0-9_]*)\s+[A-Z]", body, flags=re.MULTILINE)
-    assert tuple(n for n in names if n != "inserted_at") == rows.QUALITY_WINDOW_COLUMNS
+    added = [  # 015_embedding_sample.sql adds the embedding sample to the table
+        re.fullmatch(r"ALTER TABLE quality_windows ADD COLUMN IF NOT EXISTS (\w+) .+", s).group(1)  # type: ignore[union-attr]
+        for s in split_statements((MIGRATIONS_DIR / "015_embedding_sample.sql").read_text())
+    ]
+    assert added == ["embedding_sample", "embedding_sample_hashes"]
+    assert (
+        tuple(n for n in names if n != "inserted_at") + tuple(added) == rows.QUALITY_WINDOW_COLUMNS
+    )
     assert set(QualityWindow.model_fields) - {"schema_version"} == set(rows.QUALITY_WINDOW_COLUMNS)
     window = aggregate(planted())[""]
     row = rows.quality_window_row(window)

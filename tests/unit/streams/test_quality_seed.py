@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 
 from schemas import InferenceResult, Timings, Usage
@@ -164,6 +165,40 @@ def test_a_window_rebuilt_after_a_restart_is_the_union_not_a_part() -> None:
     [after] = restarted.due_windows(E0 + 60)
     assert after.metric == before.metric
     assert after.quality == before.quality
+
+
+def test_a_rebuilt_window_has_the_same_embedding_sample_whatever_the_float32_rounding() -> None:
+    """The live embeddings need not be float32 values; the store keeps Array(Float32): the
+    window's embedding sample is float32 either way, so the seeded window's equals the
+    first emission's, hash for hash and value for value."""
+    vectors = {i: [0.1 * i + 1e-9, 1.0 / (i + 3)] for i in range(14)}
+
+    def live(i: int) -> ResponseFeatures:
+        return published(i).model_copy(update={"embedding": vectors[i]})
+
+    def stored(i: int) -> ResponseFeatures:
+        row = stored_row(i)
+        row[EMBEDDING_COLUMN] = [float(v) for v in np.asarray(vectors[i], dtype=np.float32)]
+        return features_from_row(row)
+
+    first = WindowAccumulator(10)
+    for i in range(14):
+        first.add(live(i), now=E0)
+    [before] = first.due_windows(E0 + 11)
+    restarted = WindowAccumulator(10)
+    for i in range(8, 14):
+        restarted.add(live(i), now=E0 + 60)
+    [key] = restarted.needs_seed()
+    restarted.seed(key, [stored(i) for i in range(14)])
+    [after] = restarted.due_windows(E0 + 60)
+    for a, b in zip(before.quality, after.quality, strict=True):
+        assert a.segment == b.segment and a.embedded == b.embedded
+        assert a.embedding_sample_hashes == b.embedding_sample_hashes
+        assert a.embedding_sample == b.embedding_sample and len(a.embedding_sample) > 0
+    # float32 values, not the live ones (which float32 does not hold exactly).
+    sampled = [v for vector in before.quality[0].embedding_sample for v in vector]
+    assert all(v == float(np.float32(v)) for v in sampled)
+    assert not any(v == float(np.float32(v)) for v in vectors[4])
 
 
 @pytest.mark.parametrize("bad", [0, -1])
