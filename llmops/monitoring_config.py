@@ -66,7 +66,9 @@ class ReferenceConfig(_Strict):
 
 class DriftConfig(_Strict):
     # Distributions (QualityWindow sketches/samples) and categories tested every window;
-    # "embedding" tests the output embeddings (centroid cosine distance).
+    # "embedding" tests the output embeddings (MMD of the windows' embedding samples with a
+    # permutation p-value, and the centroid cosine distance; methods {"embedding": "cosine"}:
+    # the centroids alone).
     features: list[RuleName] = Field(
         default_factory=lambda: [
             "latency_ms",

@@ -6,7 +6,13 @@ Evidently's default method for the reference's size and the column's kind
 above; chi-square or the z test up to 1000, Jensen-Shannon above), unless DriftConfig names a
 method or a threshold for the feature. Numeric features get a PSI row besides, for readers
 (it decides nothing unless it is the feature's method). The output embedding is tested by the
-cosine distance between the centroids (sum / count) of the window and the reference.
+cosine distance between the centroids (sum / count) of the window and the reference, and,
+when both carry embedding samples (at least MMD_MIN_CURRENT and MMD_MIN_REFERENCE vectors),
+by the maximum mean discrepancy of the samples (RBF kernel, statistic MMD², p-value from
+MMD_PERMUTATIONS permutations seeded by the window and segment, so a replay gets the same
+p-value). The MMD test is then the feature's decisive one (Benjamini-Hochberg, the streak, the
+alert) and the cosine distance a row for readers, as PSI is beside KS; without samples the
+cosine distance decides, as before.
 
 Every p-valued test of one group's window (all its segments and features) is adjusted
 together by Benjamini-Hochberg; such a test drifts when its adjusted p-value crosses its
@@ -27,17 +33,25 @@ from collections import Counter
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
+import numpy as np
+
 from llmops.monitoring_config import DriftConfig
 from llmops.stats import drift as stats
 from llmops.stats.multiple import benjamini_hochberg
 from schemas import QualityWindow
+from streams import sketches
 from streams.monitoring.reference import Reference
 
 EMBEDDING = "embedding"
 # Centroid cosine distance at which the output embeddings count as drifted (not Evidently's:
 # it trains a classifier on the embeddings, which windows do not keep).
 EMBEDDING_THRESHOLD = 0.1
-METHODS: frozenset[str] = frozenset(stats.THRESHOLDS) | {"cosine"}
+# MMD of the embedding samples: the fewest vectors worth testing, and the permutations of the
+# p-value (its cost: one (n+m)² kernel and a (n+m) x permutations product, n+m <= 32+256).
+MMD_MIN_CURRENT = 8
+MMD_MIN_REFERENCE = 16
+MMD_PERMUTATIONS = 200
+METHODS: frozenset[str] = frozenset(stats.THRESHOLDS) | {"cosine", "mmd"}
 _NUMERIC: frozenset[str] = frozenset({"ks", "wasserstein", "psi"})
 _CATEGORICAL: frozenset[str] = frozenset({"chisquare", "z", "jensenshannon", "psi"})
 
@@ -172,12 +186,40 @@ def _embedding(
     cur = [v / current.embedded for v in current.embedding_sum]
     threshold = config.thresholds.get(EMBEDDING, EMBEDDING_THRESHOLD)
     value = stats.centroid_cosine_distance(ref, cur)
-    return [
-        DriftTest(
-            EMBEDDING, segment, "cosine", value, threshold, None, value >= threshold, True,
-            reference.embedded, current.embedded,
-        )
-    ]  # fmt: skip
+    mmd = _mmd(segment, reference, current, config)
+    cosine = DriftTest(
+        EMBEDDING, segment, "cosine", value, threshold, None, value >= threshold, mmd is None,
+        reference.embedded, current.embedded,
+    )  # fmt: skip
+    return [cosine] if mmd is None else [mmd, cosine]
+
+
+def mmd_seed(current: QualityWindow) -> int:
+    """The permutations' seed: the window's start, group and segment (not its content), so
+    the same window evaluated again gets the same p-value."""
+    key = (
+        f"{current.window_start.isoformat()}|{current.prompt_name}|{current.prompt_version}|"
+        f"{current.variant}|{current.pool}|{current.model}|{current.segment}"
+    )
+    return sketches.stable_hash(key)
+
+
+def _mmd(
+    segment: str, reference: Reference, current: QualityWindow, config: DriftConfig
+) -> DriftTest | None:
+    if config.methods.get(EMBEDDING) == "cosine":  # the centroids alone, as configured
+        return None
+    ref, cur = reference.embedding_sample, current.embedding_sample
+    if len(cur) < MMD_MIN_CURRENT or len(ref) < MMD_MIN_REFERENCE:
+        return None
+    if len(ref[0]) != len(cur[0]) or len(cur[0]) != len(current.embedding_sum):
+        return None
+    rng = np.random.default_rng(mmd_seed(current))
+    result = stats.mmd_test(ref, cur, rng, permutations=MMD_PERMUTATIONS)
+    return DriftTest(
+        EMBEDDING, segment, "mmd", result.statistic, config.fdr, result.p_value,
+        result.p_value < config.fdr, True, len(ref), len(cur),
+    )  # fmt: skip
 
 
 def window_tests(

@@ -10,7 +10,9 @@ Per (group, segment), from the windows of that same group and segment:
   version is compared with a period known to be good.
 A reference merges its windows: rate hits and totals and category counts add up, embedding
 sums add up, and the numeric samples are pooled (each window's sample is uniform over its
-responses, so the pool weighs windows by their sample size), thinned evenly to a bound.
+responses, so the pool weighs windows by their sample size), thinned evenly to a bound. The
+embedding samples merge exactly, as the bottom-k by request-id hash of the windows' samples
+together (MAX_REFERENCE_EMBEDDINGS): a uniform sample of the reference's embedded responses.
 """
 
 from __future__ import annotations
@@ -24,10 +26,13 @@ from llmops.monitoring_config import ReferenceConfig
 from schemas import QualityWindow
 from streams import rows
 from streams.features import GroupKey, group_key_text
+from streams.quality import embedding_values, merge_embedding_samples
 
 # Bounds: windows one reference holds or loads, and values pooled per numeric feature.
 MAX_REFERENCE_WINDOWS = 1000
 MAX_REFERENCE_VALUES = 20_000
+# Output embeddings a reference keeps for the MMD test (its cost grows with the square).
+MAX_REFERENCE_EMBEDDINGS = 256
 
 # (group, segment): the subject a reference, a streak or an alert is kept for.
 SeriesKey = tuple[GroupKey, str]
@@ -54,6 +59,8 @@ class Reference:
     categories: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     embedding_sum: Sequence[float] = ()
     embedded: int = 0
+    # Bottom-k by request-id hash of the windows' embedding samples (float32 values).
+    embedding_sample: Sequence[Sequence[float]] = ()
 
 
 def _thin(values: list[float], bound: int) -> list[float]:
@@ -88,6 +95,13 @@ def merge_reference(windows: Sequence[QualityWindow], description: str) -> Refer
             if len(window.embedding_sum) == len(embedding):  # another model's: not comparable
                 embedding = [a + b for a, b in zip(embedding, window.embedding_sum, strict=True)]
                 embedded += window.embedded
+    sampled = [  # the embedding sum's model only: another dimension is not comparable
+        w for w in windows if w.embedding_sample and len(w.embedding_sample[0]) == len(embedding)
+    ]
+    embedding_sample = [
+        embedding_values(key)
+        for _, key in merge_embedding_samples(sampled, MAX_REFERENCE_EMBEDDINGS)
+    ]
     return Reference(
         description=description,
         windows=len(windows),
@@ -98,6 +112,7 @@ def merge_reference(windows: Sequence[QualityWindow], description: str) -> Refer
         categories=categories,
         embedding_sum=embedding,
         embedded=embedded,
+        embedding_sample=embedding_sample,
     )
 
 

@@ -78,6 +78,17 @@ def test_the_embedding_column_is_the_one_012_adds_to_responses() -> None:
     assert rows.EMBEDDING_COLUMNS == ("embedding",)
 
 
+def test_the_embedding_sample_columns_are_the_ones_015_adds_to_quality_windows() -> None:
+    statements = split_statements((MIGRATIONS_DIR / "015_embedding_sample.sql").read_text())
+    assert statements == [
+        "ALTER TABLE quality_windows ADD COLUMN IF NOT EXISTS embedding_sample "
+        "Array(Array(Float32))",
+        "ALTER TABLE quality_windows ADD COLUMN IF NOT EXISTS embedding_sample_hashes "
+        "Array(UInt64)",
+    ]
+    assert rows.QUALITY_WINDOW_COLUMNS[-2:] == ("embedding_sample", "embedding_sample_hashes")
+
+
 def test_the_embedding_column_holds_the_first_embedding_vector_as_float32() -> None:
     vector = (0.1, -0.25, 1 / 3)
     columns = rows.signal_columns(

@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from schemas import QualityWindow
+from schemas.monitoring import MAX_EMBEDDING_SAMPLE
+from streams.sketches import stable_hash
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 WINDOW_S = 60
@@ -29,6 +31,8 @@ def window(
     categories: Mapping[str, Mapping[str, int]] | None = None,
     embedding_sum: Sequence[float] = (),
     embedded: int = 0,
+    embedding_sample: Sequence[Sequence[float]] = (),
+    embedding_sample_hashes: Sequence[int] = (),
     **group: object,
 ) -> QualityWindow:
     rates = rates or {}
@@ -46,7 +50,20 @@ def window(
         categories={name: dict(counts) for name, counts in (categories or {}).items()},
         embedding_sum=list(embedding_sum),
         embedded=embedded,
+        embedding_sample=[list(v) for v in embedding_sample],
+        embedding_sample_hashes=list(embedding_sample_hashes),
     )
+
+
+def embedding_sample(
+    embeddings: np.ndarray, index: int, segment: str = ""
+) -> tuple[list[list[float]], list[int]]:
+    """What the quality worker keeps of these embeddings: the bottom-32 by a stable hash of
+    each response's id (here its window, segment and position), as float32 values."""
+    hashes = [stable_hash(f"{index}|{segment}|{j}") for j in range(len(embeddings))]
+    chosen = sorted(range(len(embeddings)), key=hashes.__getitem__)[:MAX_EMBEDDING_SAMPLE]
+    rounded = embeddings.astype(np.float32).astype(np.float64)
+    return [rounded[j].tolist() for j in chosen], [hashes[j] for j in chosen]
 
 
 DIRECTION = np.linspace(1.0, 2.0, 8)
@@ -65,6 +82,8 @@ def simulated(
     chars_scale: float = 1.0,
     length_share: float = 0.1,
     embedding_shift: float = 0.0,
+    embedding_scale: float = 1.0,
+    sampled: bool = True,
     **group: object,
 ) -> QualityWindow:
     """One window of `n` responses drawn from fixed distributions (shifted on request)."""
@@ -72,8 +91,11 @@ def simulated(
     chars = np.round(rng.gamma(4.0, 80.0 * chars_scale, n))
     toxicity = rng.beta(1.0, 30.0, n)
     lengths = int(rng.binomial(n, length_share))
-    embeddings = DIRECTION + rng.normal(0.0, 1.0, (n, DIRECTION.size))
+    noise = rng.normal(0.0, 1.0, (n, DIRECTION.size))
+    noise[:, 1:] *= embedding_scale  # a change of spread: the centroid stays put
+    embeddings = DIRECTION + noise
     embeddings[:, 0] += embedding_shift
+    vectors, hashes = embedding_sample(embeddings, index, segment) if sampled else ([], [])
     return window(
         index,
         segment=segment,
@@ -92,5 +114,7 @@ def simulated(
         categories={"finish_reason": {"stop": n - lengths, "length": lengths}},
         embedding_sum=embeddings.sum(axis=0).tolist(),
         embedded=n,
+        embedding_sample=vectors,
+        embedding_sample_hashes=hashes,
         **group,
     )

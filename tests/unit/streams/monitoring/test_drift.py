@@ -1,14 +1,25 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from llmops.monitoring_config import DriftConfig
 from llmops.stats import drift as stats
 from llmops.stats.multiple import benjamini_hochberg
-from streams.monitoring.drift import DriftTest, adjust, check_config, window_tests
-from streams.monitoring.reference import merge_reference
-from tests.unit.streams.monitoring.kit import window
+from schemas import QualityWindow
+from streams.monitoring.drift import (
+    MMD_MIN_CURRENT,
+    MMD_MIN_REFERENCE,
+    DriftTest,
+    adjust,
+    check_config,
+    mmd_seed,
+    window_tests,
+)
+from streams.monitoring.reference import MAX_REFERENCE_EMBEDDINGS, Reference, merge_reference
+from tests.unit.streams.monitoring.kit import simulated, window
 
 RNG_SEED = 7
 
@@ -132,3 +143,80 @@ def test_benjamini_hochberg_adjusts_the_window_s_p_values_together() -> None:
     # 0.03 and 0.04 drift alone, not after the adjustment (0.053): BH was applied.
     assert [t.drifted for t in adjusted] == [True, False, False, False, True]
     assert adjusted[4].p_adjusted is None
+
+
+# --- the embedding sample's MMD test ---------------------------------------------------------
+
+
+def embedding_windows(
+    shift: float, scale: float = 1.0, seed: int = 11, n: int = 200
+) -> tuple[Reference, QualityWindow]:
+    rng = np.random.default_rng(seed)
+    history = [simulated(rng, i, n=n) for i in range(3)]
+    current = simulated(rng, 3, n=n, embedding_shift=shift, embedding_scale=scale)
+    return merge_reference(history, "ref"), current
+
+
+def test_the_embedding_samples_are_tested_by_mmd_and_the_centroids_reported_beside() -> None:
+    reference, current = embedding_windows(0.0)
+    assert len(reference.embedding_sample) == 3 * 32  # bottom-k of the three windows' samples
+    config = DriftConfig(features=["embedding"])
+    mmd, cosine = window_tests(current, reference, config)
+    assert (mmd.feature, mmd.statistic, mmd.decisive, mmd.threshold) == (
+        "embedding",
+        "mmd",
+        True,
+        config.fdr,
+    )
+    assert (mmd.reference_size, mmd.current_size) == (96, 32)
+    assert mmd.p_value is not None and mmd.p_value > config.fdr and not mmd.drifted
+    assert (cosine.statistic, cosine.decisive, cosine.p_value) == ("cosine", False, None)
+    # Seeded by the window: evaluated again, the same p-value.
+    assert window_tests(current, reference, config)[0] == mmd
+    assert mmd_seed(current) != mmd_seed(current.model_copy(update={"segment": "locale=de"}))
+
+
+@pytest.mark.parametrize(("shift", "scale"), [(3.0, 1.0), (0.0, 2.5)])
+def test_a_seeded_shift_of_the_embeddings_is_detected_by_mmd(shift: float, scale: float) -> None:
+    reference, current = embedding_windows(shift, scale)
+    mmd, cosine = window_tests(current, reference, DriftConfig(features=["embedding"]))
+    assert mmd.statistic == "mmd" and mmd.drifted
+    assert mmd.p_value is not None and mmd.p_value < 0.01
+    if scale != 1.0:  # a wider spread around the same centroid: the cosine distance misses it
+        assert not cosine.drifted
+
+
+def test_mmd_needs_enough_vectors_on_both_sides_else_the_centroids_decide() -> None:
+    reference, current = embedding_windows(0.0)
+    config = DriftConfig(features=["embedding"])
+    few = current.model_copy(
+        update={
+            "embedding_sample": current.embedding_sample[: MMD_MIN_CURRENT - 1],
+            "embedding_sample_hashes": current.embedding_sample_hashes[: MMD_MIN_CURRENT - 1],
+        }
+    )
+    assert [(t.statistic, t.decisive) for t in window_tests(few, reference, config)] == [
+        ("cosine", True)
+    ]
+    small = replace(reference, embedding_sample=reference.embedding_sample[: MMD_MIN_REFERENCE - 1])
+    assert [t.statistic for t in window_tests(current, small, config)] == ["cosine"]
+    assert len(window_tests(current, small, config)) == 1
+    unsampled = replace(reference, embedding_sample=())
+    assert [t.statistic for t in window_tests(current, unsampled, config)] == ["cosine"]
+    other_model = replace(reference, embedding_sample=[[1.0, 2.0]] * 40)
+    assert [t.statistic for t in window_tests(current, other_model, config)] == ["cosine"]
+    cosine_only = DriftConfig(features=["embedding"], methods={"embedding": "cosine"})
+    assert [t.statistic for t in window_tests(current, reference, cosine_only)] == ["cosine"]
+
+
+def test_the_reference_keeps_the_bottom_k_of_its_windows_embedding_samples() -> None:
+    rng = np.random.default_rng(12)
+    history = [simulated(rng, i) for i in range(12)]  # 12 x 32 sampled vectors
+    reference = merge_reference(history, "ref")
+    assert len(reference.embedding_sample) == MAX_REFERENCE_EMBEDDINGS
+    pairs = sorted(
+        (h, tuple(v))
+        for w in history
+        for h, v in zip(w.embedding_sample_hashes, w.embedding_sample, strict=True)
+    )[:MAX_REFERENCE_EMBEDDINGS]
+    assert [list(v) for v in reference.embedding_sample] == [list(v) for _, v in pairs]

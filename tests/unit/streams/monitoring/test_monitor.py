@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -148,3 +150,55 @@ def test_an_unshifted_stream_alarms_at_most_at_the_false_alarm_rate(mode: str) -
         alarmed += any(a.state == "open" and not a.rule.endswith("_rate") for a in found.alerts)
     assert tests > windows * 10  # the stream was tested, not skipped
     assert alarmed / windows <= config.drift.fdr
+
+
+EMBEDDING_ONLY = DriftConfig(features=["embedding"], persistence=2)
+
+
+def test_a_seeded_spread_of_the_embeddings_alerts_through_mmd_after_persistence() -> None:
+    """A wider spread around the same centroid: the centroid distance stays under its
+    threshold, the MMD test of the samples finds it, and its streak opens the alert."""
+    rng = np.random.default_rng(21)
+    monitor = QualityMonitor(settings(drift=EMBEDDING_ONLY))
+    for i in range(3):
+        monitor.evaluate([simulated(rng, i, segment="plan=pro")])
+    first = monitor.evaluate([simulated(rng, 3, segment="plan=pro", embedding_scale=2.5)])
+    by_statistic = {r.statistic: r for r in first.drift}
+    mmd = by_statistic["mmd"]
+    assert (mmd.feature, mmd.drifted, mmd.streak, mmd.current_size) == ("embedding", True, 1, 32)
+    assert mmd.reference_size == 64  # the baseline: two windows of 200, 32 vectors each
+    assert mmd.p_adjusted is not None and mmd.p_adjusted < 0.05
+    assert not by_statistic["cosine"].drifted and by_statistic["cosine"].streak == 0
+    assert first.alerts == []
+    second = monitor.evaluate([simulated(rng, 4, segment="plan=pro", embedding_scale=2.5)])
+    [alert] = second.alerts
+    assert (alert.rule, alert.segment, alert.evidence["statistic"]) == (
+        "drift_embedding",
+        "plan=pro",
+        "mmd",
+    )
+    assert alert.evidence["streak"] == "2" and alert.evidence["current_size"] == "32"
+
+
+@pytest.mark.parametrize("mode", ["baseline", "rolling"])
+def test_same_distribution_embeddings_alarm_at_most_at_the_false_alarm_rate(mode: str) -> None:
+    rng = np.random.default_rng(99)
+    config = settings(
+        drift=DriftConfig(features=["embedding"]),  # persistence 2, as configured by default
+        default_reference=ReferenceConfig(mode=mode, baseline_responses=600, rolling_windows=5),  # type: ignore[arg-type]
+    )
+    monitor = QualityMonitor(config)
+    windows = 300
+    tested = drifted = alarmed = 0
+    for i in range(windows):
+        found = monitor.evaluate([simulated(rng, i, n=120)])
+        mmd = [r for r in found.drift if r.statistic == "mmd"]
+        tested += len(mmd)
+        drifted += sum(r.drifted for r in mmd)
+        alarmed += any(a.state == "open" for a in found.alerts)
+    assert tested >= windows - 5  # the samples were tested, not skipped
+    fdr = config.drift.fdr
+    # One p-valued test per window, valid at level fdr: about fdr of them drift by chance
+    # (within two binomial standard errors), and the streak keeps the alarms below fdr.
+    assert drifted / tested <= fdr + 2 * math.sqrt(fdr * (1 - fdr) / tested)
+    assert alarmed / windows <= fdr
