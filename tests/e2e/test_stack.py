@@ -36,6 +36,7 @@ def _env(data_dir: Path) -> dict[str, str]:
             "LLMOPS_TRACES_PORT": str(traces),
             "LLMOPS_METRICS_BASE_PORT": "0",
             "LLMOPS_METRICS_WINDOW_S": "2",
+            "LLMOPS_SEGMENT_ATTRIBUTES": '["locale", "plan"]',
             "LLMOPS_POOLS": json.dumps(
                 [{"name": POOL, "engine": "transformers", "model": "tiny-random", "capacity": 8}]
             ),
@@ -115,6 +116,38 @@ def test_demo_traffic_gets_every_reply_and_every_row(platform: dict[str, str]) -
         60,
         "metric windows to count all 12 responses",
     )
+    # Quality windows too: the whole groups count all 12, the locale segments the 9 demo
+    # requests that carry a locale (the summarize prompt's carry none), and the JSON
+    # requests (one in four) have their answers checked.
+    quality = (
+        "SELECT sumIf(responses, segment = ''), sumIf(responses, startsWith(segment, 'locale=')),"
+        " sumIf(rate_totals['json_invalid'], segment = '') FROM quality_windows FINAL"
+        " WHERE pool = {p:String}"
+    )
+    _eventually(
+        lambda: _query(platform, quality, p=POOL)[0] == (12, 9, 3),
+        60,
+        "quality windows to count the 12 responses, 9 by locale, 3 asked for JSON",
+    )
+    report = subprocess.run(
+        [LLMOPS, "report", "--since", "1h"],
+        env=platform,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert report.returncode == 0, report.stdout + report.stderr
+    assert "support-answer" in report.stdout
+    alerts = subprocess.run(
+        [LLMOPS, "alerts", "--all", "--json"],
+        env=platform,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert alerts.returncode == 0, alerts.stdout + alerts.stderr
+    for line in alerts.stdout.splitlines():
+        assert json.loads(line)["kind"] in ("drift", "safety", "fairness")
 
 
 def test_one_trace_connects_every_hop(platform: dict[str, str]) -> None:
