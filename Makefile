@@ -20,7 +20,7 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
 .PHONY: up help test test-unit venvs test-vllm test-gemma venv venv-vllm lint format typecheck bench \
-	bench-deps bench-evidently bench-metrics schemas clean
+	bench-deps bench-metrics schemas clean
 
 up: $(STAMP)                     ## set up, then run the platform on its embedded default with demo traffic
 	$(VENV)/bin/llmops up --demo
@@ -95,17 +95,8 @@ bench-deps: $(STAMP)             ## LiteLLM for bench/router.py's side-by-side (
 	$(PIP) install --no-deps litellm==1.106.2
 	$(PIP) install -r requirements/bench.txt
 
-# Evidently (bench/metrics.py's drift baseline) needs pandas<3: a throwaway venv of its own.
-BENCH_EVIDENTLY_VENV ?= .venv-bench-evidently
-bench-evidently: $(BENCH_EVIDENTLY_VENV)/.installed  ## Evidently 0.7.23 in .venv-bench-evidently (bench/metrics.py's drift baseline)
-
-$(BENCH_EVIDENTLY_VENV)/.installed: requirements/bench-evidently.txt
-	test -x $(BENCH_EVIDENTLY_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_EVIDENTLY_VENV)
-	$(BENCH_EVIDENTLY_VENV)/bin/python -m pip --disable-pip-version-check -q install -r requirements/bench-evidently.txt
-	touch $@
-
-bench-metrics: $(STAMP) bench-evidently  ## quality monitoring throughput, freshness and drift vs Evidently (RESULT line)
+bench-metrics: $(STAMP)  ## quality monitoring throughput, freshness and drift vs Evidently (RESULT line)
 	$(PY) bench/metrics.py
 
 clean:                           ## remove both venvs, local state and build output
-	rm -rf $(VENV) $(VLLM_VENV) $(BENCH_EVIDENTLY_VENV) .llmops build *.egg-info
+	rm -rf $(VENV) $(VLLM_VENV) .llmops build *.egg-info

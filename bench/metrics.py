@@ -22,9 +22,8 @@ phase and one database per phase in one store.
    drift is found); llmops.stats.drift computes what the monitor does per feature (KS,
    Wasserstein normed and PSI per numeric column; Jensen-Shannon and chi-square per
    categorical one; Evidently's default method for each) and Evidently 0.7.23's
-   `Report([DataDriftPreset()]).run(current, reference)` on the same values, in its own venv
-   (.venv-bench-evidently: Evidently needs pandas<3; `make bench-evidently`, or created here
-   on first use) in a subprocess, rows passed in a JSON file. Both are timed in this run (best
+   `Report([DataDriftPreset()]).run(current, reference)` on the same values (Evidently is a
+   dev extra of .venv) in a subprocess, rows passed in a JSON file. Both are timed in this run (best
    of --repeats); their per-column values must agree (relative 1e-6).
 
     .venv/bin/python bench/metrics.py [--responses 8000] [--seconds 20] [--rate 200]
@@ -78,8 +77,6 @@ from schemas.topics import EVENT_TYPE_HEADER
 from streams.worker import WorkerOptions, topics_needed
 
 REPO = Path(__file__).resolve().parents[1]
-EVIDENTLY_VENV = REPO / ".venv-bench-evidently"
-EVIDENTLY_REQUIREMENTS = REPO / "requirements" / "bench-evidently.txt"
 EMBEDDING_DETECTOR = "minilm_embeddings"
 TIMEOUT_S = float(os.environ.get("BENCH_TIMEOUT_S", "900"))
 WINDOW_S = 10.0  # the worker's window length in every phase
@@ -596,23 +593,6 @@ METHOD_NAMES = {
 }
 
 
-def ensure_evidently(progress: Progress) -> Path:
-    python = EVIDENTLY_VENV / "bin" / "python"
-    stamp = EVIDENTLY_VENV / ".installed"
-    if stamp.exists():
-        return python
-    task = progress.add_task(
-        f"creating {EVIDENTLY_VENV.name} with Evidently 0.7.23 (pandas<3), first time ~1 min",
-        total=None,
-    )
-    subprocess.run([sys.executable, "-m", "venv", str(EVIDENTLY_VENV)], check=True)
-    pip = [str(python), "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "install", "-r", str(EVIDENTLY_REQUIREMENTS)], check=True)
-    stamp.touch()
-    progress.remove_task(task)
-    return python
-
-
 def drift_phase(
     store_url: str,
     database: str,
@@ -634,7 +614,7 @@ def drift_phase(
     if skip_evidently:
         note = "--skip-evidently"
     else:
-        python = ensure_evidently(progress)
+        python = sys.executable  # Evidently is a dev extra of .venv (with pandas 2.3.3)
         progress.update(task, description=f"drift: Evidently DataDriftPreset on {rows} rows")
         data_path = work / "drift-rows.json"
         data_path.write_text(
