@@ -215,7 +215,12 @@ def _mmd(
     if len(ref[0]) != len(cur[0]) or len(cur[0]) != len(current.embedding_sum):
         return None
     rng = np.random.default_rng(mmd_seed(current))
-    result = stats.mmd_test(ref, cur, rng, permutations=MMD_PERMUTATIONS)
+    result = stats.mmd_test(
+        np.asarray(ref, dtype=np.float64),
+        np.asarray(cur, dtype=np.float64),
+        rng,
+        permutations=MMD_PERMUTATIONS,
+    )
     return DriftTest(
         EMBEDDING, segment, "mmd", result.statistic, config.fdr, result.p_value,
         result.p_value < config.fdr, True, len(ref), len(cur),

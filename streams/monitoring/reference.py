@@ -22,11 +22,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+
 from llmops.monitoring_config import ReferenceConfig
 from schemas import QualityWindow
 from streams import rows
 from streams.features import GroupKey, group_key_text
-from streams.quality import embedding_values, merge_embedding_samples
+from streams.quality import merge_embedding_samples
 
 # Bounds: windows one reference holds or loads, and values pooled per numeric feature.
 MAX_REFERENCE_WINDOWS = 1000
@@ -59,8 +61,9 @@ class Reference:
     categories: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     embedding_sum: Sequence[float] = ()
     embedded: int = 0
-    # Bottom-k by request-id hash of the windows' embedding samples (float32 values).
-    embedding_sample: Sequence[Sequence[float]] = ()
+    # Bottom-k by request-id hash of the windows' embedding samples (float32 values), one
+    # row each (an array: the MMD test reads it as one, every window).
+    embedding_sample: Sequence[Sequence[float]] | np.ndarray = ()
 
 
 def _thin(values: list[float], bound: int) -> list[float]:
@@ -98,10 +101,12 @@ def merge_reference(windows: Sequence[QualityWindow], description: str) -> Refer
     sampled = [  # the embedding sum's model only: another dimension is not comparable
         w for w in windows if w.embedding_sample and len(w.embedding_sample[0]) == len(embedding)
     ]
-    embedding_sample = [
-        embedding_values(key)
-        for _, key in merge_embedding_samples(sampled, MAX_REFERENCE_EMBEDDINGS)
-    ]
+    keys = [key for _, key in merge_embedding_samples(sampled, MAX_REFERENCE_EMBEDDINGS)]
+    embedding_sample = (
+        np.frombuffer(b"".join(keys), dtype=np.float32).reshape(len(keys), -1).astype(np.float64)
+        if keys
+        else ()
+    )
     return Reference(
         description=description,
         windows=len(windows),

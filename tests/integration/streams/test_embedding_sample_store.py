@@ -78,7 +78,6 @@ def test_the_embedding_sample_round_trips_through_the_store(database: str) -> No
     for segment in segments:
         mine = [w for w in windows if w.segment == segment]
         theirs = [stored[(w.window_start, segment)] for w in mine]
-        assert (
-            merge_reference(theirs, "r").embedding_sample
-            == merge_reference(mine, "r").embedding_sample
-        )
+        expected = np.asarray(merge_reference(mine, "r").embedding_sample)
+        assert len(expected) == min(256, sum(len(w.embedding_sample) for w in mine))
+        assert np.array_equal(np.asarray(merge_reference(theirs, "r").embedding_sample), expected)
