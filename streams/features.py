@@ -90,6 +90,27 @@ class ResponseFeatures(Contract):
         return cls.model_validate_json(data)
 
 
+# Members of one packed record at most (a sink batch of one group packs into a few records).
+MAX_PACKED_FEATURES = 1024
+
+
+class ResponseFeaturesBatch(Contract):
+    """Several responses' features of one window group in one repartition record (event
+    type "ResponseFeaturesBatch"): what a sink batch publishes per group, so the windows
+    agent pays the broker and faust's per-record cost once per group and batch, not once per
+    response. A member outside the ResponseFeatures contract makes the whole record invalid.
+    """
+
+    features: list[ResponseFeatures] = Field(min_length=1, max_length=MAX_PACKED_FEATURES)
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ResponseFeaturesBatch:
+        return cls.model_validate_json(data)
+
+
 def is_error(result: InferenceResult) -> bool:
     """An error is a result carrying ErrorInfo, or one that finished with reason `error`."""
     return result.error is not None or result.finish_reason == "error"

@@ -49,10 +49,12 @@ from streams.features import (
     features_with_signals,
     group_key_text,
 )
+from streams.isolate import Unstorable
 from streams.judge.requests import JudgeConfig, is_verdict, judge_requests
 from streams.judge.verdict import parse_verdict, verdict_signals
 from streams.privacy import TextPolicy
 from streams.records import Batch, Converter, E, Outgoing, json_headers, to_record
+from streams.repartition import pack_features
 from streams.rows import Row
 from streams.sink import TableWriter
 
@@ -347,4 +349,14 @@ class SinkAgent(Generic[E]):
             self.tracer, db_span_name("INSERT", writer.table), batch.contexts, attributes=attributes
         ):
             refused = await writer.write(batch.rows)
-            await self.delivery.publish(self.converter.refused(batch, refused))
+            await self.delivery.publish(self.outgoing(batch, refused))
+
+    def outgoing(self, batch: Batch, refused: Sequence[Unstorable[Any]]) -> list[Outgoing]:
+        """Pure: what to publish once the store answered: the batch's records less what the
+        refused rows produced, plus their dead letters; the features of the stored rows
+        packed into one record per window group (streams/repartition.py)."""
+        return pack_features(
+            self.converter.refused(batch, refused),
+            self.context.features_topic,
+            self.converter.max_bytes,
+        )

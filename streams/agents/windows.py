@@ -1,9 +1,13 @@
 """The windows agent: response features -> tumbling windows -> `metric_windows` and
 `quality_windows` + llm.metrics (MetricWindow and QualityWindow records).
 
-A features record is acked only when the window it fell into has been emitted (its rows
-inserted, MetricWindow and QualityWindows published); a window drops its records unacked
-when its partition is revoked, and the new owner rebuilds it from them. A window first
+A features record is a packed `ResponseFeaturesBatch` (one per window group per sink batch,
+streams/repartition.py) or a single `ResponseFeatures` (by its event type header, or by its
+shape when it has none). It is acked only when every window its responses fell into has
+been emitted (rows inserted, MetricWindow and QualityWindows published) or dropped as
+unbuildable: each record waits on the set of its windows, and is acked once, when that set
+empties. A window drops its records unacked when its partition is revoked (and with them
+every other window they wait on), and the new owner rebuilds it from them. A window first
 seen after it closed may have been emitted already: before it is emitted again, it is
 completed from the `responses` table (rows are inserted before features are published),
 so its new aggregate is the union and its row, keyed by window start + group, replaces the
@@ -31,9 +35,10 @@ from schemas import QualityWindow
 from schemas.topics import METRICS
 from streams import SERVICE, backfill, rows
 from streams.agents.delivery import Delivery
-from streams.features import ResponseFeatures
+from streams.features import ResponseFeatures, ResponseFeaturesBatch
 from streams.isolate import Unstorable
 from streams.records import Outgoing, json_headers, message_headers
+from streams.repartition import is_packed, looks_packed
 from streams.sink import Reader, TableWriter
 from streams.windows import DueWindow, WindowAccumulator, WindowKey
 
@@ -73,8 +78,10 @@ class WindowsAgent:
         self.segment_attributes = tuple(segment_attributes)
         # Whether `responses` has the embedding column (looked up until it has).
         self._embedding_stored = False
-        # Features events counted in a window and not acked yet, by window.
+        # Features events counted in a window and not acked yet, by window (once each).
         self._held: dict[WindowKey, list[EventT[bytes]]] = {}
+        # Each such event (by identity) and the windows it still waits on; acked when empty.
+        self._waiting: dict[int, tuple[EventT[bytes], set[WindowKey]]] = {}
         # The features partition each window's group comes from (one per group).
         self._window_tp: dict[WindowKey, TP] = {}
         self._stream: StreamT[bytes] | None = None
@@ -107,19 +114,26 @@ class WindowsAgent:
                 continue
             payload = event.message.value or b""
             try:
-                features = ResponseFeatures.from_bytes(payload)
+                members = _decode(event, payload)
             except (ValueError, RecursionError) as error:
                 # Nobody but this worker should write the topic, so there is no dead-letter
                 # owner: skipped and counted, logged at a bounded rate.
                 rejected = classify_decode_error(payload, error)
                 self._skip(event, rejected.kind, rejected.reason)
                 continue
-            key = self.accumulator.add(features, now)
-            if key is None:  # already counted in its window: nothing more to wait for
+            windows: set[WindowKey] = set()
+            for features in members:
+                key = self.accumulator.add(features, now)
+                if key is None:  # already counted in its window: nothing to wait for
+                    continue
+                if key not in windows:
+                    windows.add(key)
+                    self._held.setdefault(key, []).append(event)
+                self._window_tp[key] = event.message.tp
+            if windows:
+                self._waiting[id(event)] = (event, windows)
+            else:
                 event.ack()
-                continue
-            self._held.setdefault(key, []).append(event)
-            self._window_tp[key] = event.message.tp
 
     def _skip(self, event: EventT[bytes], kind: str, reason: str) -> None:
         tp = event.message.tp
@@ -136,15 +150,33 @@ class WindowsAgent:
         if self._stream is not None:
             await self.delivery.ack(self._stream, held)
 
+    def _release(self, key: WindowKey) -> list[EventT[bytes]]:
+        """Window `key` is emitted or dropped as unbuildable: the events it held that wait
+        on no other window now (each returned once, then forgotten)."""
+        done: list[EventT[bytes]] = []
+        for event in self._held.pop(key, []):
+            waiting = self._waiting.get(id(event))
+            if waiting is None:  # its partition was revoked: never acked here
+                continue
+            waiting[1].discard(key)
+            if not waiting[1]:
+                del self._waiting[id(event)]
+                done.append(event)
+        return done
+
     async def emit_due_windows(self) -> None:
         """Emit closed windows: rows first, then llm.metrics, then ack what they counted."""
         await self._seed_windows()
-        now = time.time()
+        await self.emit_due(time.time())
+
+    async def emit_due(self, now: float) -> None:
+        """Emit the windows closed at `now`, ack the events that wait on no other window,
+        drop the unbuildable ones and retire the old ones."""
         due = self.accumulator.due_windows(now)
         if due:
-            held = [event for window in due for event in self._held.pop(window.key, [])]
+            held = list({id(e): e for w in due for e in self._held.get(w.key, [])}.values())
             await self._emit(due, held)
-            await self._ack(held)
+            await self._ack([event for window in due for event in self._release(window.key)])
         await self._drop_unbuildable()
         for key in self.accumulator.retire(now):
             self._window_tp.pop(key, None)
@@ -161,7 +193,7 @@ class WindowsAgent:
                 level=logging.ERROR,
             )
             metrics.count_skipped(SERVICE, METRICS.name, "unbuildable")
-            await self._ack(self._held.pop(key, []))
+            await self._ack(self._release(key))
 
     async def _seed_windows(self) -> None:
         """Complete windows first seen after they closed with what `responses` holds."""
@@ -262,11 +294,27 @@ class WindowsAgent:
         revoked: set[TP] = set(args[0]) if args else set()
         gone = [key for key, tp in self._window_tp.items() if tp in revoked]
         self.accumulator.discard(gone)
+        # Their events are never acked here, even if some of their windows stay (a record
+        # whose members span groups of several partitions): the new owner replays them.
+        lost = {id(e) for key in gone for e in self._held.get(key, [])}
+        lost.update(i for i, (e, _) in self._waiting.items() if e.message.tp in revoked)
+        for i in lost:
+            self._waiting.pop(i, None)
         for key in gone:
             self._window_tp.pop(key, None)
             self._held.pop(key, None)
         if gone:
             log.info("dropped %d windows of revoked partitions", len(gone))
+
+
+def _decode(event: EventT[bytes], payload: bytes) -> list[ResponseFeatures]:
+    """The responses' features a record carries: a packed record's members, or one."""
+    packed = is_packed(message_headers(event))
+    if packed is None:
+        packed = looks_packed(payload)
+    if packed:
+        return ResponseFeaturesBatch.from_bytes(payload).features
+    return [ResponseFeatures.from_bytes(payload)]
 
 
 def _log_refused_windows(due: Sequence[DueWindow], refused: Sequence[Unstorable[Any]]) -> None:

@@ -55,7 +55,12 @@ from schemas.topics import (
 )
 from services.inference.engines.fake import FakeEngine
 from services.inference.heartbeat import Heartbeat
-from streams.features import ResponseFeatures, extract_features, group_key_text
+from streams.features import (
+    ResponseFeatures,
+    ResponseFeaturesBatch,
+    extract_features,
+    group_key_text,
+)
 from tests.integration.fuzz_harness import (
     APP_ID,
     CLIENT_ID,
@@ -125,6 +130,16 @@ def fix_letter(doc: dict[str, Any], rid: str) -> dict[str, Any]:
 
 def fix_features(doc: dict[str, Any], rid: str) -> dict[str, Any]:
     return {**doc, "request_id": rid, "prompt_name": rid}
+
+
+def fix_packed(doc: dict[str, Any], rid: str) -> dict[str, Any]:
+    members = doc.get("features")
+    if not isinstance(members, list):
+        return doc
+    fixed = [
+        fix_features(m, f"{rid}-{i}") if isinstance(m, dict) else m for i, m in enumerate(members)
+    ]
+    return {**doc, "features": fixed}
 
 
 def fix_result(doc: dict[str, Any], rid: str) -> dict[str, Any]:
@@ -512,6 +527,14 @@ async def good_quality_window(h: Harness) -> None:
 async def test_metrics_monitor(fuzz: Harness, batch: list[FuzzRecord]) -> None:
     consumer = Consumer("metrics monitor", None, decodes(QualityWindow))
     await feed(fuzz, METRICS.name, as_quality_windows(batch), [consumer], good_quality_window)
+
+
+# Packed features (one record per window group per sink batch), hostile ones among them.
+@FUZZ
+@given(batch=fuzz_batch(tame(ResponseFeaturesBatch.model_json_schema()), fix_packed))
+async def test_metrics_packed_features(fuzz: Harness, batch: list[FuzzRecord]) -> None:
+    consumer = Consumer("metrics windows (packed)", None, decodes(ResponseFeaturesBatch))
+    await feed(fuzz, FEATURES, batch, [consumer], good_features)
 
 
 # Last: the metrics worker must survive it, and the tests above need it alive.

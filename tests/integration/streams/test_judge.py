@@ -18,6 +18,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from llmops.config import FakePool
 from schemas import ChatMessage, InferenceResult, PromptRequest, SamplingParams
 from schemas.topics import REQUESTS, RESPONSES, response_features_topic
+from streams.features import ResponseFeaturesBatch
 from streams.judge.requests import JUDGE_APP, JUDGE_CHECK, JUDGED_REQUEST, judge_request_id
 from tests.integration.platform import running_platform
 from tests.integration.streams.test_worker import (  # noqa: F401  (fixtures)
@@ -174,9 +175,13 @@ async def test_sampled_app_responses_are_judged_once_through_the_router(
 
         # Only the app responses reach the windows: N features, N requests in the windows.
         features_topic = response_features_topic(app_id).name
-        features = read_all(bootstrap, features_topic)
+        features = [
+            member.to_bytes()
+            for _, _, v in read_all(bootstrap, features_topic)
+            for member in ResponseFeaturesBatch.from_bytes(v).features
+        ]
         assert len(features) == N
-        assert all(any(a.encode() in v for a in app_ids) for _, _, v in features)
+        assert all(any(a.encode() in v for a in app_ids) for v in features)
         await wait_async(
             lambda: int(tables.scalar("SELECT sum(requests) FROM metric_windows FINAL")) >= N,
             "the windows",
