@@ -79,8 +79,17 @@ MAX_PII_TYPES = MAX_SIGNALS - len(RATES)
 OTHER = "(other)"
 WILSON_CONFIDENCE = 0.95
 
-# Output embeddings kept per window and segment (bottom-k by request-id hash).
+# Output embeddings kept per window and segment (bottom-k by request-id hash), and at most
+# this many numbers in all: 32 of all-MiniLM-L6-v2's 384 (about 250 KB of the record's JSON);
+# a wider model gets fewer vectors (1536: 8), so a record stays well within a message.
 EMBEDDING_SAMPLE_K = MAX_EMBEDDING_SAMPLE
+EMBEDDING_SAMPLE_FLOATS = EMBEDDING_SAMPLE_K * 384
+
+
+def embedding_sample_k(dimension: int) -> int:
+    """Vectors of that dimension a window's embedding sample keeps (at least one)."""
+    return max(1, min(EMBEDDING_SAMPLE_K, EMBEDDING_SAMPLE_FLOATS // max(dimension, 1)))
+
 
 # Stable ids: the same aggregate of the same window and segment gets the same event_id.
 _QUALITY_ID_NAMESPACE = uuid.UUID("3f0f6d2a-9a43-4f6e-8a0e-5d7b1c2e4f60")
@@ -443,7 +452,7 @@ def _build(parts: _Parts, ident: str) -> QualityWindow:
     embedding_sample: Sequence[_EmbeddingItem] = ()
     if parts.embedding_sum is not None and parts.embedded:
         embedding_sum = [_statistic(float(v)) for v in parts.embedding_sum]
-        embedding_sample = parts.embedding_sample[:EMBEDDING_SAMPLE_K]
+        embedding_sample = parts.embedding_sample[: embedding_sample_k(len(embedding_sum))]
     name, version, variant, pool, model = parts.group
     return QualityWindow(
         event_id=uuid.uuid5(_QUALITY_ID_NAMESPACE, ident).hex,

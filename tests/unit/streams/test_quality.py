@@ -26,6 +26,7 @@ from streams.quality import (
     OTHER,
     QualityRules,
     WindowQuality,
+    embedding_sample_k,
     merge_quality,
 )
 
@@ -315,6 +316,20 @@ def test_a_few_embeddings_are_all_kept_and_other_dimensions_left_out() -> None:
     assert whole.embedding_sample != [[0.1, 0.2, 0.3], [0.5, 0.5, 0.5]]  # float32, as stored
     none = aggregate([feat("z")])[""]
     assert (none.embedding_sample, none.embedding_sample_hashes) == ([], [])
+
+
+def test_a_wider_embedding_keeps_fewer_vectors_and_still_merges_exactly() -> None:
+    rng = np.random.default_rng(9)
+    features = [feat(f"w{i}", embedding=rng.normal(0.0, 1.0, 1536).tolist()) for i in range(40)]
+    whole = aggregate(features)[""]
+    assert embedding_sample_k(1536) == 8 and embedding_sample_k(384) == EMBEDDING_SAMPLE_K
+    assert embedding_sample_k(4096) == 3
+    expected = expected_embedding_sample(features)[:8]
+    assert whole.embedding_sample_hashes == [h for h, _ in expected]
+    assert whole.embedding_sample == [v for _, v in expected]
+    parts = [aggregate(features[:20])[""], aggregate(features[20:])[""]]
+    assert merge_quality(parts).embedding_sample_hashes == whole.embedding_sample_hashes
+    assert len(whole.model_dump_json()) < 400_000
 
 
 def test_a_segment_folded_into_other_brings_its_embedding_sample() -> None:
