@@ -28,7 +28,7 @@ from streams.rows import QUALITY_WINDOW_COLUMNS, QUALITY_WINDOWS_TABLE, quality_
 from tests.integration.streams.test_worker import (  # noqa: F401  (fixtures)
     Tables,
     Worker,
-    producer,
+    own_bootstrap,
     run_id,
     send_all,
     tables,
@@ -109,17 +109,17 @@ TOPICS = ("the weather", "a recipe", "the tower", "a train", "taxes", "a poem", 
 
 
 def test_the_worker_stores_the_bottom_k_of_the_real_embeddings(
-    bootstrap: str,
+    own_bootstrap: str,
     database: str,
     tables: Tables,
-    producer: KafkaProducer,
     run_id: str,
     tmp_path: Path,
 ) -> None:
     """The real worker with the real embedding tier (all-MiniLM-L6-v2), on a window closed an
     hour ago (so it is seeded from the stored responses too): its quality row's embedding
     sample is exactly the bottom-32, by request-id hash, of the embeddings stored with the
-    responses, for the whole group and for each segment."""
+    responses, for the whole group and for each segment. A broker of its own: on the shared
+    one the new consumer group would first embed every earlier test's responses."""
     n = 48
     long_ago = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
     results = [
@@ -138,7 +138,8 @@ def test_the_worker_stores_the_bottom_k_of_the_real_embeddings(
         )
         for i in range(n)
     ]
-    worker = Worker(bootstrap, database, tmp_path, f"streams-{run_id}", EMBEDDING_ENV)
+    worker = Worker(own_bootstrap, database, tmp_path, f"streams-{run_id}", EMBEDDING_ENV)
+    producer = KafkaProducer(bootstrap_servers=own_bootstrap, acks="all", linger_ms=5)
 
     def sampled_rows() -> dict[str, dict[str, Any]]:
         rows = tables.client.query(
@@ -164,6 +165,7 @@ def test_the_worker_stores_the_bottom_k_of_the_real_embeddings(
         found = sampled_rows()
     finally:
         code = worker.stop()
+        producer.close()
     assert code == 0, worker.log()[-3000:]
     assert len(stored) == n and all(len(v) == 384 for v in stored.values())
     members = {
