@@ -45,6 +45,17 @@ class Outgoing:
     headers: Headers
 
 
+# What a record costs on top of its key, value and headers in a produce request (record
+# batch and request framing), so a size check errs on the side of "too large".
+RECORD_OVERHEAD_BYTES = 512
+
+
+def record_size(out: Outgoing) -> int:
+    """The bytes `out` takes in a produce request, framing included (an upper bound)."""
+    headers = sum(len(k) + len(v) for k, v in out.headers)
+    return len(out.value) + len(out.key or b"") + headers + RECORD_OVERHEAD_BYTES
+
+
 @dataclass(slots=True)
 class Batch:
     """What a batch of input records produced, before any of it is stored."""

@@ -19,7 +19,7 @@ from faust.types import EventT, StreamT
 
 from llmops.telemetry import metrics
 from streams import SERVICE
-from streams.records import Outgoing
+from streams.records import Outgoing, record_size
 from streams.sink import Backoff
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,10 @@ class Delivery:
 
     async def publish(self, outgoing: Sequence[Outgoing]) -> None:
         """Send every record and wait for the broker's acks; on failure send them all again
-        (duplicates are absorbed downstream: every record carries its ids)."""
+        (duplicates are absorbed downstream: every record carries its ids). A record larger
+        than the producer sends is dropped first, logged and counted: retrying it could
+        never succeed and would stop the agent for good."""
+        outgoing = self._sendable(outgoing)
         attempt = 0
         while outgoing:
             try:
@@ -73,6 +76,22 @@ class Delivery:
                 for topic, count in Counter(out.topic for out in outgoing).items():
                     metrics.count_produced(SERVICE, topic, count)
                 return
+
+    def _sendable(self, outgoing: Sequence[Outgoing]) -> Sequence[Outgoing]:
+        limit = int(self.app.conf.producer_max_request_size)
+        kept = [out for out in outgoing if record_size(out) <= limit]
+        if len(kept) == len(outgoing):
+            return outgoing
+        for out in outgoing:
+            if record_size(out) > limit:
+                metrics.count_skipped(SERVICE, out.topic, "too_large")
+                log.error(
+                    "dropped a %d-byte record for %s: larger than the producer sends (%d)",
+                    record_size(out),
+                    out.topic,
+                    limit,
+                )
+        return kept
 
     @staticmethod
     async def ack(stream: StreamT[bytes], events: Iterable[EventT[bytes]]) -> None:

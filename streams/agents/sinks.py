@@ -358,5 +358,7 @@ class SinkAgent(Generic[E]):
         return pack_features(
             self.converter.refused(batch, refused),
             self.context.features_topic,
-            self.converter.max_bytes,
+            # Half the message bound: far from the producer's and the broker's limits (the
+            # producer sends up to 1,000,000 bytes; Kafka's brokers take about 1 MiB).
+            self.converter.max_bytes // 2,
         )
