@@ -114,7 +114,9 @@ MAX_FINDINGS_PER_ROW = 256
 # UInt32 columns: offsets beyond are clamped (texts are far shorter; this only bounds).
 _MAX_OFFSET = 2**32 - 1
 
-METRIC_WINDOW_COLUMNS: tuple[str, ...] = (
+# The leading columns of every per-window table (metric_windows, quality_windows, drift):
+# the window and its group, in the order of their sorting keys.
+WINDOW_GROUP_COLUMNS: tuple[str, ...] = (
     "window_start",
     "window_end",
     "prompt_name",
@@ -122,6 +124,10 @@ METRIC_WINDOW_COLUMNS: tuple[str, ...] = (
     "variant",
     "pool",
     "model",
+)
+
+METRIC_WINDOW_COLUMNS: tuple[str, ...] = (
+    *WINDOW_GROUP_COLUMNS,
     "event_id",
     "ts",
     "requests",
@@ -140,13 +146,7 @@ METRIC_WINDOW_COLUMNS: tuple[str, ...] = (
 
 # 010_quality_windows.sql: the QualityWindow fields, named alike.
 QUALITY_WINDOW_COLUMNS: tuple[str, ...] = (
-    "window_start",
-    "window_end",
-    "prompt_name",
-    "prompt_version",
-    "variant",
-    "pool",
-    "model",
+    *WINDOW_GROUP_COLUMNS,
     "segment",
     "event_id",
     "ts",
@@ -368,13 +368,7 @@ ALERTS_TABLE = "alerts"
 _NO_WINDOW = datetime(1970, 1, 1, tzinfo=UTC)
 
 DRIFT_COLUMNS: tuple[str, ...] = (
-    "window_start",
-    "window_end",
-    "prompt_name",
-    "prompt_version",
-    "variant",
-    "pool",
-    "model",
+    *WINDOW_GROUP_COLUMNS,
     "segment",
     "feature",
     "statistic",

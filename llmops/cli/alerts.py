@@ -24,32 +24,16 @@ from rich.text import Text
 from llmops.cli.console import console, error_console
 from llmops.cli.errors import Mistake, require_kafka
 from llmops.config import Settings, get_settings
+from streams.rows import ALERT_COLUMNS
 
 if TYPE_CHECKING:
     from schemas.monitoring import Alert
 
+
 commands = typer.Typer()
 
-COLUMNS = (
-    "alert_id",
-    "state",
-    "severity",
-    "kind",
-    "rule",
-    "subject",
-    "opened_at",
-    "ts",
-    "message",
-    "prompt_name",
-    "prompt_version",
-    "variant",
-    "pool",
-    "model",
-    "segment",
-    "window_start",
-    "window_end",
-    "evidence",
-)
+# What the listing reads of an alert row: all but the ids of its event and its request.
+COLUMNS = tuple(c for c in ALERT_COLUMNS if c not in ("event_id", "request_id"))
 MAX_LIMIT = 10_000
 SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 # Evidence worth a column, in this order; the rest follow until the column is full.

@@ -185,17 +185,14 @@ class Contains(Assertion):
 
 
 @ASSERTIONS.register
-class NotContains(Assertion):
+class NotContains(Contains):
     """The output does not contain a substring (the same as contains with `not: true`)."""
 
     type = "not_contains"
-    Params = ContainsParams
 
     def judge(self, subject: Subject) -> Verdict:
-        p = self.params
-        assert isinstance(p, ContainsParams)
-        found = _fold(p.value, p.case_sensitive) in _fold(subject.result.output, p.case_sensitive)
-        return Verdict(not found, f"output {'contains' if found else 'lacks'} {_short(p.value)}")
+        found = super().judge(subject)
+        return Verdict(not found.passed, found.message)
 
 
 MANY = 10  # a repeat of at least this many times is "many" for the backtracking check

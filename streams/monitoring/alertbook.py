@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from llmops.monitoring_config import Severity
-from schemas import Alert
+from schemas import Alert, QualityWindow
 from schemas.base import MAX_NAME_LEN
 from streams.features import GroupKey, group_key_text
+from streams.monitoring.reference import group_of
 
 ALERT_NAMESPACE = uuid.UUID("6b0f3f56-5d6e-4b8e-9a63-2f1f4c0c9a19")
 MAX_SUBJECT = 512
@@ -57,6 +58,29 @@ class Condition:
     @property
     def subject(self) -> str:
         return subject_of(self.rule, self.group, self.segment)
+
+    @classmethod
+    def about(
+        cls,
+        window: QualityWindow,
+        *,
+        kind: str,
+        rule: str,
+        active: bool,
+        severity: Severity,
+        message: str,
+        evidence: Mapping[str, str],
+    ) -> Condition:
+        """A condition of `window`'s group and segment."""
+        return cls(
+            kind, rule, group_of(window), window.segment, active, severity, message, evidence
+        )
+
+
+def window_label(window: QualityWindow, with_segment: bool = True) -> str:
+    """How messages name a window's series: "support v3 (locale=de)"."""
+    where = f" ({window.segment})" if with_segment and window.segment else ""
+    return f"{window.prompt_name} v{window.prompt_version}{where}"
 
 
 def alert_id(subject: str, opened_window: datetime | None) -> str:

@@ -29,8 +29,7 @@ from scipy import stats as scipy_stats
 from llmops.monitoring_config import FairnessConfig
 from llmops.stats.fairness import Disparity, best_group, outside_band, rate_ratio
 from schemas import QualityWindow
-from streams.monitoring.alertbook import Condition
-from streams.monitoring.reference import group_of
+from streams.monitoring.alertbook import Condition, window_label
 
 SAFETY_FLAG = "safety_flag"
 SAFETY_FLAG_PARTS = ("pii_output", "toxic", "unsupported")
@@ -97,18 +96,17 @@ def _condition(comparison: _Comparison, config: FairnessConfig, confidence: floa
     flagged = comparison.best != window.segment and outside_band(
         disparity, config.band_low, config.band_high, min_n=config.min_group_responses
     )
-    return Condition(
+    return Condition.about(
+        window,
         kind="fairness",
         rule=f"fairness_{metric}",
-        group=group_of(window),
-        segment=window.segment,
         active=flagged,
         severity=config.severity,
         message=(
             f"{metric} of {window.segment} is {disparity.ratio:.2f}x that of {comparison.best} "
             f"(interval {disparity.low:.2f}-{disparity.high:.2f}, band "
             f"{config.band_low:g}-{config.band_high:g}) for "
-            f"{window.prompt_name} v{window.prompt_version}"
+            f"{window_label(window, with_segment=False)}"
         ),
         evidence={
             "statistic": "disparity_ratio",

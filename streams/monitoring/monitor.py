@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from llmops.monitoring_config import MonitoringSettings, ReferenceConfig
 from schemas import Alert, DriftReport, QualityWindow
 from streams.monitoring import drift
-from streams.monitoring.alertbook import AlertBook, Condition, rule_name
+from streams.monitoring.alertbook import AlertBook, Condition, rule_name, window_label
 from streams.monitoring.fairness import fairness_conditions
 from streams.monitoring.reference import Reference, ReferenceSeries, SeriesKey, series_of
 from streams.monitoring.safety import safety_conditions
@@ -155,25 +155,17 @@ class QualityMonitor:
     ) -> Condition:
         config = self.settings.drift
         active = streak >= config.persistence
-        where = f" ({window.segment})" if window.segment else ""
         score = test.p_adjusted if test.p_adjusted is not None else test.value
-        return Condition(
+        return Condition.about(
+            window,
             kind="drift",
             rule=rule_name(f"drift_{test.feature}"),
-            group=(
-                window.prompt_name,
-                window.prompt_version,
-                window.variant,
-                window.pool,
-                window.model,
-            ),
-            segment=window.segment,
             active=active,
             severity=config.severity,
             message=(
                 f"{test.feature} drifted {streak} window(s) in a row ({test.statistic} "
                 f"{score:.4g}, threshold {test.threshold:g}) against {reference.description} "
-                f"for {window.prompt_name} v{window.prompt_version}{where}"
+                f"for {window_label(window)}"
             ),
             evidence={
                 "statistic": test.statistic,

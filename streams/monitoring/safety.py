@@ -20,8 +20,8 @@ from llmops.monitoring_config import SafetyRule
 from llmops.stats.multiple import benjamini_hochberg
 from llmops.stats.proportions import two_proportion_z_test, wilson_interval
 from schemas import QualityWindow
-from streams.monitoring.alertbook import Condition
-from streams.monitoring.reference import Reference, group_of
+from streams.monitoring.alertbook import Condition, window_label
+from streams.monitoring.reference import Reference
 
 MIN_EXPECTED = 5.0
 
@@ -45,18 +45,15 @@ def _ceiling(rule: SafetyRule, window: QualityWindow) -> Condition | None:
         return None
     rate = wilson_interval(min(hits, total), total)
     active = rate.estimate > rule.max_rate
-    where = f" ({window.segment})" if window.segment else ""
-    return Condition(
+    return Condition.about(
+        window,
         kind="safety",
         rule=f"{rule.rate}_rate",
-        group=group_of(window),
-        segment=window.segment,
         active=active,
         severity=rule.severity,
         message=(
             f"{rule.rate} rate {rate.estimate:.3f} ({hits}/{total}) "
-            f"{'above' if active else 'within'} {rule.max_rate:g} for "
-            f"{window.prompt_name} v{window.prompt_version}{where}"
+            f"{'above' if active else 'within'} {rule.max_rate:g} for {window_label(window)}"
         ),
         evidence={
             "statistic": "rate",
@@ -94,18 +91,15 @@ def _jump_condition(jump: _Jump, p_adjusted: float) -> Condition:
     ref_hits, ref_total = _rate(reference, rule.rate)
     active = p_adjusted < rule.jump_alpha
     rate, ref_rate = hits / total, ref_hits / ref_total
-    where = f" ({window.segment})" if window.segment else ""
-    return Condition(
+    return Condition.about(
+        window,
         kind="safety",
         rule=f"{rule.rate}_jump",
-        group=group_of(window),
-        segment=window.segment,
         active=active,
         severity=rule.severity,
         message=(
             f"{rule.rate} rate {rate:.3f} vs {ref_rate:.3f} in the reference "
-            f"(adjusted p {p_adjusted:.2g}, alpha {rule.jump_alpha:g}) for "
-            f"{window.prompt_name} v{window.prompt_version}{where}"
+            f"(adjusted p {p_adjusted:.2g}, alpha {rule.jump_alpha:g}) for {window_label(window)}"
         ),
         evidence={
             "statistic": "two_proportion_z",
