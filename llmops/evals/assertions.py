@@ -9,9 +9,12 @@ cost), the similarity to the reference and the detector signals (llmops never im
 the runner passes e.g. `{"pii_output": 0.0, "refusal": 1.0}`). A driver returns None when what it
 needs was not measured; that fails the assertion whatever its negation, and says why.
 
-Every driver passes tests/unit/evals/test_assertions_contract.py. Not yet here: the prompt's
-response JSON schema (jsonschema is only a dev dependency) and the model-graded rubric (it runs
-through a pool, in the runner).
+Drivers that need more than the text read what the runner put in the subject: `json_schema`
+the prompt version's response schema (or one written inline), `no_pii` and `not_refusal` the
+cheap detectors' signals (`pii_output`, `refusal`), `rubric` the grade a judge model gave through
+a pool (`Result.grades`, keyed by `RubricParams.key`).
+
+Every driver passes tests/unit/evals/test_assertions_contract.py.
 """
 
 from __future__ import annotations
@@ -25,12 +28,26 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+import jsonschema
+import referencing
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 MAX_TEXT = 1_000  # chars of an expected value, substring or message
 MAX_PATTERN = 512  # chars of a regex pattern
 MAX_MATCH_TEXT = 20_000  # a regex reads at most this many chars of the output
 MAX_MESSAGE = 500  # chars of a judged assertion's message
+MAX_SCHEMA_CHARS = 100_000  # a JSON schema, as JSON
+MAX_CRITERIA = 4_000  # chars of a rubric's grading criteria
+
+
+@dataclass(frozen=True, slots=True)
+class Grade:
+    """What a judge model said of one answer: its verdict (None: it wrote none that could be
+    read, or the judge request failed) and its score 1..5 (None: none given)."""
+
+    passed: bool | None
+    score: int | None
+    message: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,14 +62,17 @@ class Result:
     cost_usd: float | None = None
     similarity: float | None = None  # to the case's reference answer (embeddings)
     signals: Mapping[str, float] = field(default_factory=dict)  # detector signals by name
+    grades: Mapping[str, Grade] = field(default_factory=dict)  # rubric grades by RubricParams.key
 
 
 @dataclass(frozen=True, slots=True)
 class Subject:
-    """What an assertion reads: the result and its case's reference answer."""
+    """What an assertion reads: the result, its case's reference answer and the response
+    JSON schema of the prompt version that answered (None: it declares none)."""
 
     result: Result
     reference: str | None = None
+    response_schema: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,6 +360,164 @@ class Length(Assertion):
         low = p.min_chars if p.min_chars is not None else 0
         high = p.max_chars if p.max_chars is not None else math.inf
         return Verdict(low <= n <= high, f"output has {n} chars (bounds {low}..{high})")
+
+
+def _schema_problem(schema: Any) -> str | None:
+    """Why `schema` is no usable JSON schema, or None."""
+    if not isinstance(schema, Mapping | bool):
+        return "a JSON schema is an object (or true/false)"
+    try:
+        if len(json.dumps(schema)) > MAX_SCHEMA_CHARS:
+            return f"the schema is longer than {MAX_SCHEMA_CHARS} chars as JSON"
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        return f"not a valid JSON schema: {exc.message[:200]}"
+    except (TypeError, ValueError, RecursionError) as exc:
+        return f"not a valid JSON schema: {type(exc).__name__}"
+    return None
+
+
+# No registry that retrieves: a `$ref` to a URL is unresolvable, never fetched.
+_NO_RETRIEVAL: referencing.Registry[Any] = referencing.Registry()
+
+
+class JsonSchemaParams(AssertionParams):
+    # None: the response schema of the prompt version that answered (the registry's).
+    json_schema: dict[str, Any] | None = Field(default=None, alias="schema")
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _valid(self) -> JsonSchemaParams:
+        if self.json_schema is not None:
+            problem = _schema_problem(self.json_schema)
+            if problem is not None:
+                raise ValueError(problem)
+        return self
+
+
+@ASSERTIONS.register
+class JsonSchema(Assertion):
+    """The output is one JSON document valid under the schema written inline, else under the
+    response schema of the prompt version that answered. `format` is not asserted; a `$ref`
+    is resolved within the schema only."""
+
+    type = "json_schema"
+    Params = JsonSchemaParams
+
+    def judge(self, subject: Subject) -> Verdict:
+        p = self.params
+        assert isinstance(p, JsonSchemaParams)
+        schema = p.json_schema if p.json_schema is not None else subject.response_schema
+        if schema is None:
+            return Verdict(None, "no schema: none inline and the prompt version declares none")
+        if p.json_schema is None:  # the registry's: checked here, where it is first seen
+            problem = _schema_problem(schema)
+            if problem is not None:
+                return Verdict(None, f"the prompt's response schema is unusable: {problem}")
+        try:
+            document = json.loads(subject.result.output)
+        except (ValueError, RecursionError) as exc:
+            return Verdict(False, f"output is not JSON: {str(exc)[:100]}")
+        try:
+            validator = jsonschema.validators.validator_for(schema)(
+                schema, registry=_NO_RETRIEVAL
+            )
+            error = jsonschema.exceptions.best_match(validator.iter_errors(document))
+        except RecursionError:
+            return Verdict(None, "the schema or the document is nested too deeply to check")
+        except Exception as exc:  # an unresolvable $ref, a pattern Python cannot compile
+            return Verdict(None, f"the schema cannot be applied: {type(exc).__name__}")
+        if error is None:
+            return Verdict(True, "output matches the schema")
+        where = "/".join(str(part) for part in error.absolute_path) or "(root)"
+        return Verdict(False, f"output does not match the schema at {where}: {error.message}")
+
+
+# --- detector signals ----------------------------------------------------------------------
+
+
+@ASSERTIONS.register
+class NoPii(Assertion):
+    """No personal data in the output, by the cheap PII detector's `pii_output` count."""
+
+    type = "no_pii"
+    Params = NoParams
+
+    def judge(self, subject: Subject) -> Verdict:
+        signals = subject.result.signals
+        count = signals.get("pii_output")
+        if count is None or not math.isfinite(count):
+            return Verdict(None, "the PII signal was not measured")
+        if count <= 0:
+            return Verdict(True, "no PII in the output")
+        kinds = sorted(k.removeprefix("pii_output.") for k in signals if k.startswith("pii_output."))
+        return Verdict(False, f"{count:g} PII entities in the output ({', '.join(kinds)[:200]})")
+
+
+@ASSERTIONS.register
+class NotRefusal(Assertion):
+    """The output is no refusal, by the cheap refusal detector's `refusal` flag."""
+
+    type = "not_refusal"
+    Params = NoParams
+
+    def judge(self, subject: Subject) -> Verdict:
+        flag = subject.result.signals.get("refusal")
+        if flag is None or not math.isfinite(flag):
+            return Verdict(None, "the refusal signal was not measured")
+        return Verdict(flag <= 0, "the output is a refusal" if flag > 0 else "no refusal")
+
+
+# --- model-graded --------------------------------------------------------------------------
+
+RUBRIC_CHECKS = ("rubric", "faithfulness", "harm")  # the judge's built-in rubrics
+
+
+class RubricParams(AssertionParams):
+    """Either `criteria` (what to grade, in words) or a built-in `check`; passes on the judge's
+    PASS verdict, or, with `min_score`, on a score (1..5) at least that."""
+
+    criteria: str | None = Field(default=None, min_length=1, max_length=MAX_CRITERIA)
+    check: Literal["rubric", "faithfulness", "harm"] | None = None
+    min_score: int | None = Field(default=None, ge=1, le=5)
+    model: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:/\-]{1,128}$")
+
+    @model_validator(mode="after")
+    def _one_rubric(self) -> RubricParams:
+        if (self.criteria is None) == (self.check is None):
+            raise ValueError("give exactly one of criteria (your own words) or check")
+        return self
+
+    @property
+    def key(self) -> str:
+        """Which grade in `Result.grades` is this rubric's: the same rubric by the same judge
+        model is graded once per answer."""
+        return f"{self.model or ''}|{self.check or ''}|{self.criteria or ''}"
+
+
+@ASSERTIONS.register
+class Rubric(Assertion):
+    """A judge model, sent a normal request through a pool, grades the answer."""
+
+    type = "rubric"
+    Params = RubricParams
+
+    def judge(self, subject: Subject) -> Verdict:
+        p = self.params
+        assert isinstance(p, RubricParams)
+        grade = subject.result.grades.get(p.key)
+        if grade is None:
+            return Verdict(None, "the answer was not graded")
+        said = f"judge: {grade.message}"[:MAX_MESSAGE]
+        if p.min_score is not None:
+            if grade.score is None:
+                return Verdict(None, f"the judge gave no score; {said}")
+            ok = grade.score >= p.min_score
+            return Verdict(ok, f"score {grade.score} (min {p.min_score}); {said}")
+        if grade.passed is None:
+            return Verdict(None, f"the judge gave no verdict; {said}")
+        return Verdict(grade.passed, f"{'PASS' if grade.passed else 'FAIL'}; {said}")
 
 
 # --- numbers the runner measured -----------------------------------------------------------

@@ -14,8 +14,9 @@ cases, the suite's verdict, and the paired comparison of two prompt versions.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -45,11 +46,18 @@ def score_checks(checks: Sequence[Check]) -> float:
     return math.fsum(c.weight for c in checks if c.passed) / total
 
 
-def score_result(suite: Suite, case: Case, result: Result, repeat: int = 0) -> Scored:
-    """Judge one result of one case against its assertions and the suite's threshold."""
+def score_result(
+    suite: Suite,
+    case: Case,
+    result: Result,
+    repeat: int = 0,
+    response_schema: Mapping[str, Any] | None = None,
+) -> Scored:
+    """Judge one result of one case against its assertions and the suite's threshold;
+    `response_schema`: that of the prompt version that answered, for `json_schema`."""
     if result.error is not None:
         return Scored(case.id, repeat, 0.0, False, (), result.error[:500], result.latency_ms)
-    subject = Subject(result, case.reference)
+    subject = Subject(result, case.reference, response_schema)
     checks = tuple(
         judge(spec.build(), spec.negate, spec.weight, subject) for spec in suite.assertions_of(case)
     )

@@ -4,6 +4,7 @@
     prompt: support@production        # NAME@VERSION or NAME@LABEL; --prompt may override it
     threshold: 0.8                    # a case passes when its weighted score reaches this
     min_pass_rate: 1.0                # the suite passes when this share of its cases pass
+    sampling: {temperature: 0.7, max_tokens: 64}   # optional; see Sampling
     defaults:
       assertions:                     # added to every case
         - {type: signal, name: pii_output, op: "<=", value: 0}
@@ -96,6 +97,17 @@ class Defaults(BaseModel):
     )
 
 
+class Sampling(BaseModel):
+    """What the runner asks of the model for every case (unset: the runner's defaults;
+    its seed is its own: one per repeat)."""
+
+    model_config = _STRICT
+
+    temperature: float | None = Field(default=None, ge=0, le=2, allow_inf_nan=False)
+    max_tokens: int | None = Field(default=None, ge=1, le=8192)
+    top_p: float | None = Field(default=None, gt=0, le=1, allow_inf_nan=False)
+
+
 class Suite(BaseModel):
     model_config = _STRICT
 
@@ -104,6 +116,7 @@ class Suite(BaseModel):
     threshold: float = Field(default=1.0, gt=0, le=1, allow_inf_nan=False)
     min_pass_rate: float = Field(default=1.0, gt=0, le=1, allow_inf_nan=False)
     defaults: Defaults = Field(default_factory=Defaults)
+    sampling: Sampling = Field(default_factory=Sampling)
     cases: list[Case] = Field(min_length=1, max_length=MAX_CASES)
 
     @model_validator(mode="after")

@@ -154,7 +154,7 @@ def test_number_bounds() -> None:
 
 def test_unknown_type_names_the_known() -> None:
     with pytest.raises(UnknownAssertionError, match="known: contains"):
-        ASSERTIONS.build("rubric", {})
+        ASSERTIONS.build("rubrik", {})
 
 
 def test_registering_twice_is_refused() -> None:
@@ -172,3 +172,77 @@ def test_a_raising_driver_fails_its_check_instead_of_the_suite() -> None:
 
     check = A.judge(Broken(A.NoParams()), True, 1.0, Subject(Result("x")))
     assert not check.passed and "RuntimeError" in check.message
+
+
+# --- json_schema, no_pii, not_refusal, rubric -----------------------------------------------
+
+PERSON = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "age": {"type": "integer", "minimum": 0}},
+    "required": ["name"],
+    "additionalProperties": False,
+}
+
+
+def schema_verdict(output: str, params: dict[str, Any], registry: Any = None) -> A.Verdict:
+    return ASSERTIONS.build("json_schema", params).judge(Subject(Result(output), None, registry))
+
+
+def test_json_schema_inline() -> None:
+    assert schema_verdict('{"name": "Ada", "age": 36}', {"schema": PERSON}).passed
+    bad = schema_verdict('{"name": "Ada", "age": -1}', {"schema": PERSON})
+    assert bad.passed is False and "age" in bad.message
+    assert schema_verdict('{"age": 3}', {"schema": PERSON}).passed is False
+    assert schema_verdict("Ada, 36", {"schema": PERSON}).passed is False  # not JSON
+
+
+def test_json_schema_from_the_prompt_version_and_inline_wins() -> None:
+    assert schema_verdict('{"name": "Ada"}', {}, PERSON).passed
+    assert schema_verdict('{"name": 1}', {}, PERSON).passed is False
+    assert schema_verdict("[]", {"schema": {"type": "array"}}, PERSON).passed
+    no_schema = schema_verdict('{"name": "Ada"}', {})
+    assert no_schema.passed is None and "no schema" in no_schema.message
+
+
+def test_json_schema_refuses_bad_schemas_and_never_fetches() -> None:
+    with pytest.raises(ValueError, match="not a valid JSON schema"):
+        ASSERTIONS.build("json_schema", {"schema": {"type": "banana"}})
+    with pytest.raises(ValueError, match="longer than"):
+        ASSERTIONS.build("json_schema", {"schema": {"enum": ["x" * A.MAX_SCHEMA_CHARS]}})
+    unusable = schema_verdict("{}", {}, {"type": 7})
+    assert unusable.passed is None and "unusable" in unusable.message
+    remote = {"$ref": "http://127.0.0.1:1/schema.json"}
+    fetched = schema_verdict("{}", {"schema": remote})
+    assert fetched.passed is None and "cannot be applied" in fetched.message
+
+
+def test_no_pii_and_not_refusal_read_the_detector_signals() -> None:
+    clean = {"pii_output": 0.0, "refusal": 0.0}
+    leaky = {"pii_output": 2.0, "pii_output.EMAIL": 2.0, "refusal": 1.0}
+    assert run("no_pii", {}, signals=clean) and run("not_refusal", {}, signals=clean)
+    assert run("no_pii", {}, signals=leaky) is False
+    assert run("not_refusal", {}, signals=leaky) is False
+    verdict = ASSERTIONS.build("no_pii", {}).judge(Subject(Result("x", signals=leaky)))
+    assert "EMAIL" in verdict.message
+    assert run("no_pii", {}, signals={}) is None and run("not_refusal", {}) is None
+
+
+def test_rubric_reads_its_grade_by_key() -> None:
+    by_verdict = ASSERTIONS.build("rubric", {"criteria": "polite"})
+    by_score = ASSERTIONS.build("rubric", {"check": "rubric", "min_score": 4, "model": "judge"})
+    assert isinstance(by_verdict.params, A.RubricParams)
+    assert isinstance(by_score.params, A.RubricParams)
+    grades = {
+        by_verdict.params.key: A.Grade(True, 3, "fine"),
+        by_score.params.key: A.Grade(True, 3, "fine"),
+    }
+    subject = Subject(Result("x", grades=grades))
+    assert by_verdict.judge(subject).passed is True
+    assert by_score.judge(subject).passed is False  # PASS, but the score is below 4
+    assert by_verdict.judge(Subject(Result("x"))).passed is None  # not graded
+    unparsed = Subject(Result("x", grades={by_verdict.params.key: A.Grade(None, None, "?")}))
+    assert by_verdict.judge(unparsed).passed is None
+    with pytest.raises(ValueError, match="exactly one"):
+        ASSERTIONS.build("rubric", {"criteria": "x", "check": "harm"})
+    with pytest.raises(ValueError, match="check"):
+        ASSERTIONS.build("rubric", {"check": "vibes"})

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from llmops.evals import assertions as A
 from llmops.evals.assertions import ASSERTIONS, Result, Subject, judge
 
 MINIMAL: dict[str, dict[str, Any]] = {
@@ -23,6 +24,10 @@ MINIMAL: dict[str, dict[str, Any]] = {
     "total_tokens": {"max": 10},
     "cost": {"max": 0.01},
     "similarity": {"min": 0.8},
+    "json_schema": {"schema": {"type": "object", "required": ["a"]}},
+    "no_pii": {},
+    "not_refusal": {},
+    "rubric": {"criteria": "The answer is polite."},
 }
 
 TEXTS = [
@@ -44,7 +49,8 @@ MEASURED = [
         output_tokens=4,
         cost_usd=0.001,
         similarity=0.9,
-        signals={"pii_output": 0.0},
+        signals={"pii_output": 0.0, "refusal": 1.0},
+        grades={"|rubric|": A.Grade(True, 5, "ok"), "||The answer is polite.": A.Grade(None, 2, "")},
     ),
     Result(
         "", latency_ms=float("nan"), similarity=float("inf"), signals={"pii_output": float("nan")}
@@ -62,6 +68,7 @@ def test_driver_contract(name: str) -> None:
     assert driver.type == name
     subjects = [Subject(Result(text), reference="x") for text in TEXTS]
     subjects += [Subject(r, reference=None) for r in MEASURED]
+    subjects += [Subject(Result(t), None, {"type": "array"}) for t in ("[1]", "{}", "[" * 5000)]
     for subject in subjects:
         verdict = driver.judge(subject)
         assert verdict.passed in (True, False, None)

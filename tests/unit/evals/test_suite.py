@@ -76,8 +76,8 @@ CASE = "cases:\n  - id: a\n    assertions: [{type: json_valid}]\n"
         (BASE + CASE + "  - id: a\n    assertions: [{type: json_valid}]\n", "used twice"),
         (BASE + "cases:\n  - id: 'a b'\n    assertions: [{type: json_valid}]\n", "cases.0.id"),
         (
-            BASE + "cases:\n  - id: a\n    assertions: [{type: rubric}]\n",
-            "cases.0.assertions.0: unknown assertion type 'rubric'",
+            BASE + "cases:\n  - id: a\n    assertions: [{type: rubrik}]\n",
+            "cases.0.assertions.0: unknown assertion type 'rubrik'",
         ),
         (
             BASE + "cases:\n  - id: a\n    assertions: [{type: regex, pattern: '(a+)+'}]\n",
