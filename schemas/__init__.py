@@ -3,9 +3,10 @@
 from schemas.base import SCHEMA_VERSION, Contract, Event, new_id, utc_now
 from schemas.deadletters import DeadLetter, DeadLetterKind
 from schemas.experiments import Experiment, Variant
+from schemas.feedback import Feedback
 from schemas.monitoring import Alert, DriftReport, MetricWindow, QualityWindow
 from schemas.pools import PoolPhase, PoolStatus
-from schemas.prompts import PromptVersion
+from schemas.prompts import LabelMove, PromptVersion
 from schemas.requests import ChatMessage, PromptRef, PromptRequest, RoutedRequest, SamplingParams
 from schemas.responses import (
     ErrorInfo,
@@ -26,7 +27,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
         InferenceResult,
         PoolStatus,
         PromptVersion,
+        LabelMove,
         Experiment,
+        Feedback,
         MetricWindow,
         QualityWindow,
         DriftReport,
@@ -48,8 +51,10 @@ __all__ = [
     "ErrorKind",
     "Event",
     "Experiment",
+    "Feedback",
     "FinishReason",
     "InferenceResult",
+    "LabelMove",
     "MetricWindow",
     "PoolPhase",
     "PoolStatus",

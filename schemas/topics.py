@@ -11,9 +11,10 @@ from pydantic import Field
 from schemas.base import Event
 from schemas.deadletters import DeadLetter
 from schemas.experiments import Experiment
+from schemas.feedback import Feedback
 from schemas.monitoring import Alert, DriftReport, MetricWindow, QualityWindow
 from schemas.pools import PoolStatus
-from schemas.prompts import PromptVersion
+from schemas.prompts import LabelMove, PromptVersion
 from schemas.requests import MAX_TOPIC_LEN, REPLIES_PREFIX, PromptRequest, RoutedRequest
 from schemas.responses import InferenceResult, ResponseChunk
 
@@ -76,9 +77,9 @@ POOL_STATUS = TopicSpec(
 PROMPTS = TopicSpec(
     "llm.prompts",
     1,
-    "prompt name:version",
+    "prompt name:version (versions), prompt name@label (label moves)",
     "prompt registry",
-    (PromptVersion,),
+    (PromptVersion, LabelMove),
     compacted=True,
 )
 EXPERIMENTS = TopicSpec(
@@ -88,6 +89,13 @@ EXPERIMENTS = TopicSpec(
     "A/B experiments",
     (Experiment,),
     compacted=True,
+)
+FEEDBACK = TopicSpec(
+    "llm.feedback",
+    6,
+    "request id",
+    "outcomes apps report about responses (scores, thumbs, labels)",
+    (Feedback,),
 )
 METRICS = TopicSpec(
     "llm.metrics",
@@ -148,6 +156,7 @@ CORE_TOPICS: tuple[TopicSpec, ...] = (
     POOL_STATUS,
     PROMPTS,
     EXPERIMENTS,
+    FEEDBACK,
     METRICS,
     ALERTS,
     DLQ,

@@ -1,13 +1,21 @@
-"""The prompt set: named, versioned templates with labels, and the experiments over them.
+"""The prompt set: named, versioned templates, their labels, and the experiments over them.
 
-Pure: built from plain data (`prompt_set_from_data`); reading that data from YAML files is
-llmops/prompts/files.py's (the compacted llm.prompts topic later).
+Pure: built from plain data (`prompt_set_from_data`: the seed file's shape) and from events
+(`add`, `move_label`, `add_experiment`: the llm.prompts and llm.experiments topics, read by
+llmops/prompts/live.py). Labels are pointers: a LabelMove sets one; a version's own `labels`
+(the seed file's way of saying it) count only for labels no move has set, highest version
+first, as they always did.
+
 Templates are Jinja2 in a sandbox with strict undefined variables, so a missing variable is
-a clear error and a variable's value can never run template code.
+a clear error and a variable's value can never run template code. Declared variables are
+converted to their type before rendering (a request carries strings).
 """
 
 from __future__ import annotations
 
+import json
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,10 +23,15 @@ from typing import Any
 from jinja2 import StrictUndefined, TemplateError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
-from schemas import ChatMessage, Experiment, PromptRef, PromptVersion
+from schemas import ChatMessage, Experiment, LabelMove, PromptRef, PromptVersion
+from schemas.prompts import VariableSpec
 
 _JINJA = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
 DEFAULT_LABEL = "production"
+# A request's int variable: digits only, and no longer than an int64 (no huge-int parsing).
+_INT = re.compile(r"^[+-]?\d{1,19}$")
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
 
 
 class PromptError(LookupError):
@@ -26,22 +39,64 @@ class PromptError(LookupError):
 
 
 class MissingVariable(PromptError):
-    """The prompt resolved but its template uses a variable the request did not give."""
+    """The prompt resolved but a variable it needs is absent, or not of its declared type."""
 
 
 @dataclass
 class PromptSet:
     versions: dict[str, dict[int, PromptVersion]] = field(default_factory=dict)
     experiments: dict[str, Experiment] = field(default_factory=dict)
+    # name -> label -> the newest move of it (set by events, never by a version's `labels`)
+    moves: dict[str, dict[str, LabelMove]] = field(default_factory=dict)
+    # name -> label -> every move seen, oldest first (a compacted topic keeps the newest only)
+    history: dict[str, dict[str, list[LabelMove]]] = field(default_factory=dict)
 
     def add(self, version: PromptVersion) -> None:
         self.versions.setdefault(version.name, {})[version.version] = version
 
+    def move_label(self, move: LabelMove) -> None:
+        """Point `move.label` at `move.version`; the newest event wins (topic order)."""
+        self.moves.setdefault(move.name, {})[move.label] = move
+        self.history.setdefault(move.name, {}).setdefault(move.label, []).append(move)
+
     def add_experiment(self, experiment: Experiment) -> None:
         self.experiments[experiment.name] = experiment
 
+    def labels(self, name: str) -> dict[str, int]:
+        """Every label of the prompt and the version it points at."""
+        pointed: dict[str, int] = {}
+        for number in sorted(self.versions.get(name, {})):
+            for label in self.versions[name][number].labels:
+                pointed[label] = number  # the seed's way: highest version carrying it
+        for label, move in self.moves.get(name, {}).items():
+            pointed[label] = move.version
+        return pointed
+
+    def labels_of(self, name: str, version: int) -> list[str]:
+        return sorted(label for label, v in self.labels(name).items() if v == version)
+
+    def label_version(self, name: str, label: str) -> int | None:
+        """What the label points at (a move first, else the seed's highest carrier); the
+        router asks this per request, so it looks at one label only."""
+        move = self.moves.get(name, {}).get(label)
+        if move is not None:
+            return move.version
+        carriers = [n for n, v in self.versions.get(name, {}).items() if label in v.labels]
+        return max(carriers) if carriers else None
+
+    def latest(self, name: str) -> PromptVersion | None:
+        known = self.versions.get(name)
+        return known[max(known)] if known else None
+
+    def with_hash(self, name: str, digest: str) -> PromptVersion | None:
+        """The (lowest) version of the prompt with this content hash, if any."""
+        for number in sorted(self.versions.get(name, {})):
+            if self.versions[name][number].content_hash == digest:
+                return self.versions[name][number]
+        return None
+
     def resolve(self, ref: PromptRef, version: int | None = None) -> PromptVersion:
-        """The pinned (or given) version, else the highest version carrying the label."""
+        """The pinned (or given) version, else the version the label points at."""
         known = self.versions.get(ref.name)
         if not known:
             raise PromptError(f"unknown prompt {ref.name!r}")
@@ -51,10 +106,16 @@ class PromptSet:
                 raise PromptError(f"prompt {ref.name!r} has no version {wanted}")
             return known[wanted]
         label = ref.label or DEFAULT_LABEL
-        labelled = [v for v in known.values() if label in v.labels]
-        if not labelled:
+        pointed = self.label_version(ref.name, label)
+        if pointed is None:
             raise PromptError(f"prompt {ref.name!r} has no version labelled {label!r}")
-        return max(labelled, key=lambda v: v.version)
+        if pointed not in known:
+            # A move can arrive before its version (or the version was never published).
+            raise PromptError(
+                f"prompt {ref.name!r}: label {label!r} points at version {pointed}, "
+                "which this registry does not have"
+            )
+        return known[pointed]
 
     def running_experiment(self, prompt_name: str) -> Experiment | None:
         for experiment in self.experiments.values():
@@ -63,15 +124,58 @@ class PromptSet:
         return None
 
 
+def _convert(prompt: str, name: str, spec: VariableSpec, raw: str) -> Any:
+    """A request's string as the declared type, or MissingVariable saying what was wrong."""
+    text = raw.strip()
+    try:
+        if spec.type == "string":
+            return raw
+        if spec.type == "int" and _INT.match(text):
+            return int(text)
+        if spec.type == "float":
+            number = float(text)
+            if math.isfinite(number):
+                return number
+        if spec.type == "bool" and text.lower() in _TRUE | _FALSE:
+            return text.lower() in _TRUE
+        if spec.type == "json":
+            return json.loads(raw)
+    except (ValueError, RecursionError):
+        pass
+    shown = raw if len(raw) <= 40 else raw[:40] + "..."
+    raise MissingVariable(f"{prompt}: variable {name!r} must be a {spec.type}, got {shown!r}")
+
+
+def template_values(version: PromptVersion, variables: Mapping[str, str]) -> dict[str, Any]:
+    """The values the templates see: the request's strings, declared ones converted to their
+    type and absent optional ones at their default. Raises MissingVariable."""
+    prompt = f"prompt {version.name!r} v{version.version}"
+    values: dict[str, Any] = dict(variables)
+    missing = []
+    for name, spec in version.variables.items():
+        if name in variables:
+            values[name] = _convert(prompt, name, spec, variables[name])
+        elif spec.required:
+            missing.append(f"{name} ({spec.type})")
+        else:
+            values[name] = spec.default
+    if missing:
+        raise MissingVariable(f"{prompt}: missing variable(s) {', '.join(missing)}")
+    return values
+
+
 def render(version: PromptVersion, variables: Mapping[str, str]) -> list[ChatMessage]:
+    values = template_values(version, variables)
     try:
         return [
-            ChatMessage(role=m.role, content=_JINJA.from_string(m.content).render(**variables))
+            ChatMessage(role=m.role, content=_JINJA.from_string(m.content).render(**values))
             for m in version.messages
         ]
     except UndefinedError as exc:
         raise MissingVariable(f"prompt {version.name!r} v{version.version}: {exc}") from exc
     except TemplateError as exc:
+        raise PromptError(f"prompt {version.name!r} v{version.version}: {exc}") from exc
+    except (TypeError, ValueError, ArithmeticError) as exc:  # e.g. {{ n + 1 }} on bad data
         raise PromptError(f"prompt {version.name!r} v{version.version}: {exc}") from exc
 
 
