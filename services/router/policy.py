@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from llmops.config import PoolConfig
-from llmops.experiments.assignment import assign_variant
+from llmops.experiments.assignment import assign_variant, sticky_key
 from llmops.prompts.registry import PromptSet, render
 from schemas import ChatMessage, PromptRequest, RoutedRequest
 from schemas.base import MAX_ROUTE_REASON
@@ -35,7 +35,8 @@ def choose_prompt(request: PromptRequest, prompts: PromptSet) -> PromptChoice:
     assert ref is not None  # the contract guarantees one of the two
     experiment = None if (ref.version or ref.label) else prompts.running_experiment(ref.name)
     if experiment is not None:
-        variant, version_number = assign_variant(experiment, request.sticky_key)
+        # Sticky to the experiment's kind of key (user or session), by its slot allocation.
+        variant, version_number = assign_variant(experiment, sticky_key(experiment, request))
         version = prompts.resolve(ref, version_number)
     else:
         variant = f"v{ref.version}" if ref.version else (ref.label or DEFAULT_VARIANT)
