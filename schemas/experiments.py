@@ -49,7 +49,7 @@ GUARDRAIL_METRICS: tuple[str, ...] = (
 class SlotRange(Contract):
     """Slots [start, end) of the allocation table."""
 
-    start: int = Field(ge=0, lt=SLOTS)
+    start: int = Field(ge=0, le=SLOTS - 1)
     end: int = Field(gt=0, le=SLOTS)
 
     @model_validator(mode="after")

@@ -168,10 +168,7 @@ def with_weights(
     if sum(new.values()) <= 0:
         raise ExperimentError("the weights of the live variants must have a positive sum")
     current = allocation_of(experiment)
-    if not experiment.allocated:
-        allocation = initial_allocation(new)
-    else:
-        allocation = reallocate(current, new)
+    allocation = reallocate(current, new) if experiment.allocated else initial_allocation(new)
     variants = [
         {**v.model_dump(), "weight": new[v.name], "slots": slot_ranges(allocation[v.name])}
         for v in experiment.variants

@@ -20,20 +20,20 @@ from llmops.experiments.assignment import (
     sticky_key,
 )
 from llmops.experiments.events import VariantSpec, start, stop_variant, with_weights
-from schemas import PromptRequest
+from schemas import ChatMessage, Experiment, PromptRequest
 from schemas.experiments import SLOTS
 
 NOW = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
 KEYS = [f"user-{i}" for i in range(100_000)]
 
 
-def _started(*weights: float, name: str = "exp") -> object:
+def _started(*weights: float, name: str = "exp") -> Experiment:
     variants = [VariantSpec(f"v{i}", "greet", i + 1, w) for i, w in enumerate(weights)]
     return start(name, "greet", variants, NOW)
 
 
-def _assignments(experiment: object) -> list[str]:
-    return [assign_variant(experiment, key)[0] for key in KEYS]  # type: ignore[arg-type]
+def _assignments(experiment: Experiment) -> list[str]:
+    return [assign_variant(experiment, key)[0] for key in KEYS]
 
 
 def _binomial_ok(count: int, n: int, p: float) -> bool:
@@ -52,16 +52,16 @@ def test_quotas_sum_to_the_table_and_follow_the_weights() -> None:
 
 def test_assignment_is_sticky_and_the_sticky_key_follows_the_kind() -> None:
     experiment = _started(50, 50)
-    assert {assign_variant(experiment, "user-7") for _ in range(50)} == {  # type: ignore[arg-type]
-        assign_variant(experiment, "user-7")  # type: ignore[arg-type]
+    assert {assign_variant(experiment, "user-7") for _ in range(50)} == {
+        assign_variant(experiment, "user-7")
     }
     request = PromptRequest(
-        messages=[{"role": "user", "content": "hi"}], user_id="u1", session_id="s1"
+        messages=[ChatMessage(role="user", content="hi")], user_id="u1", session_id="s1"
     )
-    assert sticky_key(experiment, request) == "u1"  # type: ignore[arg-type]
-    by_session = experiment.model_copy(update={"sticky": "session"})  # type: ignore[attr-defined]
+    assert sticky_key(experiment, request) == "u1"
+    by_session = experiment.model_copy(update={"sticky": "session"})
     assert sticky_key(by_session, request) == "s1"
-    anonymous = PromptRequest(messages=[{"role": "user", "content": "hi"}])
+    anonymous = PromptRequest(messages=[ChatMessage(role="user", content="hi")])
     assert sticky_key(by_session, anonymous) == anonymous.request_id
 
 
@@ -84,12 +84,12 @@ def _moved_keys(before: list[str], after: list[str]) -> list[tuple[str, str]]:
 
 def test_50_50_to_40_60_moves_exactly_10_percent_of_slots_and_about_10_percent_of_users() -> None:
     experiment = _started(50, 50)
-    changed = with_weights(experiment, {"v0": 40, "v1": 60}, NOW, "test")  # type: ignore[arg-type]
-    assert moved_slots(allocation_of(experiment), allocation_of(changed)) == 1000  # type: ignore[arg-type]
+    changed = with_weights(experiment, {"v0": 40, "v1": 60}, NOW, "test")
+    assert moved_slots(allocation_of(experiment), allocation_of(changed)) == 1000
     moved = _moved_keys(_assignments(experiment), _assignments(changed))
     assert set(moved) == {("v0", "v1")}  # only from the shrinking variant to the growing one
     assert _binomial_ok(len(moved), len(KEYS), 0.10)
-    assert changed.revision == experiment.revision + 1  # type: ignore[attr-defined]
+    assert changed.revision == experiment.revision + 1
 
 
 def _minimum(before: dict[str, float], after: dict[str, float]) -> int:
@@ -140,10 +140,10 @@ def test_a_chain_of_changes_stays_minimal_and_compact() -> None:
         {"v0": 10, "v1": 45, "v2": 45},
         {"v0": 34, "v1": 33, "v2": 33},
     ):
-        changed = with_weights(experiment, weights, NOW, "test")  # type: ignore[arg-type]
-        shares = {v.name: v.slot_count for v in experiment.variants}  # type: ignore[attr-defined]
+        changed = with_weights(experiment, weights, NOW, "test")
+        shares = {v.name: v.slot_count for v in experiment.variants}
         target = quotas(weights)
-        assert moved_slots(allocation_of(experiment), allocation_of(changed)) == sum(  # type: ignore[arg-type]
+        assert moved_slots(allocation_of(experiment), allocation_of(changed)) == sum(
             max(0, shares[n] - target[n]) for n in target
         )
         assert all(len(v.slots) <= 4 for v in changed.variants)
@@ -152,7 +152,7 @@ def test_a_chain_of_changes_stays_minimal_and_compact() -> None:
 
 def test_a_stopped_variant_hands_its_users_to_control_only() -> None:
     experiment = _started(40, 30, 30)
-    stopped = stop_variant(experiment, "v2", NOW + timedelta(minutes=1), "guardrail")  # type: ignore[arg-type]
+    stopped = stop_variant(experiment, "v2", NOW + timedelta(minutes=1), "guardrail")
     moved = _moved_keys(_assignments(experiment), _assignments(stopped))
     assert set(moved) == {("v2", "v0")}
     assert stopped.variant("v2").stopped and stopped.variant("v2").slot_count == 0
