@@ -11,7 +11,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
-from llmops.cli import alerts, pools, query, report, send, stack, topics, traces
+from llmops.cli import alerts, evals, pools, query, report, send, stack, topics, traces
 from llmops.cli.console import error_console
 from llmops.cli.errors import Mistake, describe
 
@@ -53,6 +53,8 @@ app = typer.Typer(
 # listed in this order by `llmops --help`.
 for group in (stack, send, query, report, traces, alerts, pools, topics):
     app.add_typer(group.commands)
+# Groups with commands of their own: `llmops eval run ...`.
+app.add_typer(evals.commands, name="eval")
 
 
 @app.callback()

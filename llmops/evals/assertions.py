@@ -420,9 +420,7 @@ class JsonSchema(Assertion):
         except (ValueError, RecursionError) as exc:
             return Verdict(False, f"output is not JSON: {str(exc)[:100]}")
         try:
-            validator = jsonschema.validators.validator_for(schema)(
-                schema, registry=_NO_RETRIEVAL
-            )
+            validator = jsonschema.validators.validator_for(schema)(schema, registry=_NO_RETRIEVAL)
             error = jsonschema.exceptions.best_match(validator.iter_errors(document))
         except RecursionError:
             return Verdict(None, "the schema or the document is nested too deeply to check")
@@ -451,7 +449,8 @@ class NoPii(Assertion):
             return Verdict(None, "the PII signal was not measured")
         if count <= 0:
             return Verdict(True, "no PII in the output")
-        kinds = sorted(k.removeprefix("pii_output.") for k in signals if k.startswith("pii_output."))
+        prefix = "pii_output."
+        kinds = sorted(k.removeprefix(prefix) for k in signals if k.startswith(prefix))
         return Verdict(False, f"{count:g} PII entities in the output ({', '.join(kinds)[:200]})")
 
 

@@ -34,22 +34,37 @@ def _seconds(ms: float | None) -> str:
     return f"{(ms or 0.0) / 1000:.3f}"
 
 
-def junit_xml(summary: SuiteSummary, scored: Sequence[Scored]) -> str:
-    """The JUnit XML document of one suite run."""
+def junit_xml(summary: SuiteSummary, scored: Sequence[Scored], name: str | None = None) -> str:
+    """The JUnit XML document of one suite run (`name`: the testsuite's, else the suite's)."""
+    return junit_xml_many([(name or summary.suite, summary, scored)])
+
+
+def junit_xml_many(runs: Sequence[tuple[str, SuiteSummary, Sequence[Scored]]]) -> str:
+    """One JUnit XML document, a testsuite per (name, summary, results): the two prompt
+    versions of a comparison, each its own testsuite."""
+    every = [s for _, _, scored in runs for s in scored]
+    title = xml_safe(" vs ".join(name for name, _, _ in runs), MAX_ATTR)
+    root = ET.Element(
+        "testsuites",
+        name=title,
+        tests=str(len(every)),
+        failures=str(sum(1 for s in every if not s.passed and s.error is None)),
+        errors=str(sum(1 for s in every if s.error is not None)),
+        skipped="0",
+        time=_seconds(sum(s.latency_ms or 0.0 for s in every)),
+    )
+    for name, summary, scored in runs:
+        _testsuite(root, xml_safe(name, MAX_ATTR), summary, scored)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True)
+
+
+def _testsuite(
+    root: ET.Element, name: str, summary: SuiteSummary, scored: Sequence[Scored]
+) -> None:
     repeats = max((s.repeat for s in scored), default=0) > 0
     failures = sum(1 for s in scored if not s.passed and s.error is None)
     errors = sum(1 for s in scored if s.error is not None)
     total_ms = sum(s.latency_ms or 0.0 for s in scored)
-    name = xml_safe(summary.suite, MAX_ATTR)
-    root = ET.Element(
-        "testsuites",
-        name=name,
-        tests=str(len(scored)),
-        failures=str(failures),
-        errors=str(errors),
-        skipped="0",
-        time=_seconds(total_ms),
-    )
     suite = ET.SubElement(
         root,
         "testsuite",
@@ -60,6 +75,15 @@ def junit_xml(summary: SuiteSummary, scored: Sequence[Scored]) -> str:
         skipped="0",
         time=_seconds(total_ms),
     )
+    # properties precede the testcases in the JUnit schema
+    props = ET.SubElement(suite, "properties")
+    for key, value in (
+        ("pass_rate", f"{summary.pass_rate:.4f}"),
+        ("mean_score", f"{summary.mean_score:.4f}"),
+        ("verdict", "pass" if summary.passed else "fail"),
+        ("flaky", ",".join(summary.flaky)),
+    ):
+        ET.SubElement(props, "property", name=key, value=xml_safe(value, MAX_ATTR))
     for s in scored:
         case_name = f"{s.case_id} [repeat {s.repeat}]" if repeats else s.case_id
         case = ET.SubElement(
@@ -89,18 +113,6 @@ def junit_xml(summary: SuiteSummary, scored: Sequence[Scored]) -> str:
                 ),
                 MAX_BODY,
             )
-    props = ET.SubElement(suite, "properties")
-    for key, value in (
-        ("pass_rate", f"{summary.pass_rate:.4f}"),
-        ("mean_score", f"{summary.mean_score:.4f}"),
-        ("verdict", "pass" if summary.passed else "fail"),
-        ("flaky", ",".join(summary.flaky)),
-    ):
-        ET.SubElement(props, "property", name=key, value=xml_safe(value, MAX_ATTR))
-    # properties precede the testcases in the JUnit schema
-    suite.remove(props)
-    suite.insert(0, props)
-    return ET.tostring(root, encoding="unicode", xml_declaration=True)
 
 
 def report_data(
