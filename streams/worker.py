@@ -49,6 +49,7 @@ from schemas.topics import (
     ALERTS,
     DLQ,
     METRICS,
+    PROMPTS,
     REQUESTS,
     RESPONSES,
     STREAMS_APP_ID,
@@ -57,6 +58,7 @@ from schemas.topics import (
 )
 from streams import retention, rows
 from streams.agents.delivery import Delivery
+from streams.agents.history import HISTORY_SINKS
 from streams.agents.monitor import MonitorAgent
 from streams.agents.sinks import SINKS, SinkAgent, SinkContext, sink_converter
 from streams.agents.windows import WindowsAgent
@@ -93,7 +95,15 @@ class WorkerOptions:
 
 def topics_needed(options: WorkerOptions) -> list[TopicSpec]:
     """Topics the worker reads or writes, at the sizes they must be created with."""
-    return [REQUESTS, RESPONSES, DLQ, METRICS, ALERTS, response_features_topic(options.app_id)]
+    return [
+        REQUESTS,
+        RESPONSES,
+        DLQ,
+        METRICS,
+        ALERTS,
+        PROMPTS,  # the registry's history (streams/agents/history.py)
+        response_features_topic(options.app_id),
+    ]
 
 
 def faust_settings(settings: Settings, options: WorkerOptions) -> dict[str, Any]:
@@ -200,7 +210,7 @@ class MetricsWorker:
                 delivery,
                 self.tracer,
             )
-            for sink in SINKS
+            for sink in (*SINKS, *HISTORY_SINKS)
         }
         self.windows = WindowsAgent(
             app,

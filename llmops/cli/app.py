@@ -12,6 +12,7 @@ from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from llmops.cli import alerts, evals, pools, query, report, send, stack, topics, traces
+from llmops.cli import prompts as prompt_commands
 from llmops.cli.console import error_console
 from llmops.cli.errors import Mistake, describe
 
@@ -55,6 +56,7 @@ for group in (stack, send, query, report, traces, alerts, pools, topics):
     app.add_typer(group.commands)
 # Groups with commands of their own: `llmops eval run ...`.
 app.add_typer(evals.commands, name="eval")
+app.add_typer(prompt_commands.commands, name="prompts")
 
 
 @app.callback()

@@ -101,7 +101,13 @@ class RegistryFeed:
             self.rejected += 1
             raise
         if isinstance(event, PromptVersion):
-            self.prompts.add(event.model_copy(update={"labels": []}))  # labels move by events
+            # A seed version of the same number keeps its labels (they count until a move
+            # sets the label); the topic's own version replaces its content.
+            known = self.prompts.versions.get(event.name, {}).get(event.version)
+            if known is not None and known.labels:
+                labels = sorted(set(known.labels) | set(event.labels))
+                event = event.model_copy(update={"labels": labels})
+            self.prompts.add(event)
         elif isinstance(event, LabelMove):
             self.prompts.move_label(event)
         else:

@@ -27,6 +27,7 @@ from schemas import ChatMessage, Experiment, LabelMove, PromptRef, PromptVersion
 from schemas.prompts import VariableSpec
 
 _JINJA = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+TEMPLATE_ENV = _JINJA  # the one template environment: push checks parse with what renders
 DEFAULT_LABEL = "production"
 # A request's int variable: digits only, and no longer than an int64 (no huge-int parsing).
 _INT = re.compile(r"^[+-]?\d{1,19}$")

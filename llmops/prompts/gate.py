@@ -1,0 +1,148 @@
+"""The release gate of protected labels, and which version a rollback returns to.
+
+A protected label (Settings.protected_labels, `production` by default) moves only to a version
+with a passing suite run: the newest row of `eval_runs` for (prompt, version) with passed = 1
+(the suite's own verdict; `llmops eval run` writes it). Without one the move is refused, unless
+forced with a reason; the reason, who forced it and the suite run that allowed a move travel
+in the LabelMove event and into `prompt_history`. A rollback returns a label to a version that
+held it before: it passed whatever gate it met then, so it is not asked again.
+
+`decide_move` and `rollback_target` are pure; `passing_run` asks ClickHouse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from llmops.prompts.registry import PromptSet
+from schemas import LabelMove
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
+
+EVAL_RUNS_TABLE = "eval_runs"
+PASSING_RUN_SQL = f"""
+SELECT run_id, suite, pass_rate, finished_at
+FROM {EVAL_RUNS_TABLE}
+WHERE prompt_name = {{name:String}} AND prompt_version = {{version:UInt32}} AND passed = 1
+ORDER BY finished_at DESC
+LIMIT 1
+"""
+
+
+class LabelRefused(ValueError):
+    """A label move the registry will not make, with what to do instead."""
+
+
+@dataclass(frozen=True)
+class SuiteRun:
+    """A passing suite run of one prompt version (a row of eval_runs)."""
+
+    run_id: str
+    suite: str
+    pass_rate: float
+    finished_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class GateEvidence:
+    """What the store says about a version: its newest passing run, if any; `evals_table`
+    False when the store has no eval_runs table at all (no suite ever ran there)."""
+
+    run: SuiteRun | None
+    evals_table: bool = True
+
+
+def passing_run(client: Client, name: str, version: int) -> GateEvidence:
+    """The newest passing suite run of the version (the EVALS contract in eval_runs)."""
+    if str(client.command(f"EXISTS TABLE {EVAL_RUNS_TABLE}")).strip() != "1":
+        return GateEvidence(None, evals_table=False)
+    result = client.query(PASSING_RUN_SQL, parameters={"name": name, "version": version})
+    if not result.result_rows:
+        return GateEvidence(None)
+    run_id, suite, pass_rate, finished_at = result.result_rows[0]
+    return GateEvidence(SuiteRun(str(run_id), str(suite), float(pass_rate), finished_at))
+
+
+def _refusal(name: str, version: int, label: str, evidence: GateEvidence) -> str:
+    why = (
+        "the store has no eval_runs table (no suite has run against it)"
+        if not evidence.evals_table
+        else f"version {version} has no passing suite run"
+    )
+    return (
+        f"label {label!r} is protected and {why}: run a suite first "
+        f"(`llmops eval run SUITE --prompt {name}@{version}`), or move it anyway with "
+        '--force --reason "why"'
+    )
+
+
+def decide_move(
+    prompts: PromptSet,
+    name: str,
+    version: int,
+    label: str,
+    *,
+    protected: Collection[str],
+    evidence: GateEvidence | None,
+    actor: str,
+    force: bool = False,
+    reason: str = "",
+    rollback: bool = False,
+) -> LabelMove | None:
+    """The move to publish, None when the label already points there; raises LabelRefused.
+
+    `evidence` may be None where the label is not protected (nothing to ask)."""
+    if name not in prompts.versions:
+        raise LabelRefused(f"unknown prompt {name!r}")
+    if version not in prompts.versions[name]:
+        known = ", ".join(str(v) for v in sorted(prompts.versions[name]))
+        raise LabelRefused(f"prompt {name!r} has no version {version} (it has {known})")
+    if force and not reason.strip():
+        raise LabelRefused('--force needs --reason "why" (it is recorded in the history)')
+    previous = prompts.label_version(name, label)
+    if previous == version:
+        return None
+    run = evidence.run if evidence is not None else None
+    if label in protected and not rollback and run is None and not force:
+        raise LabelRefused(_refusal(name, version, label, evidence or GateEvidence(None)))
+    return LabelMove(
+        name=name,
+        label=label,
+        version=version,
+        previous=previous,
+        actor=actor[:128],
+        reason=reason.strip()[:1024],
+        # Forced only where the gate would have refused: a forced move with a passing run
+        # is an ordinary one (the run is what allowed it).
+        forced=force and run is None and label in protected and not rollback,
+        rollback=rollback,
+        suite_run_id=run.run_id if run is not None else None,
+    )
+
+
+def rollback_target(moves: Sequence[LabelMove]) -> int | None:
+    """The version a label returns to: the one it held before its current tenure.
+
+    The moves, oldest first, as a stack: a move pushes its version, a rollback pops the one it
+    undid, so rolling back twice goes two versions back rather than toggling. Where the
+    history is shorter than that (a compacted topic keeps only the newest move), the newest
+    move's `previous` is the answer."""
+    if not moves:
+        return None
+    stack: list[int] = []
+    for move in moves:
+        if move.rollback and stack:
+            stack.pop()
+            if not stack or stack[-1] != move.version:
+                stack.append(move.version)
+        else:
+            stack.append(move.version)
+    # Consecutive repeats are one tenure.
+    tenures = [v for i, v in enumerate(stack) if i == 0 or stack[i - 1] != v]
+    if len(tenures) >= 2:
+        return tenures[-2]
+    return moves[-1].previous

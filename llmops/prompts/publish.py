@@ -1,0 +1,128 @@
+"""Publishing to the registry: new versions and label moves on llm.prompts, signed.
+
+`plan_push` is pure: given what the topic holds now (a PromptSet read to its end), a file's
+drafts become new versions only where their content hash is new for that prompt (an unchanged
+push creates nothing), numbered max + 1; their labels become label moves only where the label
+points elsewhere. `publish` sends the events (versions before the moves that name them: one
+partition keeps that order) and waits for the broker's acknowledgements.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from llmops.config import Settings
+from llmops.kafka.config import BusConfig
+from llmops.kafka.producer import Producer
+from llmops.prompts.content import Draft
+from llmops.prompts.registry import PromptSet
+from schemas import LabelMove, PromptVersion
+from schemas.prompts import label_key, version_key
+from schemas.topics import PROMPTS
+
+ACTOR_ENV = "LLMOPS_ACTOR"
+
+
+def current_actor() -> str:
+    """Who is publishing: LLMOPS_ACTOR (a CI job names itself), else the OS user."""
+    named = os.environ.get(ACTOR_ENV, "").strip()
+    if named:
+        return named[:128]
+    try:
+        return getpass.getuser()[:128]
+    except (KeyError, OSError):  # no passwd entry (containers)
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class WantedLabel:
+    """A label a file asks for: moved to the version its draft's content is (or becomes)."""
+
+    name: str
+    label: str
+    version: int
+    source: str
+
+
+@dataclass
+class PushPlan:
+    new_versions: list[PromptVersion] = field(default_factory=list)
+    # Drafts whose content a version already has: (draft, that version).
+    unchanged: list[tuple[Draft, int]] = field(default_factory=list)
+    labels: list[WantedLabel] = field(default_factory=list)
+
+    @property
+    def changes(self) -> bool:
+        return bool(self.new_versions or self.labels)
+
+
+def plan_push(drafts: Sequence[Draft], current: PromptSet, *, seed: bool = False) -> PushPlan:
+    """New versions and wanted labels. `seed`: only labels the prompt does not have yet are
+    wanted (a restart's seed push must never move production back)."""
+    plan = PushPlan()
+    planned = PromptSet(
+        versions={name: dict(known) for name, known in current.versions.items()},
+        moves={name: dict(moves) for name, moves in current.moves.items()},
+    )
+    wanted: dict[tuple[str, str], WantedLabel] = {}
+    for draft in drafts:
+        existing = planned.with_hash(draft.name, draft.content_hash)
+        if existing is not None:
+            number = existing.version
+            plan.unchanged.append((draft, number))
+        else:
+            latest = planned.latest(draft.name)
+            number = latest.version + 1 if latest is not None else 1
+            version = draft.version.model_copy(update={"version": number, "labels": []})
+            planned.add(version)
+            plan.new_versions.append(version)
+        for label in draft.labels:  # a later draft's claim on a label wins, as in the seed
+            wanted[(draft.name, label)] = WantedLabel(draft.name, label, number, draft.source)
+    for (name, label), want in wanted.items():
+        pointed = current.label_version(name, label)
+        if pointed == want.version or (seed and pointed is not None):
+            continue
+        plan.labels.append(want)
+    return plan
+
+
+def with_planned(current: PromptSet, plan: PushPlan) -> PromptSet:
+    """The registry as it will be once the plan's versions are published (for the gate)."""
+    after = PromptSet(
+        versions={name: dict(known) for name, known in current.versions.items()},
+        experiments=dict(current.experiments),
+        moves={name: dict(moves) for name, moves in current.moves.items()},
+        history={name: dict(h) for name, h in current.history.items()},
+    )
+    for version in plan.new_versions:
+        after.add(version)
+    return after
+
+
+async def publish(
+    producer: Producer, versions: Sequence[PromptVersion], moves: Sequence[LabelMove]
+) -> None:
+    """Send versions, then moves, signed (the producer's key), and wait for every ack."""
+    acks = []
+    for version in versions:
+        key = version_key(version.name, version.version)
+        acks.append(await producer.send_event(PROMPTS.name, version, key=key, sign=True))
+    for move in moves:
+        key = label_key(move.name, move.label)
+        acks.append(await producer.send_event(PROMPTS.name, move, key=key, sign=True))
+    await asyncio.gather(*acks)
+
+
+async def publish_with_settings(
+    settings: Settings, versions: Sequence[PromptVersion], moves: Sequence[LabelMove]
+) -> None:
+    """`publish` over a producer of its own, signing with the deployment key."""
+    if not versions and not moves:
+        return
+    bus = BusConfig.from_settings(settings, client_id="llmops-prompts")
+    async with Producer(bus) as producer:
+        await publish(producer, versions, moves)
