@@ -29,28 +29,21 @@ from rich.table import Table
 from llmops.cli.console import console
 from llmops.cli.errors import Mistake, require_kafka
 from llmops.config import get_settings
-from llmops.evals.assertions import Grade, RubricParams
-from llmops.evals.junit import junit_xml_many, report_data
-from llmops.evals.runner import (
-    MAX_CONCURRENCY,
-    MAX_REPEAT,
-    Probes,
-    PromptTarget,
-    RunConfig,
-    SuiteRunner,
-    TargetError,
-    VersionRun,
-)
-from llmops.evals.scoring import Comparison, compare
-from llmops.evals.suite import Suite, SuiteError, load_suite
 from schemas import ChatMessage
 
+# llmops.evals (scipy, jsonschema, the SDK) is imported when a command runs, not with the CLI.
 if TYPE_CHECKING:
     from llmops.config import Settings
+    from llmops.evals.assertions import Grade, RubricParams
+    from llmops.evals.runner import Probes, PromptTarget, RunConfig, VersionRun
+    from llmops.evals.scoring import Comparison
+    from llmops.evals.suite import Suite
 
 commands = typer.Typer(name="eval", help="Prompt test suites: the release gate.")
 ALPHA = 0.05  # the paired tests' significance level
 MAX_SEED = 2**62  # a seed plus the repeat stays within int64
+MAX_REPEAT = 1000  # llmops.evals.runner's bounds, checked here as usage mistakes
+MAX_CONCURRENCY = 1024
 
 
 # --- what the assertions read, from the layers above llmops.evals -------------------------
@@ -115,6 +108,7 @@ class JudgeGrader:
         return [ChatMessage(role="system", content=system), ChatMessage(role="user", content=user)]
 
     def parse(self, text: str) -> Grade:
+        from llmops.evals.assertions import Grade
         from streams.judge.verdict import parse_verdict
 
         verdict = parse_verdict(text)
@@ -124,6 +118,8 @@ class JudgeGrader:
 
 def platform_probes(suite: Suite, judge_model: str | None) -> Probes:
     """The probes a suite needs: detectors always (cheap), embeddings only for `similarity`."""
+    from llmops.evals.runner import Probes
+
     types = {spec.type for case in suite.cases for spec in suite.assertions_of(case)}
     return Probes(
         signals=detector_signals,
@@ -160,6 +156,8 @@ async def registry_schemas(settings: Settings, name: str) -> dict[int, Mapping[s
 
 
 def read_suite(path: Path) -> Suite:
+    from llmops.evals.suite import SuiteError, load_suite
+
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -177,6 +175,8 @@ def read_suite(path: Path) -> Suite:
 
 
 def parse_target(text: str, option: str) -> PromptTarget:
+    from llmops.evals.runner import PromptTarget, TargetError
+
     try:
         return PromptTarget.parse(text)
     except TargetError as exc:
@@ -209,6 +209,10 @@ def run(
     store: Annotated[bool, typer.Option(help="write the results to ClickHouse")] = True,
 ) -> None:
     """Run a suite through the platform; exit 1 when it fails (the release gate)."""
+    from llmops.evals.junit import junit_xml_many
+    from llmops.evals.runner import RunConfig
+    from llmops.evals.scoring import compare
+
     suite = read_suite(suite_file)
     target = parse_target(prompt or suite.prompt, "--prompt")
     baseline = parse_target(compare_with, "--compare") if compare_with else None
@@ -265,6 +269,7 @@ async def _run(
     config: RunConfig,
     judge_model: str | None,
 ) -> list[VersionRun]:
+    from llmops.evals.runner import SuiteRunner
     from llmops.sdk import LLMOpsClient
 
     schemas: dict[int, Mapping[str, Any]] = {}
@@ -371,6 +376,7 @@ def report(
     suite: Suite, runs: Sequence[VersionRun], comparison: Comparison | None, gate: bool
 ) -> str:
     """The JSON report: the version under test's, the other's under `baseline`."""
+    from llmops.evals.junit import report_data
 
     def one(run: VersionRun, with_comparison: Comparison | None) -> dict[str, Any]:
         data = report_data(run.summary, run.scored, with_comparison)

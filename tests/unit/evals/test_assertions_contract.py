@@ -50,7 +50,10 @@ MEASURED = [
         cost_usd=0.001,
         similarity=0.9,
         signals={"pii_output": 0.0, "refusal": 1.0},
-        grades={"|rubric|": A.Grade(True, 5, "ok"), "||The answer is polite.": A.Grade(None, 2, "")},
+        grades={
+            "|rubric|": A.Grade(True, 5, "ok"),
+            "||The answer is polite.": A.Grade(None, 2, ""),
+        },
     ),
     Result(
         "", latency_ms=float("nan"), similarity=float("inf"), signals={"pii_output": float("nan")}
