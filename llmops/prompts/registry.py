@@ -23,7 +23,15 @@ from typing import Any
 from jinja2 import StrictUndefined, TemplateError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
-from schemas import ChatMessage, Experiment, LabelMove, PromptRef, PromptVersion
+from schemas import (
+    ChatMessage,
+    Experiment,
+    LabelMove,
+    PromptRef,
+    PromptRequest,
+    PromptVersion,
+    SamplingParams,
+)
 from schemas.prompts import VariableSpec
 
 _JINJA = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
@@ -193,3 +201,22 @@ def prompt_set_from_data(data: Mapping[str, Any]) -> PromptSet:
             if variant.prompt_version is not None:
                 prompts.resolve(PromptRef(name=experiment.prompt_name), variant.prompt_version)
     return prompts
+
+
+def apply_prompt_defaults(request: PromptRequest, version: PromptVersion) -> PromptRequest:
+    """The request with the prompt's sampling defaults where it left a knob at the contract's
+    default (a request on the wire carries every knob, so "left at the default" is the one
+    sign of "not set" every client gives), and a JSON answer asked for when the prompt has a
+    response schema and the request asked for none."""
+    defaults = SamplingParams()
+    updates = {
+        knob: value
+        for knob, value in version.params.model_dump(exclude_none=True).items()
+        if getattr(request.sampling, knob) == getattr(defaults, knob)
+    }
+    changes: dict[str, Any] = {}
+    if updates:
+        changes["sampling"] = request.sampling.model_copy(update=updates)
+    if version.response_schema is not None and request.response_format == "text":
+        changes["response_format"] = "json"
+    return request.model_copy(update=changes) if changes else request

@@ -1,16 +1,21 @@
 """The router service: llm.requests -> (prompt, variant, pool) -> llm.inference.<pool>.
 
 Beside the request loop run the router's control plane: it follows llm.pools.status from the
-beginning into the pool board (pool states, breakers), and rescues the queued requests of
-pools the board declares dead (services/router/rescue.py).
+beginning into the pool board (pool states, breakers), follows the prompt registry (llm.prompts
+and llm.experiments, on top of the seed file's prompts) so a moved label serves the next
+request, with no restart and no polling, and rescues the queued requests of pools the board
+declares dead (services/router/rescue.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections import Counter
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from opentelemetry import trace
@@ -26,7 +31,13 @@ from llmops.kafka.replies import error_result, publish_result, rejection_replier
 from llmops.kafka.security import KafkaSecurity
 from llmops.kafka.signing import keys_from_settings
 from llmops.kafka.tail import TopicTail
-from llmops.prompts.registry import MissingVariable, PromptError, PromptSet
+from llmops.prompts.live import RegistryFeed
+from llmops.prompts.registry import (
+    MissingVariable,
+    PromptError,
+    PromptSet,
+    apply_prompt_defaults,
+)
 from llmops.telemetry import metrics
 from llmops.telemetry.conventions import (
     genai_request_parameters,
@@ -37,7 +48,7 @@ from llmops.telemetry.ratelog import RejectionLog
 from llmops.telemetry.spans import consumer_span
 from schemas import PoolStatus, PromptRequest, RoutedRequest, utc_now
 from schemas.base import MAX_ROUTE_REASON
-from schemas.topics import DLQ, POOL_STATUS, REQUESTS, inference_topic
+from schemas.topics import DLQ, EXPERIMENTS, POOL_STATUS, PROMPTS, REQUESTS, inference_topic
 from services.router.board import PoolBoard
 from services.router.choice import NoHealthyPool, RoutingError
 from services.router.policy import route
@@ -76,6 +87,22 @@ class Router:
         self._status_rejections = RejectionLog(log, "router-status")  # bounded rate
         # Only signed beats steer routing: anyone who can write the topic could forge one.
         self._signing = keys_from_settings(settings)
+        # Registry events change `prompts` in place: the rescuers share the same set.
+        self.registry = RegistryFeed(prompts, self._signing, settings.max_message_bytes)
+        self._registry_rejections = RejectionLog(log, "router-registry")
+        # Set once both registry topics were read to their end: older bad records were
+        # dead-lettered when they were new.
+        self.registry_live = False
+
+    def on_registry(self, record: Record) -> None:
+        """A prompt version, label move or experiment into the prompt set; a bad one (unsigned,
+        forged, malformed, mis-keyed) is dead-lettered and changes nothing."""
+        try:
+            self.registry.apply(record)
+        except Rejected as rejected:
+            self._registry_rejections.rejected(rejected.kind, rejected.reason, record.where)
+            if self.registry_live:
+                self._send_letter(record, rejected, "router-registry")
 
     def on_status(self, record: Record) -> None:
         """A heartbeat from llm.pools.status into the board; a bad one is dead-lettered."""
@@ -88,16 +115,19 @@ class Router:
             # Only live ones: the history was dead-lettered when it was live (no replays
             # of old letters at every restart).
             if self.board.live:
-                letter = asyncio.ensure_future(self._dead_letter(record, rejected))
-                self._letters.add(letter)  # held until sent: tasks are weakly referenced
-                letter.add_done_callback(self._letters.discard)
+                self._send_letter(record, rejected, "router-status")
             return
         self.board.observe(status, utc_now())
         self.waiting.wake()
 
-    async def _dead_letter(self, record: Record, rejected: Rejected) -> None:
-        metrics.count_dead_letter("router-status", rejected.kind)
-        letter = record.dead_letter(rejected, "router-status")
+    def _send_letter(self, record: Record, rejected: Rejected, service: str) -> None:
+        letter = asyncio.ensure_future(self._dead_letter(record, rejected, service))
+        self._letters.add(letter)  # held until sent: tasks are weakly referenced
+        letter.add_done_callback(self._letters.discard)
+
+    async def _dead_letter(self, record: Record, rejected: Rejected, service: str) -> None:
+        metrics.count_dead_letter(service, rejected.kind)
+        letter = record.dead_letter(rejected, service)
         try:
             await (await self._producer.send_event(DLQ.name, letter, key=record.topic))
         except Exception as exc:
@@ -128,7 +158,7 @@ class Router:
                     *await publish_result(self._producer, result, request.reply_to)
                 )
             try:
-                routed = route(request, self._prompts, self._settings.pools, now, self.board)
+                routed = self._route(request, now)
             except MissingVariable as exc:
                 raise Rejected(
                     "missing_variable", str(exc), request.request_id, request.reply_to
@@ -151,6 +181,17 @@ class Router:
                     "unroutable", str(exc), request.request_id, request.reply_to
                 ) from exc
             return await self._send_routed(routed, span)
+
+    def _route(self, request: PromptRequest, now: datetime) -> RoutedRequest:
+        """The routing decision, with the chosen prompt version's sampling defaults."""
+        routed = route(request, self._prompts, self._settings.pools, now, self.board)
+        if routed.prompt_name is None or routed.prompt_version is None:
+            return routed
+        version = self._prompts.versions[routed.prompt_name][routed.prompt_version]
+        with_defaults = apply_prompt_defaults(routed.request, version)
+        if with_defaults is routed.request:
+            return routed
+        return routed.model_copy(update={"request": with_defaults})
 
     async def _send_routed(self, routed: RoutedRequest, span: Span) -> Any:
         span.set_attributes(
@@ -181,7 +222,7 @@ class Router:
 
         def attempt() -> RoutedRequest | None:
             try:
-                return route(request, self._prompts, self._settings.pools, utc_now(), self.board)
+                return self._route(request, utc_now())
             except RoutingError as exc:
                 last[0] = exc
                 return None
@@ -199,44 +240,87 @@ class Router:
 
 
 class ControlPlane:
-    """The pool status feed into the board, and the rescuers of dead pools."""
+    """The pool status feed into the board, the registry feeds into the prompt set, and the
+    rescuers of dead pools."""
 
     def __init__(self, settings: Settings, router: Router, rescues: RescueManager) -> None:
         self._settings = settings
         self._router = router
         self.rescues = rescues
         self.caught_up = asyncio.Event()
+        # Both registry topics read to their end (each feed sets its own first).
+        self.registry_caught_up = asyncio.Event()
+        self._registry_read: set[str] = set()
         self._stopping = asyncio.Event()
-        self._tail: TopicTail | None = None
+        self._tails: dict[str, TopicTail] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
-    async def _follow_status(self) -> None:
+    def _status_tail(self) -> TopicTail:
+        return TopicTail(
+            self._settings.kafka_bootstrap_servers,
+            POOL_STATUS.name,
+            self._router.on_status,
+            client_id="llmops-router-status",
+            fetch_max_wait_ms=self._settings.fetch_max_wait_ms,
+            fetch_idle_wait_ms=self._settings.fetch_idle_wait_ms,
+            on_poll=self._router.board.note_feed,
+            security=KafkaSecurity.from_settings(self._settings),
+        )
+
+    def _registry_tail(self, topic: str) -> TopicTail:
+        # Label moves are rare: the wait grows to fetch_idle_wait_ms when quiet, which bounds
+        # how long a move takes to be seen (well under a second by default).
+        return TopicTail(
+            self._settings.kafka_bootstrap_servers,
+            topic,
+            self._router.on_registry,
+            client_id=f"llmops-router-{topic}",
+            fetch_max_wait_ms=self._settings.fetch_max_wait_ms,
+            fetch_idle_wait_ms=self._settings.fetch_idle_wait_ms,
+            security=KafkaSecurity.from_settings(self._settings),
+        )
+
+    async def _follow(
+        self, topic: str, make: Callable[[], TopicTail], on_caught_up: Callable[[], None]
+    ) -> None:
+        """Read the topic until stopped; after a failure, read it again from its beginning
+        (what was applied stays: replaying a state topic only reapplies its states)."""
+        failures = 0
         while not self._stopping.is_set():
-            self._tail = tail = TopicTail(
-                self._settings.kafka_bootstrap_servers,
-                POOL_STATUS.name,
-                self._router.on_status,
-                client_id="llmops-router-status",
-                fetch_max_wait_ms=self._settings.fetch_max_wait_ms,
-                fetch_idle_wait_ms=self._settings.fetch_idle_wait_ms,
-                on_poll=self._router.board.note_feed,
-                security=KafkaSecurity.from_settings(self._settings),
-            )
-            watcher = asyncio.create_task(self._mark_live(tail))
+            self._tails[topic] = tail = make()
+            watcher = asyncio.create_task(self._when_caught_up(tail, on_caught_up))
             try:
                 await tail.run()
-            except Exception as exc:  # the broker went away: read again, the board keeps
-                log.warning("pool status feed failed, retrying: %r", exc)
+            except Exception as exc:  # the broker went away (or the topic is missing)
+                failures += 1
+                # The first failure in a row is worth a warning; a long outage, no flood.
+                level = logging.WARNING if failures == 1 else logging.DEBUG
+                log.log(level, "%s feed failed, retrying: %r", topic, exc)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(FEED_RETRY_S):
                         await self._stopping.wait()
+            else:
+                failures = 0
             finally:
                 watcher.cancel()
 
-    async def _mark_live(self, tail: TopicTail) -> None:
+    @staticmethod
+    async def _when_caught_up(tail: TopicTail, then: Callable[[], None]) -> None:
         await tail.caught_up.wait()
+        then()
+
+    def _status_live(self) -> None:
         self._router.board.mark_live(utc_now())
         self.caught_up.set()
+
+    def _registry_live(self, topic: str) -> Callable[[], None]:
+        def mark() -> None:
+            self._registry_read.add(topic)
+            if self._registry_read >= {PROMPTS.name, EXPERIMENTS.name}:
+                self._router.registry_live = True
+                self.registry_caught_up.set()
+
+        return mark
 
     async def on_loop_start(self, loop: ConsumerLoop) -> None:
         """The request loop's companion: start, and give the pool status history a bounded
@@ -245,6 +329,7 @@ class ControlPlane:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(CATCH_UP_WAIT_S):
                 await self.caught_up.wait()
+                await self.registry_caught_up.wait()
 
     def on_loop_stopping(self) -> None:
         """Nothing to tell: rescues and the status feed run until the loop has drained."""
@@ -254,8 +339,20 @@ class ControlPlane:
 
     def start(self) -> None:
         self._stopping.clear()
+        status = self._follow(POOL_STATUS.name, self._status_tail, self._status_live)
         self._tasks = [
-            asyncio.create_task(self._follow_status(), name="router-status"),
+            asyncio.create_task(status, name="router-status"),
+            *(
+                asyncio.create_task(
+                    self._follow(
+                        topic,
+                        functools.partial(self._registry_tail, topic),
+                        self._registry_live(topic),
+                    ),
+                    name=f"router-{topic}",
+                )
+                for topic in (PROMPTS.name, EXPERIMENTS.name)
+            ),
             asyncio.create_task(self.rescues.run(), name="router-rescues"),
         ]
 
@@ -263,8 +360,8 @@ class ControlPlane:
         # Events first, cancel() only as a fallback: a cancel can be lost in a library's
         # wait on Python 3.11, and stop() must never hang.
         self._stopping.set()
-        if self._tail is not None:
-            self._tail.stop()
+        for tail in self._tails.values():
+            tail.stop()
         await self.rescues.close()
         pending = {t for t in self._tasks if not t.done()}
         if pending:
