@@ -227,7 +227,7 @@ def compare(
 def _with_verdict(c: Comparison, alpha: float) -> Comparison:
     interval = f"mean score difference {c.mean_score_diff:+.3f}, {c.confidence:.0%} interval "
     interval += f"[{c.diff_low:+.3f}, {c.diff_high:+.3f}]"
-    flips = f"{c.only_b_passes} cases pass only with B, {c.only_a_passes} only with A"
+    flips = f"{c.only_b_passes} results pass only with B, {c.only_a_passes} only with A"
     if c.mcnemar_p < alpha and c.only_b_passes > c.only_a_passes:
         head = f"B passes more cases than A (McNemar p={c.mcnemar_p:.3g})"
     elif c.mcnemar_p < alpha:
