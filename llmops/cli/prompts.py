@@ -36,6 +36,7 @@ from llmops.prompts.gate import (
 )
 from llmops.prompts.live import RegistryUnavailable, read_registry
 from llmops.prompts.publish import (
+    SEED_REASON,
     PushPlan,
     current_actor,
     plan_push,
@@ -50,7 +51,6 @@ if TYPE_CHECKING:
 
 commands = typer.Typer(no_args_is_help=True, help="The prompt registry: versions, labels, history.")
 
-SEED_REASON = "seed"
 HISTORY_COLUMNS = (
     "ts",
     "event",

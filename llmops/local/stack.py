@@ -234,10 +234,22 @@ class LocalStack:
             created = self._ensure_topics(platform_topics(pools))
             url = self.addresses.clickhouse_url
             applied = migrate(url, login=login_for(url, self.settings))
+            seeded = self._seed_prompts()
         self.console.print(
-            f"[green]✓[/] topics: {len(created)} created; migrations: {len(applied)} applied "
-            f"({time.monotonic() - started:.1f}s)"
+            f"[green]✓[/] topics: {len(created)} created; migrations: {len(applied)} applied; "
+            f"prompts: {seeded} ({time.monotonic() - started:.1f}s)"
         )
+
+    def _seed_prompts(self) -> str:
+        """The seed prompt file into the registry (llmops/prompts/publish.py push_seed)."""
+        import asyncio
+
+        from llmops.prompts.files import seed_prompts_file
+        from llmops.prompts.publish import push_seed
+
+        path = seed_prompts_file(self.settings.prompts_file)
+        plan, moves = asyncio.run(push_seed(self.child_settings(), path))
+        return f"{len(plan.new_versions)} versions and {len(moves)} labels seeded"
 
     def _prepare_models(self) -> None:
         from services.inference.models import prepare_model

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from llmops.prompts.registry import PromptSet, prompt_set_from_data
+
+
+def demo_prompts_file() -> Path:
+    """The demo prompt set: what `llmops up` seeds and the router starts from, unless
+    LLMOPS_PROMPTS_FILE names another."""
+    return Path(str(resources.files("llmops.local.demo") / "prompts.yaml"))
+
+
+def seed_prompts_file(configured: Path | None) -> Path:
+    return configured or demo_prompts_file()
 
 
 def load_prompt_set(paths: Iterable[Path]) -> PromptSet:

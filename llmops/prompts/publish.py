@@ -14,11 +14,14 @@ import getpass
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from llmops.config import Settings
 from llmops.kafka.config import BusConfig
 from llmops.kafka.producer import Producer
-from llmops.prompts.content import Draft
+from llmops.prompts.content import Draft, read_prompt_files
+from llmops.prompts.gate import decide_move
+from llmops.prompts.live import read_registry
 from llmops.prompts.registry import PromptSet
 from schemas import LabelMove, PromptVersion
 from schemas.prompts import label_key, version_key
@@ -126,3 +129,36 @@ async def publish_with_settings(
     bus = BusConfig.from_settings(settings, client_id="llmops-prompts")
     async with Producer(bus) as producer:
         await publish(producer, versions, moves)
+
+
+SEED_ACTOR = "llmops up"
+SEED_REASON = "seed"
+
+
+async def push_seed(
+    settings: Settings, path: Path, timeout_s: float = 10.0
+) -> tuple[PushPlan, list[LabelMove]]:
+    """The seed file into the registry, as `llmops up` does at every start: new content
+    becomes versions; labels are set only where the prompt has none of that name yet (a
+    restart never moves production back), protected ones forced with the reason "seed"."""
+    drafts = read_prompt_files([path]).drafts
+    current = await read_registry(settings, timeout_s)
+    plan = plan_push(drafts, current, seed=True)
+    after = with_planned(current, plan)
+    moves = []
+    for want in plan.labels:
+        move = decide_move(
+            after,
+            want.name,
+            want.version,
+            want.label,
+            protected=settings.protected_labels,
+            evidence=None,
+            actor=SEED_ACTOR,
+            force=True,
+            reason=SEED_REASON,
+        )
+        if move is not None:
+            moves.append(move)
+    await publish_with_settings(settings, plan.new_versions, moves)
+    return plan, moves

@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from importlib import resources
-from pathlib import Path
 
 from llmops.config import get_settings
 from llmops.kafka.config import BusConfig
 from llmops.kafka.producer import Producer
 from llmops.kafka.security import KafkaSecurity
 from llmops.kafka.topics import ensure_topics, platform_topics
-from llmops.prompts.files import load_prompt_set
+from llmops.prompts.files import load_prompt_set, seed_prompts_file
 from llmops.runtime import consume_until, require_trust_settings, run_service
 from services.router.service import build_router
-
-
-def default_prompts_file() -> Path:
-    return Path(str(resources.files("llmops.local.demo") / "prompts.yaml"))
 
 
 async def main(stop: asyncio.Event) -> None:
@@ -30,7 +24,8 @@ async def main(stop: asyncio.Event) -> None:
         replication_factor=settings.topic_replication_factor,
         security=KafkaSecurity.from_settings(settings),
     )
-    prompts = load_prompt_set([settings.prompts_file or default_prompts_file()])
+    # The seed file is the base; the registry topics (followed by the router) apply on top.
+    prompts = load_prompt_set([seed_prompts_file(settings.prompts_file)])
     async with Producer(BusConfig.from_settings(settings, client_id="llmops-router")) as producer:
         _, consumer = build_router(settings, prompts, producer)
         await consume_until(stop, consumer)
