@@ -106,7 +106,7 @@ def _finite(value: float | None, default: float = 0.0) -> float:
 
 
 def _cut(text: str, limit: int) -> str:
-    # A lone surrogate cannot be sent as UTF-8: the store keeps a replacement character.
+    # A lone surrogate cannot be sent as UTF-8: the store keeps "?" in its place.
     cut = text[:limit]
     return cut.encode("utf-8", "replace").decode("utf-8")
 
