@@ -48,6 +48,8 @@ from llmops.telemetry.setup import get_tracer
 from schemas.topics import (
     ALERTS,
     DLQ,
+    EXPERIMENTS,
+    FEEDBACK,
     METRICS,
     PROMPTS,
     REQUESTS,
@@ -58,6 +60,8 @@ from schemas.topics import (
 )
 from streams import retention, rows
 from streams.agents.delivery import Delivery
+from streams.agents.feedback import EXPERIMENT_SINKS
+from streams.agents.guardrail import GuardrailAgent
 from streams.agents.history import HISTORY_SINKS
 from streams.agents.monitor import MonitorAgent
 from streams.agents.sinks import SINKS, SinkAgent, SinkContext, sink_converter
@@ -102,6 +106,8 @@ def topics_needed(options: WorkerOptions) -> list[TopicSpec]:
         METRICS,
         ALERTS,
         PROMPTS,  # the registry's history (streams/agents/history.py)
+        EXPERIMENTS,  # experiment history, guardrail stops (streams/agents/guardrail.py)
+        FEEDBACK,  # apps' feedback (streams/agents/feedback.py)
         response_features_topic(options.app_id),
     ]
 
@@ -210,7 +216,7 @@ class MetricsWorker:
                 delivery,
                 self.tracer,
             )
-            for sink in (*SINKS, *HISTORY_SINKS)
+            for sink in (*SINKS, *HISTORY_SINKS, *EXPERIMENT_SINKS)
         }
         self.windows = WindowsAgent(
             app,
@@ -226,6 +232,8 @@ class MetricsWorker:
             ),
             segment_attributes=settings.segment_attributes,
         )
+        # Experiments: ramps and guardrails (streams/agents/guardrail.py), on the leader.
+        self.guardrail = GuardrailAgent.build(url, login, delivery, context.signing)
         # Its own connection: retried until migrations ran, it must not drop the seeding's.
         self.retention_reader = Reader(url, login=login)
         # Quality monitoring: QualityWindows on llm.metrics -> drift rows, alerts.
@@ -246,6 +254,7 @@ class MetricsWorker:
         for sink in self.sinks.values():
             sink.register(self.app)
         self.windows.register(self.app)
+        self.guardrail.register(self.app)
         if self.monitor is not None:
             self.monitor.register(self.app)
         self.app.task(self.apply_retention)
@@ -254,6 +263,7 @@ class MetricsWorker:
         for sink in self.sinks.values():
             sink.close()
         self.windows.close()
+        self.guardrail.close()
         if self.monitor is not None:
             self.monitor.close()
         self.retention_reader.close()
