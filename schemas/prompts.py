@@ -78,7 +78,7 @@ class VariableSpec(Contract):
         value = self.default
         # bool is an int in Python: an int variable's default of `true` is a mistake.
         if isinstance(value, bool) != (self.type == "bool") or not isinstance(value, allowed):
-            raise ValueError(f"default {value!r} is not a {self.type}")
+            raise ValueError(f"default {value!r} is not of type {self.type}")
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError("a float default must be finite")
         return self

@@ -152,7 +152,7 @@ def _convert(prompt: str, name: str, spec: VariableSpec, raw: str) -> Any:
     except (ValueError, RecursionError):
         pass
     shown = raw if len(raw) <= 40 else raw[:40] + "..."
-    raise MissingVariable(f"{prompt}: variable {name!r} must be a {spec.type}, got {shown!r}")
+    raise MissingVariable(f"{prompt}: variable {name!r} must be of type {spec.type}, got {shown!r}")
 
 
 def template_values(version: PromptVersion, variables: Mapping[str, str]) -> dict[str, Any]:
