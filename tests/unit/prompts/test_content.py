@@ -4,12 +4,19 @@ the content hash is the content's alone (not its labels, not its key order)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from llmops.prompts.content import PromptFileError, drafts_from_text, read_prompt_files
 from llmops.prompts.files import demo_prompts_file
 from schemas import PromptVersion
+
+
+def version_of(**data: Any) -> PromptVersion:
+    """A version from plain data, as a file or the topic gives it."""
+    return PromptVersion.model_validate(data)
+
 
 SINGLE = """
 name: support
@@ -113,7 +120,7 @@ def test_a_missing_path_is_a_file_error(tmp_path: Path) -> None:
 
 
 def test_a_version_whose_hash_does_not_match_its_content_is_refused() -> None:
-    good = PromptVersion(name="p", version=1, messages=[{"role": "user", "content": "hi"}])
+    good = version_of(name="p", version=1, messages=[{"role": "user", "content": "hi"}])
     data = good.model_dump(mode="json")
     data["messages"][0]["content"] = "tampered"
     with pytest.raises(ValueError, match="does not match"):

@@ -3,6 +3,8 @@ change the prompt set; everything else is a Rejected with the dead letter's kind
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from llmops.kafka.deadletter import Rejected
@@ -15,7 +17,13 @@ from schemas.topics import EXPERIMENTS, PROMPTS
 from tests import signing_kit
 from tests.signing_kit import signed_headers
 
-VERSION = PromptVersion(name="p", version=1, messages=[{"role": "user", "content": "hi"}])
+
+def version_of(**data: Any) -> PromptVersion:
+    """A version from plain data, as a file or the topic gives it."""
+    return PromptVersion.model_validate(data)
+
+
+VERSION = version_of(name="p", version=1, messages=[{"role": "user", "content": "hi"}])
 MOVE = LabelMove(name="p", label="production", version=1, actor="ada")
 OTHER_KEYS = SigningKeys("k1", b"another-deployment-key-0123456789")
 
@@ -84,7 +92,7 @@ def test_bad_records_are_rejected_and_change_nothing(record: Record, kind: str, 
 
 
 def test_an_oversized_record_is_rejected() -> None:
-    big = PromptVersion(name="p", version=1, messages=[{"role": "user", "content": "x" * 5000}])
+    big = version_of(name="p", version=1, messages=[{"role": "user", "content": "x" * 5000}])
     feed = RegistryFeed(PromptSet(), signing_kit.test_keys(), 2048)
     with pytest.raises(Rejected) as caught:
         feed.apply(_record(big, "p:1"))

@@ -10,6 +10,12 @@ from llmops.prompts.gate import GateEvidence, LabelRefused, SuiteRun, decide_mov
 from llmops.prompts.registry import PromptSet
 from schemas import LabelMove, PromptVersion
 
+
+def version_of(**data: Any) -> PromptVersion:
+    """A version from plain data, as a file or the topic gives it."""
+    return PromptVersion.model_validate(data)
+
+
 PROTECTED = ["production"]
 PASSED = GateEvidence(SuiteRun("run-1", "smoke", 1.0))
 
@@ -18,7 +24,7 @@ def _prompts() -> PromptSet:
     prompts = PromptSet()
     for n in (1, 2, 3):
         prompts.add(
-            PromptVersion(name="p", version=n, messages=[{"role": "user", "content": f"v{n}"}])
+            version_of(name="p", version=n, messages=[{"role": "user", "content": f"v{n}"}])
         )
     prompts.move_label(LabelMove(name="p", label="production", version=1))
     return prompts

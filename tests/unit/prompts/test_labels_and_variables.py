@@ -16,6 +16,12 @@ from llmops.prompts.registry import (
 )
 from schemas import LabelMove, PromptRef, PromptRequest, PromptVersion, SamplingParams
 
+
+def version_of(**data: Any) -> PromptVersion:
+    """A version from plain data, as a file or the topic gives it."""
+    return PromptVersion.model_validate(data)
+
+
 SEED: dict[str, Any] = {
     "prompts": [
         {
@@ -65,7 +71,7 @@ def test_a_label_pointing_at_an_unknown_version_is_a_clear_prompt_error() -> Non
 
 
 def _typed(**variables: Any) -> PromptVersion:
-    return PromptVersion(
+    return version_of(
         name="t",
         version=1,
         variables=variables,
@@ -115,7 +121,7 @@ def test_a_missing_or_mistyped_variable_is_a_missing_variable(
 
 
 def test_a_template_failing_on_a_value_is_a_prompt_error_not_a_crash() -> None:
-    version = PromptVersion(
+    version = version_of(
         name="t",
         version=1,
         variables={"j": {"type": "json"}},
@@ -130,7 +136,7 @@ def _request(**sampling: Any) -> PromptRequest:
 
 
 def test_the_prompt_params_fill_knobs_the_request_left_at_their_default() -> None:
-    version = PromptVersion(
+    version = version_of(
         name="p",
         version=1,
         params={"temperature": 0.7, "max_tokens": 300, "stop": ["END"]},
@@ -146,7 +152,7 @@ def test_the_prompt_params_fill_knobs_the_request_left_at_their_default() -> Non
 
 
 def test_a_response_schema_asks_for_a_json_answer() -> None:
-    version = PromptVersion(
+    version = version_of(
         name="p",
         version=1,
         response_schema={"type": "object"},
@@ -154,7 +160,7 @@ def test_a_response_schema_asks_for_a_json_answer() -> None:
     )
     request = _request()
     assert apply_prompt_defaults(request, version).response_format == "json"
-    bare = PromptVersion(name="p", version=1, messages=[{"role": "user", "content": "x"}])
+    bare = version_of(name="p", version=1, messages=[{"role": "user", "content": "x"}])
     assert apply_prompt_defaults(request, bare) is request
 
 
