@@ -9,6 +9,8 @@ import pytest
 
 from llmops.config import Settings
 from schemas.topics import RESPONSE_FEATURES_PARTITIONS, RESPONSES
+from streams.agents.feedback import EXPERIMENT_SINKS
+from streams.agents.history import HISTORY_SINKS
 from streams.agents.sinks import SINKS
 from streams.worker import (
     WorkerOptions,
@@ -52,7 +54,8 @@ def test_the_app_is_configured_from_settings() -> None:
     assert app.conf.id == "unit-streams"
     assert app.conf.web_enabled is False
     assert app.conf.broker_session_timeout == 6
-    assert len(app.agents) == 5  # three sinks, the windows and the monitor
+    # three sinks, prompt history, feedback, experiment history, the windows and the monitor
+    assert len(app.agents) == 8
 
 
 def test_the_monitor_reads_llm_metrics_unless_monitoring_is_off() -> None:
@@ -63,7 +66,7 @@ def test_the_monitor_reads_llm_metrics_unless_monitoring_is_off() -> None:
         update={"monitoring": SETTINGS.monitoring.model_copy(update={"enabled": False})}
     )
     quiet = build_worker(off, WorkerOptions(app_id="unit-streams"))
-    assert quiet.monitor is None and len(quiet.app.agents) == 4
+    assert quiet.monitor is None and len(quiet.app.agents) == 7
 
 
 def test_topics_needed_include_the_repartition_topic() -> None:
@@ -74,15 +77,19 @@ def test_topics_needed_include_the_repartition_topic() -> None:
         "llm.dlq": 3,
         "llm.metrics": 6,
         "llm.alerts": 1,
+        "llm.prompts": 1,
+        "llm.experiments": 1,
+        "llm.feedback": 6,
         "a1-response-features": RESPONSE_FEATURES_PARTITIONS,
     }
 
 
 def test_every_declared_sink_is_an_agent_on_its_topic() -> None:
     worker = build_worker(SETTINGS, WorkerOptions(app_id="unit-streams"))
-    assert list(worker.sinks) == [sink.topic.name for sink in SINKS]
+    declared = (*SINKS, *HISTORY_SINKS, *EXPERIMENT_SINKS)
+    assert list(worker.sinks) == [sink.topic.name for sink in declared]
     agents = {agent.name: agent for agent in worker.app.agents.values()}
-    for sink in SINKS:
+    for sink in declared:
         assert agents[sink.agent].channel.get_topic_name() == sink.topic.name
     assert agents["streams.windows"].channel.get_topic_name() == "unit-streams-response-features"
 
