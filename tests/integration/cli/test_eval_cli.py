@@ -20,7 +20,9 @@ from typer.testing import CliRunner
 
 from llmops.cli.app import app
 from llmops.clickhouse.client import apply_migrations, connect, ensure_database
-from tests.integration.evals.kit import JUDGE, pools_and_engines, prompt_set
+from llmops.config import Settings
+from llmops.prompts.publish import publish_with_settings
+from tests.integration.evals.kit import JSON_PROMPT, JUDGE, pools_and_engines, prompt_set
 from tests.integration.platform import running_platform
 
 pytestmark = pytest.mark.integration
@@ -179,6 +181,34 @@ async def test_compare_prints_the_paired_verdict(env: dict[str, str], tmp_path: 
         f"('{data['run_id']}', '{data['baseline']['run_id']}') ORDER BY prompt_version",
     )
     assert roles == [(1, "baseline", 1), (2, "candidate", 0)]
+
+
+async def test_json_schema_is_the_registrys(env: dict[str, str], tmp_path: Path) -> None:
+    """The suite names no schema: the CLI reads the answering version's response schema from
+    the live registry (llm.prompts, signed), as `llmops prompts push` published it."""
+    version = prompt_set().versions[JSON_PROMPT][1]
+    await publish_with_settings(
+        Settings(kafka_bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"]), [version], []
+    )
+    cases = [
+        {"id": "fits", "variables": {"payload": '{"n":1}'}},
+        {"id": "wrong-type", "variables": {"payload": '{"n":"one"}'}},
+        {"id": "not-json", "variables": {"payload": "one"}},
+    ]
+    data = {
+        "name": "json-answers",
+        "prompt": f"{JSON_PROMPT}@production",
+        "sampling": {"max_tokens": 1},
+        "defaults": {"assertions": [{"type": "json_schema"}]},
+        "cases": cases,
+    }
+    report = tmp_path / "report.json"
+    code, out, err = await eval_run(env, suite_file(tmp_path, data), "--json", str(report))
+    assert code == 1, out + err
+    results = {r["case"]: r for r in json.loads(report.read_text())["results"]}
+    assert results["fits"]["passed"]
+    assert "does not match the schema at n" in results["wrong-type"]["checks"][0]["message"]
+    assert "not JSON" in results["not-json"]["checks"][0]["message"]
 
 
 def one_line(args: list[str]) -> str:

@@ -23,6 +23,13 @@ from services.inference.models import build_tiny_model, build_tiny_tokenizer
 from tests.engine_kit import TINY_CONFIG
 
 ECHO, TINY, JUDGE = "echo", "tiny-random", "judge"
+# A prompt with a response schema: the echo engine answers its one-word payload (max_tokens 1).
+JSON_PROMPT = "evals-json-answer"
+ANSWER_SCHEMA = {
+    "type": "object",
+    "required": ["n"],
+    "properties": {"n": {"type": "integer"}},
+}
 PROMPTS = {
     "prompts": [
         {
@@ -39,6 +46,18 @@ PROMPTS = {
                     "labels": ["candidate"],
                     "model": ECHO,
                     "messages": [{"role": "user", "content": "Bye {{ name }}"}],
+                },
+            ],
+        },
+        {
+            "name": JSON_PROMPT,
+            "versions": [
+                {
+                    "version": 1,
+                    "labels": ["production"],
+                    "model": ECHO,
+                    "response_schema": ANSWER_SCHEMA,
+                    "messages": [{"role": "user", "content": "{{ payload }}"}],
                 },
             ],
         },
