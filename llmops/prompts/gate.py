@@ -128,9 +128,9 @@ def rollback_target(moves: Sequence[LabelMove]) -> int | None:
     """The version a label returns to: the one it held before its current tenure.
 
     The moves, oldest first, as a stack: a move pushes its version, a rollback pops the one it
-    undid, so rolling back twice goes two versions back rather than toggling. Where the
-    history is shorter than that (a compacted topic keeps only the newest move), the newest
-    move's `previous` is the answer."""
+    undid, so rolling back twice goes two versions back rather than toggling. Where only one
+    move is known (a compacted topic keeps the newest move alone), its `previous` is the
+    answer."""
     if not moves:
         return None
     stack: list[int] = []
@@ -145,4 +145,6 @@ def rollback_target(moves: Sequence[LabelMove]) -> int | None:
     tenures = [v for i, v in enumerate(stack) if i == 0 or stack[i - 1] != v]
     if len(tenures) >= 2:
         return tenures[-2]
-    return moves[-1].previous
+    if len(moves) == 1 and not moves[0].rollback:
+        return moves[0].previous
+    return None  # back at the first tenure: nothing earlier held the label

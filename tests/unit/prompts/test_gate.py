@@ -86,6 +86,8 @@ def test_rollback_targets_walk_back_through_the_tenures() -> None:
     assert rollback_target(_moves((1, False), (2, False), (3, False))) == 2
     # Rolled back 3 -> 2: the next rollback goes to 1, not back to 3.
     assert rollback_target(_moves((1, False), (2, False), (3, False), (2, True))) == 1
+    # Rolled back to the first tenure: nothing earlier (no toggling back to 2).
+    assert rollback_target(_moves((1, False), (2, False), (1, True))) is None
     # Repeats are one tenure.
     assert rollback_target(_moves((1, False), (2, False), (2, False))) == 1
     # Only the newest move known (a compacted topic): its `previous`.
