@@ -230,3 +230,33 @@ async def test_platform_errors_fail_the_case(client: LLMOpsClient) -> None:
     [result] = await run(client, suite, ["nobody@production"])
     assert not result.passed and result.versions == ()
     assert all(s.scored.error and "unknown prompt" in s.scored.error for s in result.samples)
+
+
+async def test_similarity_to_the_reference_by_embeddings(client: LLMOpsClient) -> None:
+    """The MiniLM encoder (the metrics worker's embedding tier) measures the similarity."""
+    similar = {"type": "similarity", "min": 0.8}
+    suite = suite_from_data(
+        {
+            **GREETER,
+            "cases": [
+                {
+                    "id": "same",
+                    "variables": {"name": "Ada"},
+                    "reference": "Hello Ada",
+                    "assertions": [similar],
+                },
+                {
+                    "id": "other",
+                    "variables": {"name": "Ada"},
+                    "reference": "Quarterly tax filing deadlines for small firms",
+                    "assertions": [similar],
+                },
+            ],
+        }
+    )
+    [result] = await run(client, suite, ["greeter@1"])
+    by_case = {s.case_id: s for s in result.samples}
+    same, other = by_case["same"].result.similarity, by_case["other"].result.similarity
+    assert same is not None and other is not None
+    assert same > 0.99 and other < 0.5
+    assert by_case["same"].scored.passed and not by_case["other"].scored.passed
