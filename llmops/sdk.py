@@ -54,7 +54,8 @@ from schemas import (
     SamplingParams,
     utc_now,
 )
-from schemas.topics import EVENT_TYPE_HEADER, REQUESTS, reply_topic
+from schemas.feedback import Feedback, Thumbs
+from schemas.topics import EVENT_TYPE_HEADER, FEEDBACK, REQUESTS, reply_topic
 
 if TYPE_CHECKING:  # the settings module needs more than the SDK installs
     from llmops.config import Settings
@@ -322,6 +323,36 @@ class LLMOpsClient:
         return start_client_span(
             self._tracer, genai_span_name("chat", request.model or ""), attributes
         )
+
+    async def feedback(
+        self,
+        request_id: str,
+        *,
+        score: float | None = None,
+        thumbs: Thumbs | bool | None = None,
+        label: str | None = None,
+        comment: str | None = None,
+        user_id: str | None = None,
+    ) -> Feedback:
+        """Report an outcome of a response (by its request id): a score (the app's scale,
+        within +-1000), thumbs up/down (or True/False), a free-form label, any of them with
+        an optional comment. Sent on llm.feedback keyed by the request id, and joined there to
+        the response's experiment variant (`llmops experiments report`). Returns the event
+        once the broker acknowledged it; a value out of bounds raises ValidationError."""
+        if isinstance(thumbs, bool):
+            thumbs = "up" if thumbs else "down"
+        event = Feedback(
+            request_id=request_id,
+            score=score,
+            thumbs=thumbs,
+            label=label,
+            comment=comment,
+            user_id=user_id,
+            tenant=self.tenant,
+            app=self.app,
+        )
+        await (await self._producer.send_event(FEEDBACK.name, event, key=request_id))
+        return event
 
     async def generate(
         self, messages: Sequence[MessageLike] | None = None, **kwargs: Any

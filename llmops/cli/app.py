@@ -12,6 +12,7 @@ from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from llmops.cli import alerts, evals, pools, query, report, send, stack, topics, traces
+from llmops.cli import experiments as experiment_commands
 from llmops.cli import prompts as prompt_commands
 from llmops.cli.console import error_console
 from llmops.cli.errors import Mistake, describe
@@ -57,6 +58,7 @@ for group in (stack, send, query, report, traces, alerts, pools, topics):
 # Groups with commands of their own: `llmops eval run ...`.
 app.add_typer(evals.commands, name="eval")
 app.add_typer(prompt_commands.commands, name="prompts")
+app.add_typer(experiment_commands.commands, name="experiments")
 
 
 @app.callback()

@@ -89,8 +89,10 @@ def start(
     ramp: Sequence[float] = (),
     ramp_every_s: float = 3600.0,
     control: str | None = None,
+    revision: int = 1,
 ) -> Experiment:
-    """A running experiment: the first variant is the control unless one is named."""
+    """A running experiment: the first variant is the control unless one is named.
+    `revision`: past the newest state of an earlier experiment of the same name."""
     if len(variants) < 2:
         raise ExperimentError("an experiment needs at least two --variant")
     for variant in variants:
@@ -122,7 +124,7 @@ def start(
             "ramp": steps,
             "ramp_applied": 1 if steps else 0,
             "started_at": now,
-            "revision": 1,
+            "revision": revision,
             "reason": "started",
             "ts": now,
         }
