@@ -260,3 +260,33 @@ async def test_similarity_to_the_reference_by_embeddings(client: LLMOpsClient) -
     assert same is not None and other is not None
     assert same > 0.99 and other < 0.5
     assert by_case["same"].scored.passed and not by_case["other"].scored.passed
+
+
+async def test_a_flaky_case_on_the_tiny_model(client: LLMOpsClient) -> None:
+    """A seed is a sample: the same seed gives the same answer again, another seed another.
+    So a case expecting exactly the answer of seed 0 passes on repeat 0 only: flaky, named,
+    pass@3 = 1 and pass^3 = 0. One request at a time, so every answer is computed alone."""
+    base = {
+        "name": "tiny-flaky",
+        "prompt": "tiny-talk@production",
+        "sampling": {"temperature": 1.0, "max_tokens": 12},
+    }
+    case = {"id": "exact", "variables": {"topic": "deltas"}}
+    probe = suite_from_data(
+        {**base, "cases": [{**case, "assertions": [{"type": "length", "min_chars": 0}]}]}
+    )
+    [first] = await run(client, probe, ["tiny-talk@production"], repeat=3, concurrency=1)
+    answers = [s.result.output for s in sorted(first.samples, key=lambda s: s.repeat)]
+    assert len(set(answers)) == 3  # three seeds, three samples
+    exact = {"type": "equals", "value": answers[0], "strip": False}
+    suite = suite_from_data({**base, "cases": [{**case, "assertions": [exact]}]})
+    [result] = await run(client, suite, ["tiny-talk@production"], repeat=3, concurrency=1)
+    [summary] = result.summary.cases
+    assert (summary.passes, summary.flaky, summary.passed) == (1, True, False)
+    assert (summary.pass_at_k, summary.pass_hat_k) == (1.0, 0.0)
+    assert result.summary.flaky == ("exact",)
+    assert [s.scored.passed for s in sorted(result.samples, key=lambda s: s.repeat)] == [
+        True,
+        False,
+        False,
+    ]
