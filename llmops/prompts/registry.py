@@ -69,6 +69,11 @@ class PromptSet:
         self.history.setdefault(move.name, {}).setdefault(move.label, []).append(move)
 
     def add_experiment(self, experiment: Experiment) -> None:
+        """The experiment's newest state replaces the old one; a state of a lower revision
+        (a replay, a stale writer) is ignored."""
+        known = self.experiments.get(experiment.name)
+        if known is not None and getattr(known, "revision", 0) > getattr(experiment, "revision", 0):
+            return
         self.experiments[experiment.name] = experiment
 
     def labels(self, name: str) -> dict[str, int]:

@@ -40,13 +40,26 @@ from hypothesis import HealthCheck, Phase, given, settings
 from llmops.kafka.deadletter import Rejected
 from llmops.kafka.record import Record
 from llmops.kafka.replies import publish_result
+from llmops.prompts.publish import publish
 from llmops.telemetry.ratelog import REJECTION_LOG_INTERVAL_S
-from schemas import InferenceResult, PoolStatus, QualityWindow, RoutedRequest, utc_now
+from schemas import (
+    Experiment,
+    InferenceResult,
+    LabelMove,
+    PoolStatus,
+    PromptVersion,
+    QualityWindow,
+    RoutedRequest,
+    Variant,
+    utc_now,
+)
 from schemas.topics import (
     DLQ,
     EVENT_TYPE_HEADER,
+    EXPERIMENTS,
     METRICS,
     POOL_STATUS,
+    PROMPTS,
     REQUESTS,
     RESPONSES,
     inference_topic,
@@ -419,6 +432,48 @@ async def test_rescuer_of_a_dead_pool(fuzz: Harness, batch: list[FuzzRecord]) ->
 async def test_router_status_reader(fuzz: Harness, batch: list[FuzzRecord]) -> None:
     consumer = Consumer("router status", "router-status", decodes(PoolStatus))
     await feed(fuzz, POOL_STATUS.name, batch, [consumer], good_status, "PoolStatus")
+
+
+def fix_registry(doc: dict[str, Any], rid: str) -> dict[str, Any]:
+    # Names of their own: a hostile valid event never touches another test's prompt.
+    return {**doc, "name": f"fuzz-{rid}"}
+
+
+async def good_registry(h: Harness) -> None:
+    """A signed version, label move and experiment reach the router; its prompt is served."""
+    name = f"fuzz-good-{uuid.uuid4().hex[:8]}"
+    version = PromptVersion.model_validate(
+        {"name": name, "version": 1, "messages": [{"role": "user", "content": "good"}]}
+    )
+    await publish(h.producer, [version], [LabelMove(name=name, label="production", version=1)])
+    experiment = Experiment(
+        name=name, prompt_name=name, variants=[Variant(name="a", prompt_version=1, weight=1)]
+    )
+    ack = await h.producer.send_event(EXPERIMENTS.name, experiment, key=name, sign=True)
+    await ack
+    prompts = h.services["router"].registry.prompts
+
+    async def seen() -> bool:
+        return prompts.label_version(name, "production") == 1 and name in prompts.experiments
+
+    await wait_until(seen, "the good registry events in the router", h.alive)
+    result = await h.client.generate(prompt=name)
+    assert result.error is None and result.prompt_version == 1, result
+
+
+@FUZZ
+@given(batch=fuzz_batch(exported_schema("LabelMove"), fix_registry))
+async def test_router_registry_reader(fuzz: Harness, batch: list[FuzzRecord]) -> None:
+    router = Consumer("router registry", "router-registry", decodes(LabelMove))
+    history = Consumer("prompt history", None, stored("prompt_history", "event_id", ("event_id",)))
+    await feed(fuzz, PROMPTS.name, batch, [router, history], good_registry, "LabelMove")
+
+
+@FUZZ
+@given(batch=fuzz_batch(exported_schema("Experiment"), fix_registry))
+async def test_router_experiments_reader(fuzz: Harness, batch: list[FuzzRecord]) -> None:
+    router = Consumer("router experiments", "router-registry", decodes(Experiment))
+    await feed(fuzz, EXPERIMENTS.name, batch, [router], good_registry, "Experiment")
 
 
 @FUZZ
