@@ -44,6 +44,7 @@ ALPHA = 0.05  # the paired tests' significance level
 MAX_SEED = 2**62  # a seed plus the repeat stays within int64
 MAX_REPEAT = 1000  # llmops.evals.runner's bounds, checked here as usage mistakes
 MAX_CONCURRENCY = 1024
+MAX_TOKENS = 8192  # schemas.requests.MAX_OUTPUT_TOKENS
 
 
 # --- what the assertions read, from the layers above llmops.evals -------------------------
@@ -206,6 +207,9 @@ def run(
     judge_model: Annotated[
         str | None, typer.Option(help="model grading `rubric` assertions (default: JUDGE_MODEL)")
     ] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option(help="output tokens per answer (default: the suite's)")
+    ] = None,
     store: Annotated[bool, typer.Option(help="write the results to ClickHouse")] = True,
 ) -> None:
     """Run a suite through the platform; exit 1 when it fails (the release gate)."""
@@ -234,8 +238,12 @@ def run(
         if path is not None and not path.parent.is_dir():
             raise Mistake(f"{option} {str(path)!r}: its directory does not exist")
     settings = get_settings()
+    if max_tokens is not None and not 1 <= max_tokens <= MAX_TOKENS:
+        raise Mistake(f"--max-tokens must be within 1..{MAX_TOKENS}")
     require_kafka(settings.kafka_bootstrap_servers)
-    config = RunConfig(repeat, concurrency, seed, temperature, None, timeout)
+    if store:  # before the run, not after it: a store that cannot take the results says so now
+        _check_store(settings)
+    config = RunConfig(repeat, concurrency, seed, temperature, max_tokens, timeout)
     targets = [target] if baseline is None else [target, baseline]
     runs = asyncio.run(
         _run(settings, suite, targets, config, judge_model or settings.judge_model or None)
@@ -397,6 +405,21 @@ def report(
     if len(runs) > 1:
         data["baseline"] = one(runs[1], None)
     return json.dumps(data, ensure_ascii=False, allow_nan=False, indent=2)
+
+
+def _check_store(settings: Settings) -> None:
+    from llmops.clickhouse.client import connect, login_for
+
+    url = settings.clickhouse_url
+    client = connect(url, login=login_for(url, settings))
+    try:
+        for table in ("eval_runs", "eval_results"):
+            if str(client.command(f"EXISTS TABLE {table}")).strip() != "1":
+                raise Mistake(
+                    f"the store has no {table} table: run `llmops migrate` (or --no-store)"
+                )
+    finally:
+        client.close()
 
 
 def _store(

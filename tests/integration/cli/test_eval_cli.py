@@ -232,3 +232,18 @@ def test_mistakes_are_one_line(tmp_path: Path) -> None:
     bad.write_text("name: x\nprompt: p@1\ncases: []\n", encoding="utf-8")
     assert one_line([str(bad)]).startswith("error: suite bad.yaml: cases")
     assert "is a directory" in one_line([str(tmp_path)])
+    assert "--max-tokens" in one_line([good, "--max-tokens", "0"])
+
+
+async def test_a_store_without_the_tables_is_refused_before_the_run(
+    env: dict[str, str], store_url: str, tmp_path: Path
+) -> None:
+    bare = f"{store_url}/bare_{uuid.uuid4().hex[:8]}"
+    ensure_database(bare).close()  # no migrations
+    code, out, err = await eval_run({**env, "CLICKHOUSE_URL": bare}, suite_file(tmp_path, PASSING))
+    assert code == 2 and "Traceback" not in out + err
+    assert (
+        err.strip()
+        == "error: the store has no eval_runs table: run `llmops migrate` (or --no-store)"
+    )
+    assert "greets-Ada" not in out  # nothing ran

@@ -62,6 +62,9 @@ def test_run_config_bounds(bad: dict[str, float]) -> None:
 def test_the_cli_checks_the_runners_bounds() -> None:
     assert (cli.MAX_REPEAT, cli.MAX_CONCURRENCY) == (R.MAX_REPEAT, R.MAX_CONCURRENCY)
     assert cli.MAX_SEED + R.MAX_REPEAT < 2**63  # a seed plus a repeat fits the int64 column
+    from schemas.requests import MAX_OUTPUT_TOKENS
+
+    assert cli.MAX_TOKENS == MAX_OUTPUT_TOKENS
 
 
 def version_run(versions: list[int | None], passed: bool = True) -> VersionRun:
