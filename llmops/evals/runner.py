@@ -18,13 +18,14 @@ llm.requests (router, pool, reply topic), for one prompt version or two on the s
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from llmops.evals.assertions import Grade, Result, RubricParams
 from llmops.evals.scoring import Scored, SuiteSummary, score_result, summarize
@@ -32,6 +33,7 @@ from llmops.evals.suite import Case, Suite
 from llmops.sdk import LLMOpsClient, ReplyTimeout
 from schemas import ChatMessage, InferenceResult, utc_now
 
+log = logging.getLogger(__name__)
 EVAL_APP = "llmops-eval"
 RUN_ATTRIBUTE = "llmops.eval_run"
 CASE_ATTRIBUTE = "llmops.eval_case"
@@ -239,26 +241,34 @@ class SuiteRunner:
     ) -> Sample:
         seed = self.config.seed_of(repeat)
         variables = {k: _as_text(v) for k, v in self.suite.variables_of(case).items()}
-        request = self.client.build_request(
-            prompt=target.name,
-            version=target.version,
-            label=target.label,
-            variables=variables,
-            context=case.context,
-            app=EVAL_APP,
-            attributes={
-                RUN_ATTRIBUTE: run_id,
-                CASE_ATTRIBUTE: case.id[:256],
-                REPEAT_ATTRIBUTE: str(repeat),
-            },
-            seed=seed,
-            timeout_s=self.config.timeout_s,
-            **sampling,
-        )
-        sent = time.monotonic()
-        reply = await self._ask(request)
-        latency_ms = (time.monotonic() - sent) * 1000.0
-        result = await self._measure(case, reply, latency_ms)
+        request_id = uuid.uuid4().hex
+        try:
+            request = self.client.build_request(
+                prompt=target.name,
+                version=target.version,
+                label=target.label,
+                variables=variables,
+                context=case.context,
+                app=EVAL_APP,
+                attributes={
+                    RUN_ATTRIBUTE: run_id,
+                    CASE_ATTRIBUTE: case.id[:256],
+                    REPEAT_ATTRIBUTE: str(repeat),
+                },
+                seed=seed,
+                timeout_s=self.config.timeout_s,
+                request_id=request_id,
+                **sampling,
+            )
+        except ValueError as exc:  # the case cannot be a request (pydantic's ValidationError)
+            why = f"invalid request: {_first_line(exc)}"
+            reply: InferenceResult | str = why
+            result = Result("", error=why)
+        else:
+            sent = time.monotonic()
+            reply = await self._ask(request)
+            latency_ms = (time.monotonic() - sent) * 1000.0
+            result = await self._measure(case, reply, latency_ms)
         version = reply.prompt_version if isinstance(reply, InferenceResult) else None
         schema = self.schema_of(version) if version is not None else None
         scored = score_result(self.suite, case, result, repeat, schema)
@@ -267,7 +277,7 @@ class SuiteRunner:
             case.id,
             repeat,
             seed,
-            request.request_id,
+            request_id,
             result,
             scored,
             version,
@@ -297,12 +307,16 @@ class SuiteRunner:
         output = reply.text
         signals: Mapping[str, float] = {}
         if self.probes.signals is not None:
-            signals = self.probes.signals(reply.prompt_text or "", output, case.context)
+            signals = _guarded(
+                self.probes.signals, {}, reply.prompt_text or "", output, case.context
+            )
         specs = [s.build() for s in self.suite.assertions_of(case)]
         similarity = None
         wants_similarity = any(s.type == "similarity" for s in specs)
         if case.reference is not None and self.probes.embed is not None and wants_similarity:
-            similarity = await asyncio.to_thread(_similarity, self.probes.embed, output, case)
+            similarity = await asyncio.to_thread(
+                _guarded, _similarity, None, self.probes.embed, output, case
+            )
         rubrics = {s.params.key: s.params for s in specs if isinstance(s.params, RubricParams)}
         grades = {key: await self._grade(p, case, reply) for key, p in rubrics.items()}
         return Result(
@@ -321,24 +335,47 @@ class SuiteRunner:
         grader = self.probes.grader
         if grader is None:
             return Grade(None, None, "no judge is configured")
-        messages = grader.messages(
-            rubric, reply.prompt_text or "", reply.text, case.context, case.reference
-        )
-        request = self.client.build_request(
-            messages,
-            model=rubric.model or self.probes.judge_model or None,
-            app=EVAL_APP,
-            attributes={RUN_ATTRIBUTE: "judge", CASE_ATTRIBUTE: case.id[:256]},
-            temperature=0.0,
-            max_tokens=JUDGE_MAX_TOKENS,
-            timeout_s=self.config.timeout_s,
-        )
+        try:
+            messages = grader.messages(
+                rubric, reply.prompt_text or "", reply.text, case.context, case.reference
+            )
+            request = self.client.build_request(
+                messages,
+                model=rubric.model or self.probes.judge_model or None,
+                app=EVAL_APP,
+                attributes={RUN_ATTRIBUTE: "judge", CASE_ATTRIBUTE: case.id[:256]},
+                temperature=0.0,
+                max_tokens=JUDGE_MAX_TOKENS,
+                timeout_s=self.config.timeout_s,
+            )
+        except Exception as exc:  # a grader bug or an unsendable prompt fails this grade only
+            return Grade(None, None, f"judge request not made: {_first_line(exc)}"[:300])
         answer = await self._ask(request)
         if isinstance(answer, str):
             return Grade(None, None, f"judge request failed: {answer}"[:300])
         if answer.error is not None:
             return Grade(None, None, f"judge request failed: {answer.error.kind}")
-        return grader.parse(answer.text)
+        return _guarded(
+            grader.parse, Grade(None, None, "the verdict could not be read"), answer.text
+        )
+
+
+T = TypeVar("T")
+
+
+def _guarded(probe: Callable[..., T], failed: T, *args: Any) -> T:
+    """What a probe measures, or `failed` when it breaks (its assertions are then unjudged and
+    say so): one broken measurement must not stop the suite."""
+    try:
+        return probe(*args)
+    except Exception:
+        log.warning("probe %s failed", getattr(probe, "__name__", probe), exc_info=True)
+        return failed
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]
 
 
 def _as_text(value: str | int | float | bool) -> str:

@@ -14,7 +14,7 @@ import pytest
 from llmops.cli.evals import platform_probes
 from llmops.clickhouse.client import apply_migrations, connect, ensure_database
 from llmops.evals.junit import junit_xml_many
-from llmops.evals.runner import PromptTarget, RunConfig, SuiteRunner, VersionRun
+from llmops.evals.runner import Probes, PromptTarget, RunConfig, SuiteRunner, VersionRun
 from llmops.evals.scoring import compare
 from llmops.evals.store import Pairing, write_runs
 from llmops.evals.suite import Suite, suite_from_data
@@ -290,3 +290,27 @@ async def test_a_flaky_case_on_the_tiny_model(client: LLMOpsClient) -> None:
         False,
         False,
     ]
+
+
+class BrokenGrader:
+    def messages(self, *args: object) -> list[Any]:
+        raise RuntimeError("grader bug")
+
+    def parse(self, text: str) -> Any:
+        raise AssertionError("never called")
+
+
+def broken_signals(prompt: str, output: str, context: str | None) -> dict[str, float]:
+    raise ZeroDivisionError("detector bug")
+
+
+async def test_a_broken_probe_fails_its_assertions_only(client: LLMOpsClient) -> None:
+    suite = suite_from_data(GREETER)
+    probes = Probes(signals=broken_signals, grader=BrokenGrader())
+    runner = SuiteRunner(client, suite, RunConfig(timeout_s=60), probes)
+    [result] = await runner.run([PromptTarget.parse("greeter@1")])
+    sample = next(s for s in result.samples if s.case_id == "greets-ada")
+    checks = {c.type: c for c in sample.scored.checks}
+    assert checks["contains"].passed  # the text was still judged
+    assert not checks["no_pii"].passed and "not measured" in checks["no_pii"].message
+    assert not checks["rubric"].passed and "grader bug" in checks["rubric"].message
