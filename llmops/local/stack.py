@@ -248,7 +248,11 @@ class LocalStack:
         from llmops.prompts.publish import push_seed
 
         path = seed_prompts_file(self.settings.prompts_file)
-        plan, moves = asyncio.run(push_seed(self.child_settings(), path))
+        try:
+            plan, moves = asyncio.run(push_seed(self.child_settings(), path))
+        except Exception as exc:  # the routers still start from the file itself
+            log.warning("seeding the prompt registry from %s failed: %r", path, exc)
+            return f"[yellow]not seeded ({type(exc).__name__}: {exc})[/]"
         return f"{len(plan.new_versions)} versions and {len(moves)} labels seeded"
 
     def _prepare_models(self) -> None:
