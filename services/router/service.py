@@ -218,12 +218,12 @@ class Router:
 
     async def _park(self, request: PromptRequest, first: NoHealthyPool, wait_s: float) -> None:
         """Wait for a pool (services/router/waiting.py); route the request, or answer it."""
-        last: list[RoutingError] = [first]
+        last: list[Exception] = [first]
 
         def attempt() -> RoutedRequest | None:
             try:
                 return self._route(request, utc_now())
-            except RoutingError as exc:
+            except (RoutingError, PromptError) as exc:  # a label may move while it waits
                 last[0] = exc
                 return None
 
