@@ -101,7 +101,7 @@ def suite_file(tmp_path: Path, data: dict[str, Any]) -> str:
 def stored(url: str, sql: str) -> list[tuple[Any, ...]]:
     client = connect(url)
     try:
-        return list(client.query(sql).result_rows)
+        return [tuple(row) for row in client.query(sql).result_rows]
     finally:
         client.close()
 
