@@ -1,4 +1,6 @@
-"""The experiments controller: a timer on the leader worker that, for each running experiment,
+"""The experiments controller: a timer on the one worker of the group that owns llm.experiments'
+partition (the experiment-history sink's; one partition, so one owner), that, for each
+running experiment,
 
 - applies its ramp's next step when due (a new state with the step's weights), and
 - checks its guardrail metrics per variant against control (llmops.experiments.guardrail:
@@ -72,6 +74,7 @@ class GuardrailAgent:
         self.interval_s = interval_s
         self.config = config or GuardrailConfig()
         self._published: dict[str, Experiment] = {}
+        self.app: faust.App | None = None
         self.decisions = 0
 
     @classmethod
@@ -91,8 +94,15 @@ class GuardrailAgent:
         )
 
     def register(self, app: faust.App) -> None:
-        # On the leader only: one controller decides for the whole group of workers.
-        app.timer(self.interval_s, on_leader=True, name="streams.experiments_guardrail")(self.tick)
+        self.app = app
+        app.timer(self.interval_s, name="streams.experiments_guardrail")(self.tick)
+
+    def owns_experiments(self) -> bool:
+        """Whether this worker holds llm.experiments' partition: one controller decides for
+        the whole group (faust's leader election is off: topic_disable_leader)."""
+        if self.app is None:
+            return False
+        return any(tp.topic == EXPERIMENTS.name for tp in self.app.consumer.assignment())
 
     def close(self) -> None:
         self.reader.close()
@@ -100,6 +110,8 @@ class GuardrailAgent:
         self.alert_writer.close()
 
     async def tick(self) -> None:
+        if not self.owns_experiments():
+            return
         try:
             await self.run_once(datetime.now(UTC))
         except Exception as error:  # a bad tick must not end the timer (nor the worker)
