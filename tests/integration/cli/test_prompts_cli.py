@@ -6,6 +6,7 @@ mistakes are one line."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from llmops.clickhouse.client import apply_migrations, connect, ensure_database
 from llmops.config import get_settings
 from llmops.kafka.topics import ensure_topics
 from llmops.prompts.files import demo_prompts_file
+from llmops.prompts.publish import push_seed
 from schemas.topics import CORE_TOPICS
 from tests.integration.streams.test_worker import Worker
 
@@ -268,3 +270,37 @@ def test_the_broker_down_is_one_line(env: str, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{free_port()}")
     get_settings.cache_clear()
     assert "cannot reach Kafka" in one_line_error("list", code=1)
+
+
+def test_the_seed_push_of_llmops_up_never_moves_a_label_back(env: str, tmp_path: Path) -> None:
+    name = f"seed-{uuid.uuid4().hex[:8]}"
+    seed = tmp_path / "seed.yaml"
+    seed.write_text(
+        "prompts:\n"
+        f"  - name: {name}\n"
+        "    versions:\n"
+        "      - {version: 1, labels: [production], messages: [{role: user, content: one}]}\n"
+        "      - {version: 2, labels: [candidate], messages: [{role: user, content: two}]}\n"
+    )
+    settings = get_settings()
+    plan, moves = asyncio.run(push_seed(settings, seed))
+    assert [v.version for v in plan.new_versions] == [1, 2]
+    production = next(m for m in moves if m.label == "production")
+    assert production.forced and production.reason == "seed" and production.actor == "llmops up"
+    # A protected move made since (forced here) survives the next start's seed push.
+    ok("label", name, "2", "production", "--force", "--reason", "promote")
+    plan, moves = asyncio.run(push_seed(settings, seed))
+    assert plan.new_versions == [] and moves == []
+    assert f"{name} v2" in ok("show", f"{name}@production")
+
+
+def test_a_protected_move_with_the_store_down_is_one_line(
+    env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmops.local.procs import free_port
+
+    ok("push", "--seed", str(demo_prompts_file()))
+    monkeypatch.setenv("CLICKHOUSE_URL", f"http://127.0.0.1:{free_port()}/llmops")
+    get_settings.cache_clear()
+    line = one_line_error("label", "support-answer", "2", "production", code=1)
+    assert "cannot reach ClickHouse" in line
