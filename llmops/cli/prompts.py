@@ -37,9 +37,11 @@ from llmops.prompts.gate import (
 from llmops.prompts.live import RegistryUnavailable, read_registry
 from llmops.prompts.publish import (
     SEED_REASON,
+    PushConflict,
     PushPlan,
     current_actor,
     plan_push,
+    publish_verified,
     publish_with_settings,
     with_planned,
 )
@@ -395,7 +397,10 @@ def push_files(
     plan = plan_push(drafts, prompts, seed=seed)
     moves = plan_labels(settings, prompts, plan, force=force, reason=reason, actor=current_actor())
     if not dry_run:
-        asyncio.run(publish_with_settings(settings, plan.new_versions, moves))
+        try:
+            asyncio.run(publish_verified(settings, plan.new_versions, moves))
+        except PushConflict as exc:
+            raise Mistake(str(exc)) from None
     return plan, moves
 
 

@@ -67,6 +67,8 @@ class RegistryFeed:
         self._max_bytes = max_bytes
         self.applied = 0
         self.rejected = 0
+        # Versions the topic has given (the seed's own may be replaced once, by the topic's).
+        self._from_topic: set[tuple[str, int]] = set()
 
     @classmethod
     def from_settings(cls, settings: Settings, prompts: PromptSet | None = None) -> RegistryFeed:
@@ -101,9 +103,10 @@ class RegistryFeed:
             self.rejected += 1
             raise
         if isinstance(event, PromptVersion):
+            known = self.prompts.versions.get(event.name, {}).get(event.version)
+            self._check_immutable(event, known)
             # A seed version of the same number keeps its labels (they count until a move
             # sets the label); the topic's own version replaces its content.
-            known = self.prompts.versions.get(event.name, {}).get(event.version)
             if known is not None and known.labels:
                 labels = sorted(set(known.labels) | set(event.labels))
                 event = event.model_copy(update={"labels": labels})
@@ -114,6 +117,22 @@ class RegistryFeed:
             self.prompts.add_experiment(event)
         self.applied += 1
         return event
+
+    def _check_immutable(self, event: PromptVersion, known: PromptVersion | None) -> None:
+        """A version number the topic gave once keeps its content: a second record under it
+        with other content (two pushes racing for max + 1) is refused; the same content again
+        (a replay, a re-read after a broker outage) is a no-op."""
+        number = (event.name, event.version)
+        conflict = known is not None and known.content_hash != event.content_hash
+        if number in self._from_topic and known is not None and conflict:
+            self.rejected += 1
+            raise Rejected(
+                "schema_invalid",
+                f"version {event.version} of {event.name!r} exists with other content "
+                f"({known.content_hash[:12]}, not {event.content_hash[:12]}): versions "
+                "are immutable",
+            )
+        self._from_topic.add(number)
 
 
 def registry_tails(

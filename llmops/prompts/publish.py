@@ -131,6 +131,35 @@ async def publish_with_settings(
         await publish(producer, versions, moves)
 
 
+class PushConflict(RuntimeError):
+    """Another push took a version number this one published (both counted max + 1)."""
+
+
+async def publish_verified(
+    settings: Settings,
+    versions: Sequence[PromptVersion],
+    moves: Sequence[LabelMove],
+    timeout_s: float = 10.0,
+) -> None:
+    """Versions first; then, read back, each must be ours (the first record of a number wins
+    in every reader: llmops/prompts/live.py), and only then the label moves, so a lost race
+    never moves a label to someone else's content. Raises PushConflict."""
+    await publish_with_settings(settings, versions, [])
+    if versions:
+        after = await read_registry(settings, timeout_s)
+        lost = [
+            f"{v.name} v{v.version}"
+            for v in versions
+            if (taken := after.versions.get(v.name, {}).get(v.version)) is None
+            or taken.content_hash != v.content_hash
+        ]
+        if lost:
+            raise PushConflict(
+                f"a concurrent push took {', '.join(lost)}; no label was moved: push again"
+            )
+    await publish_with_settings(settings, [], moves)
+
+
 SEED_ACTOR = "llmops up"
 SEED_REASON = "seed"
 
@@ -160,5 +189,5 @@ async def push_seed(
         )
         if move is not None:
             moves.append(move)
-    await publish_with_settings(settings, plan.new_versions, moves)
+    await publish_verified(settings, plan.new_versions, moves, timeout_s)
     return plan, moves

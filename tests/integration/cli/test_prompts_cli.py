@@ -23,7 +23,8 @@ from llmops.clickhouse.client import apply_migrations, connect, ensure_database
 from llmops.config import get_settings
 from llmops.kafka.topics import ensure_topics
 from llmops.prompts.files import demo_prompts_file
-from llmops.prompts.publish import push_seed
+from llmops.prompts.publish import PushConflict, publish_verified, push_seed
+from schemas import LabelMove, PromptVersion
 from schemas.topics import CORE_TOPICS
 from tests.integration.streams.test_worker import Worker
 
@@ -304,3 +305,22 @@ def test_a_protected_move_with_the_store_down_is_one_line(
     get_settings.cache_clear()
     line = one_line_error("label", "support-answer", "2", "production", code=1)
     assert "cannot reach ClickHouse" in line
+
+
+def test_a_push_that_lost_the_race_for_a_number_moves_no_label(env: str) -> None:
+    name = f"race-{uuid.uuid4().hex[:8]}"
+
+    def numbered(text: str) -> PromptVersion:
+        return PromptVersion.model_validate(
+            {"name": name, "version": 1, "messages": [{"role": "user", "content": text}]}
+        )
+
+    settings = get_settings()
+    winner = numbered("the first push")
+    asyncio.run(publish_verified(settings, [winner], []))
+    # A second push that counted max + 1 = 1 as well, before the first was visible to it.
+    loser_move = LabelMove(name=name, label="staging", version=1, actor="late")
+    with pytest.raises(PushConflict, match=f"took {name} v1"):
+        asyncio.run(publish_verified(settings, [numbered("the second push")], [loser_move]))
+    shown = ok("show", f"{name}@1")
+    assert "the first push" in shown and "labels: -" in shown

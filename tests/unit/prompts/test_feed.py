@@ -125,3 +125,22 @@ def test_a_seed_version_keeps_its_labels_when_the_topic_republishes_it() -> None
     feed = _feed(seed)
     feed.apply(_record(VERSION, "p:1"))
     assert feed.prompts.resolve(PromptRef(name="p")).version == 1
+
+
+def test_a_version_number_keeps_its_first_content() -> None:
+    feed = _feed()
+    feed.apply(_record(VERSION, "p:1"))
+    feed.apply(_record(VERSION, "p:1"))  # a replay: no-op
+    other = version_of(name="p", version=1, messages=[{"role": "user", "content": "other"}])
+    with pytest.raises(Rejected, match="exists with other content") as caught:
+        feed.apply(_record(other, "p:1"))
+    assert caught.value.kind == "schema_invalid"
+    assert feed.prompts.versions["p"][1].content_hash == VERSION.content_hash
+
+
+def test_the_topic_replaces_a_seed_version_once() -> None:
+    seed = PromptSet()
+    seed.add(version_of(name="p", version=1, messages=[{"role": "user", "content": "seed"}]))
+    feed = _feed(seed)
+    feed.apply(_record(VERSION, "p:1"))
+    assert feed.prompts.versions["p"][1].content_hash == VERSION.content_hash
