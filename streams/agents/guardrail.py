@@ -75,6 +75,7 @@ class GuardrailAgent:
         self.config = config or GuardrailConfig()
         self._published: dict[str, Experiment] = {}
         self.app: faust.App | None = None
+        self._unusable: set[tuple[str, int]] = set()
         self.decisions = 0
 
     @classmethod
@@ -131,12 +132,24 @@ class GuardrailAgent:
 
     async def run_once(self, now: datetime) -> None:
         for experiment in await self.running():
-            stepped = due_ramp_step(experiment, now)
-            if stepped is not None:
-                await self._publish(stepped, [], [])
-                experiment = stepped
-            if experiment.guardrails:
-                await self._guard(experiment, now)
+            try:
+                await self._control(experiment, now)
+            except (ExperimentError, ValueError) as error:
+                # A state no step can apply to (a hostile ramp): said once per state, skipped.
+                key = (experiment.name, experiment.revision)
+                if key not in self._unusable:
+                    self._unusable.add(key)
+                    log.warning("experiment %s r%d left as is: %s", *key, error)
+
+    async def _control(self, experiment: Experiment, now: datetime) -> None:
+        if (experiment.name, experiment.revision) in self._unusable:
+            return
+        stepped = due_ramp_step(experiment, now)
+        if stepped is not None:
+            await self._publish(stepped, [], [])
+            experiment = stepped
+        if experiment.guardrails:
+            await self._guard(experiment, now)
 
     async def _guard(self, experiment: Experiment, now: datetime) -> None:
         metrics = list(dict.fromkeys(experiment.guardrails))
@@ -145,11 +158,7 @@ class GuardrailAgent:
         decisions = check(experiment, counts_from_rows(found, metrics), self.config)
         if not decisions:
             return
-        try:
-            stopped = apply(experiment, decisions, now)
-        except ExperimentError as error:
-            log.error("guardrail could not stop a variant of %s: %s", experiment.name, error)
-            return
+        stopped = apply(experiment, decisions, now)
         alerts = [alert_for(d, now) for d in decisions]
         await self._publish(stopped, decisions, alerts, now)
 

@@ -40,6 +40,8 @@ from schemas import InferenceResult
 from schemas.topics import (
     DLQ,
     EVENT_TYPE_HEADER,
+    EXPERIMENTS,
+    FEEDBACK,
     REQUESTS,
     RESPONSES,
     inference_group,
@@ -388,4 +390,6 @@ GROUPS = {
     inference_topic(DEAD).name: [inference_group(DEAD)],
     RESPONSES.name: [APP_ID],
     DLQ.name: [APP_ID],
+    FEEDBACK.name: [APP_ID],
+    EXPERIMENTS.name: [APP_ID],  # the experiment history sink (the router reads it groupless)
 }

@@ -44,6 +44,7 @@ from llmops.prompts.publish import publish
 from llmops.telemetry.ratelog import REJECTION_LOG_INTERVAL_S
 from schemas import (
     Experiment,
+    Feedback,
     InferenceResult,
     LabelMove,
     PoolStatus,
@@ -57,6 +58,7 @@ from schemas.topics import (
     DLQ,
     EVENT_TYPE_HEADER,
     EXPERIMENTS,
+    FEEDBACK,
     METRICS,
     POOL_STATUS,
     PROMPTS,
@@ -473,7 +475,10 @@ async def test_router_registry_reader(fuzz: Harness, batch: list[FuzzRecord]) ->
 @given(batch=fuzz_batch(exported_schema("Experiment"), fix_registry))
 async def test_router_experiments_reader(fuzz: Harness, batch: list[FuzzRecord]) -> None:
     router = Consumer("router experiments", "router-registry", decodes(Experiment))
-    await feed(fuzz, EXPERIMENTS.name, batch, [router], good_registry, "Experiment")
+    history = Consumer(
+        "experiment history", "streams", stored("experiment_events", "name", ("name",))
+    )
+    await feed(fuzz, EXPERIMENTS.name, batch, [router, history], good_registry, "Experiment")
 
 
 @FUZZ
@@ -489,6 +494,26 @@ async def test_metrics_responses(fuzz: Harness, batch: list[FuzzRecord]) -> None
 async def test_metrics_dead_letters(fuzz: Harness, batch: list[FuzzRecord]) -> None:
     evidence = stored("dead_letters", "event_id", ("event_id",))
     await feed(fuzz, DLQ.name, batch, [Consumer("metrics", None, evidence)], good_letter)
+
+
+async def good_feedback(h: Harness) -> None:
+    """Signed or not (any Kafka client may send feedback): a good one is stored."""
+    rid = f"good-{uuid.uuid4().hex}"
+    await (await h.producer.send_event(FEEDBACK.name, Feedback(request_id=rid, score=1.0), key=rid))
+    await wait_until(
+        lambda: asyncio.to_thread(lambda: bool(h.stored("feedback", "request_id", [rid]))),
+        "the good feedback's row",
+        h.alive,
+    )
+
+
+@FUZZ
+@given(batch=fuzz_batch(exported_schema("Feedback"), fix_result))
+async def test_metrics_feedback(fuzz: Harness, batch: list[FuzzRecord]) -> None:
+    evidence = stored("feedback", "request_id", ("request_id",))
+    await feed(
+        fuzz, FEEDBACK.name, batch, [Consumer("feedback", "streams", evidence)], good_feedback
+    )
 
 
 @FUZZ
