@@ -34,6 +34,14 @@ CONTRACTS: dict[str, dict[str, type[Event]]] = {
     EXPERIMENTS.name: {"Experiment": Experiment},
 }
 STOP_WAIT_S = 5.0
+# A quiet registry topic's fetch wait never grows past this, whatever the services' idle wait:
+# on a broker that answers a fetch only when its wait runs out (Tansu), it bounds how late a
+# label move is seen (the issue's 1 s, with room); on Kafka a fetch returns as data arrives.
+REGISTRY_IDLE_WAIT_MS = 400
+
+
+def registry_idle_wait_ms(settings: Settings) -> int:
+    return min(settings.fetch_idle_wait_ms, REGISTRY_IDLE_WAIT_MS)
 
 
 class RegistryUnavailable(RuntimeError):
@@ -146,7 +154,7 @@ def registry_tails(
             on_record,
             client_id=f"{client_id}-{topic}",
             fetch_max_wait_ms=settings.fetch_max_wait_ms,
-            fetch_idle_wait_ms=settings.fetch_idle_wait_ms,
+            fetch_idle_wait_ms=registry_idle_wait_ms(settings),
             security=KafkaSecurity.from_settings(settings),
         )
         for topic in (PROMPTS.name, EXPERIMENTS.name)

@@ -31,7 +31,7 @@ from llmops.kafka.replies import error_result, publish_result, rejection_replier
 from llmops.kafka.security import KafkaSecurity
 from llmops.kafka.signing import keys_from_settings
 from llmops.kafka.tail import TopicTail
-from llmops.prompts.live import RegistryFeed
+from llmops.prompts.live import RegistryFeed, registry_idle_wait_ms
 from llmops.prompts.registry import (
     MissingVariable,
     PromptError,
@@ -268,15 +268,15 @@ class ControlPlane:
         )
 
     def _registry_tail(self, topic: str) -> TopicTail:
-        # Label moves are rare: the wait grows to fetch_idle_wait_ms when quiet, which bounds
-        # how long a move takes to be seen (well under a second by default).
+        # Label moves are rare: the wait grows when quiet, up to a bound that keeps a move's
+        # propagation well under a second (llmops/prompts/live.py).
         return TopicTail(
             self._settings.kafka_bootstrap_servers,
             topic,
             self._router.on_registry,
             client_id=f"llmops-router-{topic}",
             fetch_max_wait_ms=self._settings.fetch_max_wait_ms,
-            fetch_idle_wait_ms=self._settings.fetch_idle_wait_ms,
+            fetch_idle_wait_ms=registry_idle_wait_ms(self._settings),
             security=KafkaSecurity.from_settings(self._settings),
         )
 
