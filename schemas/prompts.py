@@ -41,6 +41,7 @@ VariableType = Literal["string", "int", "float", "bool", "json"]
 MAX_VARIABLES = 128  # as many as a request's PromptRef carries
 MAX_REASON_LEN = 1024
 MAX_ACTOR_LEN = 128
+MAX_SOURCE_LEN = 1024
 CONTENT_HASH_PATTERN = r"^[0-9a-f]{64}$"
 # Python types a declared variable's default may have, per declared type.
 _DEFAULT_TYPES: dict[str, tuple[type, ...]] = {
@@ -139,6 +140,9 @@ class PromptVersion(Event):
     response_schema: dict[str, JsonValue] | None = None
     metadata: dict[Name, JsonValue] = Field(default_factory=dict, max_length=MAX_ATTRIBUTES)
     content_hash: str = Field(default="", pattern=r"^([0-9a-f]{64})?$")
+    # Who published it and from which file: history, not content (not hashed).
+    actor: str = Field(default="", max_length=MAX_ACTOR_LEN)
+    source: str = Field(default="", max_length=MAX_SOURCE_LEN)
 
     def content(self) -> dict[str, Any]:
         """What the content hash covers, as JSON data."""

@@ -131,7 +131,7 @@ def _labels_text(labels: dict[str, int]) -> str:
 
 
 def list_table(prompts: PromptSet) -> Table:
-    table = Table(title=f"{len(prompts.versions)} prompts")
+    table = Table(title=f"prompts ({len(prompts.versions)})")
     for column in ("prompt", "versions", "latest", "labels", "model", "hash"):
         table.add_column(column)
     for name in sorted(prompts.versions):
@@ -239,6 +239,7 @@ def history_table(name: str, rows: Sequence[dict[str, Any]]) -> Table:
         if row["reason"]:
             why.append(str(row["reason"]))
         if row["event"] == "version":
+            # A version's reason column holds the file it was pushed from.
             why.append(f"hash {str(row['content_hash'])[:12]}")
         table.add_row(
             str(row["ts"])[:23],
@@ -394,8 +395,9 @@ def push_files(
     if seed:
         force, reason = True, reason or SEED_REASON
     prompts = _registry(settings)
-    plan = plan_push(drafts, prompts, seed=seed)
-    moves = plan_labels(settings, prompts, plan, force=force, reason=reason, actor=current_actor())
+    actor = current_actor()
+    plan = plan_push(drafts, prompts, seed=seed, actor=actor)
+    moves = plan_labels(settings, prompts, plan, force=force, reason=reason, actor=actor)
     if not dry_run:
         try:
             asyncio.run(publish_verified(settings, plan.new_versions, moves))

@@ -24,7 +24,7 @@ from llmops.prompts.gate import decide_move
 from llmops.prompts.live import read_registry
 from llmops.prompts.registry import PromptSet
 from schemas import LabelMove, PromptVersion
-from schemas.prompts import label_key, version_key
+from schemas.prompts import MAX_ACTOR_LEN, MAX_SOURCE_LEN, label_key, version_key
 from schemas.topics import PROMPTS
 
 ACTOR_ENV = "LLMOPS_ACTOR"
@@ -63,9 +63,11 @@ class PushPlan:
         return bool(self.new_versions or self.labels)
 
 
-def plan_push(drafts: Sequence[Draft], current: PromptSet, *, seed: bool = False) -> PushPlan:
-    """New versions and wanted labels. `seed`: only labels the prompt does not have yet are
-    wanted (a restart's seed push must never move production back)."""
+def plan_push(
+    drafts: Sequence[Draft], current: PromptSet, *, seed: bool = False, actor: str = ""
+) -> PushPlan:
+    """New versions (published by `actor`) and wanted labels. `seed`: only labels the prompt
+    does not have yet are wanted (a restart's seed push must never move production back)."""
     plan = PushPlan()
     planned = PromptSet(
         versions={name: dict(known) for name, known in current.versions.items()},
@@ -80,7 +82,13 @@ def plan_push(drafts: Sequence[Draft], current: PromptSet, *, seed: bool = False
         else:
             latest = planned.latest(draft.name)
             number = latest.version + 1 if latest is not None else 1
-            version = draft.version.model_copy(update={"version": number, "labels": []})
+            update = {
+                "version": number,
+                "labels": [],
+                "actor": actor[:MAX_ACTOR_LEN],
+                "source": draft.source[-MAX_SOURCE_LEN:],
+            }
+            version = draft.version.model_copy(update=update)
             planned.add(version)
             plan.new_versions.append(version)
         for label in draft.labels:  # a later draft's claim on a label wins, as in the seed
@@ -172,7 +180,7 @@ async def push_seed(
     restart never moves production back), protected ones forced with the reason "seed"."""
     drafts = read_prompt_files([path]).drafts
     current = await read_registry(settings, timeout_s)
-    plan = plan_push(drafts, current, seed=True)
+    plan = plan_push(drafts, current, seed=True, actor=SEED_ACTOR)
     after = with_planned(current, plan)
     moves = []
     for want in plan.labels:

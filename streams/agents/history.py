@@ -76,6 +76,8 @@ def version_row(version: PromptVersion, record: Record) -> Row:
         "content_hash": version.content_hash,
         "content": canonical_json(version.content()),
         "model": version.model or "",
+        "actor": version.actor,
+        "reason": version.source,  # a version's "why": the file it was pushed from
     }
 
 

@@ -186,6 +186,9 @@ def test_push_is_idempotent_and_changed_content_is_a_new_version(env: str, tmp_p
         ("version", 2, ""),
         ("label", 2, "staging"),
     ]
+    # Who pushed each version, and from which file.
+    assert {r["actor"] for r in history} == {"tester"}
+    assert history[0]["reason"].endswith("p.yaml")
 
 
 def test_a_protected_label_needs_a_passing_run_or_a_forced_reason_and_rolls_back(
