@@ -37,6 +37,8 @@ from schemas.prompts import VariableSpec
 _JINJA = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
 TEMPLATE_ENV = _JINJA  # the one template environment: push checks parse with what renders
 DEFAULT_LABEL = "production"
+# Moves of one label remembered in memory (rollbacks look this far back; the store has all).
+MAX_MOVES_KEPT = 1000
 # A request's int variable: digits only, and no longer than an int64 (no huge-int parsing).
 _INT = re.compile(r"^[+-]?\d{1,19}$")
 _TRUE = frozenset({"true", "1", "yes", "on"})
@@ -66,7 +68,10 @@ class PromptSet:
     def move_label(self, move: LabelMove) -> None:
         """Point `move.label` at `move.version`; the newest event wins (topic order)."""
         self.moves.setdefault(move.name, {})[move.label] = move
-        self.history.setdefault(move.name, {}).setdefault(move.label, []).append(move)
+        moves = self.history.setdefault(move.name, {}).setdefault(move.label, [])
+        moves.append(move)
+        if len(moves) > MAX_MOVES_KEPT:  # a long-lived reader of an uncompacted topic
+            del moves[: len(moves) - MAX_MOVES_KEPT]
 
     def add_experiment(self, experiment: Experiment) -> None:
         """The experiment's newest state replaces the old one; a state of a lower revision
