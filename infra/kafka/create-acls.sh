@@ -17,14 +17,17 @@ acl() {
 }
 
 # app-bench (User:llmops-app-bench)
+acl --allow-principal User:llmops-app-bench --operation Describe --operation Write --topic llm.feedback
 acl --allow-principal User:llmops-app-bench --operation Create --operation Delete --operation Describe --operation Read --topic llm.replies.bench- --resource-pattern-type prefixed
 acl --allow-principal User:llmops-app-bench --operation Describe --operation Write --topic llm.requests
 
 # app-cli (User:llmops-app-cli)
+acl --allow-principal User:llmops-app-cli --operation Describe --operation Write --topic llm.feedback
 acl --allow-principal User:llmops-app-cli --operation Create --operation Delete --operation Describe --operation Read --topic llm.replies.cli- --resource-pattern-type prefixed
 acl --allow-principal User:llmops-app-cli --operation Describe --operation Write --topic llm.requests
 
 # app-demo (User:llmops-app-demo)
+acl --allow-principal User:llmops-app-demo --operation Describe --operation Write --topic llm.feedback
 acl --allow-principal User:llmops-app-demo --operation Create --operation Delete --operation Describe --operation Read --topic llm.replies.demo- --resource-pattern-type prefixed
 acl --allow-principal User:llmops-app-demo --operation Describe --operation Write --topic llm.requests
 
@@ -62,6 +65,8 @@ acl --allow-principal User:llmops-router --operation Describe --operation Write 
 # streams (User:llmops-streams)
 acl --allow-principal User:llmops-streams --operation Read --group llmops-streams
 acl --allow-principal User:llmops-streams --operation Describe --operation Read --operation Write --topic llm.dlq
+acl --allow-principal User:llmops-streams --operation Describe --operation Read --operation Write --topic llm.experiments
+acl --allow-principal User:llmops-streams --operation Describe --operation Read --topic llm.feedback
 acl --allow-principal User:llmops-streams --operation Describe --operation Write --topic llm.metrics
 acl --allow-principal User:llmops-streams --operation Describe --operation Read --operation Write --topic llm.requests
 acl --allow-principal User:llmops-streams --operation Describe --operation Read --topic llm.responses

@@ -28,6 +28,7 @@ create llm.responses 12 cleanup.policy=delete max.message.bytes=2162688 retentio
 create llm.pools.status 1 cleanup.policy=compact max.message.bytes=2162688 segment.ms=3600000
 create llm.prompts 1 cleanup.policy=compact max.message.bytes=2162688 segment.ms=3600000
 create llm.experiments 1 cleanup.policy=compact max.message.bytes=2162688 segment.ms=3600000
+create llm.feedback 6 cleanup.policy=delete max.message.bytes=2162688 retention.ms=2592000000
 create llm.metrics 6 cleanup.policy=delete max.message.bytes=2162688 retention.ms=2592000000
 create llm.alerts 1 cleanup.policy=delete max.message.bytes=2162688 retention.ms=2592000000
 create llm.dlq 3 cleanup.policy=delete max.message.bytes=2162688 retention.ms=2592000000

@@ -54,6 +54,7 @@ RETENTION_MS = {
     "llm.metrics": 30 * DAY_MS,
     "llm.alerts": 30 * DAY_MS,
     "llm.dlq": 30 * DAY_MS,
+    "llm.feedback": 30 * DAY_MS,  # outcomes may come days after the answer
 }
 INFERENCE_RETENTION_MS = DAY_MS
 FEATURES_RETENTION_MS = DAY_MS  # streams' repartition topic: consumed within seconds

@@ -75,9 +75,14 @@ def test_only_pools_and_the_router_write_results_and_replies() -> None:
     assert writers(reply_topic("demo-0123456789ab").name) == expected
 
 
-def test_nobody_writes_the_registry_topics_yet() -> None:
-    # Prompt and experiment events do not exist yet: whoever publishes them gets a grant then.
-    assert writers(PROMPTS.name) == [] and writers(EXPERIMENTS.name) == []
+def test_only_the_streams_controller_writes_experiments_and_nobody_prompts_yet() -> None:
+    # Prompt events have no service publisher yet: whoever publishes them gets a grant then.
+    # Experiments: the metrics worker's controller (ramp steps, guardrail stops).
+    assert writers(PROMPTS.name) == [] and writers(EXPERIMENTS.name) == ["llmops-streams"]
+
+
+def test_apps_send_feedback_and_the_worker_reads_it() -> None:
+    assert set(writers("llm.feedback")) == set(APP_USERS)
 
 
 def test_only_the_router_writes_the_pools_topics() -> None:
