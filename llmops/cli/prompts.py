@@ -13,7 +13,7 @@ import asyncio
 import difflib
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -25,6 +25,7 @@ from rich.table import Table
 
 from llmops.cli.console import console, error_console
 from llmops.cli.errors import Mistake, require_kafka
+from llmops.cli.send import parse_variables
 from llmops.config import Settings, get_settings
 from llmops.prompts.content import PromptFileError, read_prompt_files
 from llmops.prompts.gate import (
@@ -45,8 +46,8 @@ from llmops.prompts.publish import (
     publish_with_settings,
     with_planned,
 )
-from llmops.prompts.registry import PromptSet
-from schemas import LabelMove, PromptVersion
+from llmops.prompts.registry import PromptError, PromptSet, render
+from schemas import ChatMessage, LabelMove, PromptVersion
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -101,24 +102,42 @@ def pick(prompts: PromptSet, name: str, at: str | None) -> PromptVersion:
     return known[pointed]
 
 
-def content_text(version: PromptVersion) -> list[str]:
-    """A version as reviewable text: settings as YAML, then each message whole."""
+def rendered(version: PromptVersion, variables: Mapping[str, str] | None) -> list[ChatMessage]:
+    """The messages as templates, or rendered with `variables` (converted to their types)."""
+    if variables is None:
+        return list(version.messages)
+    try:
+        return render(version, variables)
+    except PromptError as exc:
+        raise Mistake(str(exc)) from None
+
+
+def content_text(version: PromptVersion, variables: Mapping[str, str] | None = None) -> list[str]:
+    """A version as reviewable text: settings as YAML, then each message whole (rendered
+    when `variables` are given)."""
     head: dict[str, Any] = {}
     content = version.content()
     for key in ("model", "description", "params", "variables", "response_schema", "metadata"):
         if content.get(key) not in (None, "", {}):
             head[key] = content[key]
     lines = yaml.safe_dump(head, sort_keys=True, allow_unicode=True).splitlines() if head else []
-    for number, message in enumerate(version.messages, 1):
+    for number, message in enumerate(rendered(version, variables), 1):
         lines.append(f"--- message {number}: {message.role} ---")
         lines.extend(message.content.splitlines() or [""])
     return lines
 
 
-def unified_diff(name: str, a: PromptVersion, b: PromptVersion, a_ref: str, b_ref: str) -> str:
+def unified_diff(
+    name: str,
+    a: PromptVersion,
+    b: PromptVersion,
+    a_ref: str,
+    b_ref: str,
+    variables: Mapping[str, str] | None = None,
+) -> str:
     diff = difflib.unified_diff(
-        content_text(a),
-        content_text(b),
+        content_text(a, variables),
+        content_text(b, variables),
         fromfile=f"{name}@{a_ref} (v{a.version})",
         tofile=f"{name}@{b_ref} (v{b.version})",
         lineterm="",
@@ -164,7 +183,9 @@ def _variables_table(version: PromptVersion) -> Table:
     return table
 
 
-def show_version(prompts: PromptSet, version: PromptVersion) -> None:
+def show_version(
+    prompts: PromptSet, version: PromptVersion, variables: Mapping[str, str] | None = None
+) -> None:
     labels = prompts.labels_of(version.name, version.version)
     params = version.params.model_dump(exclude_none=True)
     console.print(
@@ -178,8 +199,9 @@ def show_version(prompts: PromptSet, version: PromptVersion) -> None:
         console.print(escape(version.description))
     if version.variables:
         console.print(_variables_table(version))
-    for number, message in enumerate(version.messages, 1):
-        console.print(Panel(escape(message.content), title=f"{number}. {message.role}"))
+    how = " (rendered)" if variables is not None else ""
+    for number, message in enumerate(rendered(version, variables), 1):
+        console.print(Panel(escape(message.content), title=f"{number}. {message.role}{how}"))
     if version.response_schema is not None:
         console.print("response schema: " + escape(json.dumps(version.response_schema)))
     if version.metadata:
@@ -450,8 +472,12 @@ def list_prompts() -> None:
 def show(
     ref: Annotated[str, typer.Argument(help="NAME, NAME@VERSION or NAME@LABEL")],
     as_json: Annotated[bool, typer.Option("--json", help="the version as JSON")] = False,
+    var: Annotated[
+        list[str] | None, typer.Option("--var", help="NAME=VALUE: show the messages rendered")
+    ] = None,
 ) -> None:
     """One version: settings, variables, messages (the newest version without @)."""
+    variables = parse_variables(var) if var else None
     name, at = parse_ref(ref)
     prompts = _registry(get_settings())
     version = pick(prompts, name, at)
@@ -460,7 +486,7 @@ def show(
         data["labels"] = prompts.labels_of(name, version.version)
         console.print_json(json.dumps(data))
         return
-    show_version(prompts, version)
+    show_version(prompts, version, variables)
 
 
 @commands.command()
@@ -468,11 +494,15 @@ def diff(
     name: Annotated[str, typer.Argument(help="the prompt")],
     a: Annotated[str, typer.Argument(help="a version number or a label")],
     b: Annotated[str, typer.Argument(help="a version number or a label")],
+    var: Annotated[
+        list[str] | None, typer.Option("--var", help="NAME=VALUE: diff the rendered messages")
+    ] = None,
 ) -> None:
-    """Unified diff of two versions' content (settings and messages)."""
+    """Unified diff of two versions' content (settings and messages, rendered with --var)."""
+    variables = parse_variables(var) if var else None
     prompts = _registry(get_settings())
     first, second = pick(prompts, name, a), pick(prompts, name, b)
-    text = unified_diff(name, first, second, a, b)
+    text = unified_diff(name, first, second, a, b, variables)
     if not text:
         console.print(f"{escape(name)}@{escape(a)} and @{escape(b)} have the same content")
         return

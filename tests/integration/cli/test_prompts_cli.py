@@ -179,6 +179,10 @@ def test_push_is_idempotent_and_changed_content_is_a_new_version(env: str, tmp_p
     diff = ok("diff", name, "1", "staging")
     assert "-one {{ topic }}" in diff and "+two {{ topic }}" in diff
     assert "same content" in ok("diff", name, "2", "staging")
+    assert "two refunds" in ok("show", f"{name}@2", "--var", "topic=refunds")
+    rendered = ok("diff", name, "1", "2", "--var", "topic=refunds")
+    assert "-one refunds" in rendered and "+two refunds" in rendered
+    assert "missing variable(s) topic" in one_line_error("show", f"{name}@2", "--var", "x=1")
     history = wait_for_history(env, name, 4)
     assert [(r["event"], r["version"], r["label"]) for r in history] == [
         ("version", 1, ""),
