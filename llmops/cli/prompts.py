@@ -186,6 +186,7 @@ def _variables_table(version: PromptVersion) -> Table:
 def show_version(
     prompts: PromptSet, version: PromptVersion, variables: Mapping[str, str] | None = None
 ) -> None:
+    messages = rendered(version, variables)  # first: a rendering mistake prints nothing else
     labels = prompts.labels_of(version.name, version.version)
     params = version.params.model_dump(exclude_none=True)
     console.print(
@@ -200,7 +201,7 @@ def show_version(
     if version.variables:
         console.print(_variables_table(version))
     how = " (rendered)" if variables is not None else ""
-    for number, message in enumerate(rendered(version, variables), 1):
+    for number, message in enumerate(messages, 1):
         console.print(Panel(escape(message.content), title=f"{number}. {message.role}{how}"))
     if version.response_schema is not None:
         console.print("response schema: " + escape(json.dumps(version.response_schema)))
