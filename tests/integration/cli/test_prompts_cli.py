@@ -331,3 +331,12 @@ def test_a_push_that_lost_the_race_for_a_number_moves_no_label(env: str) -> None
         asyncio.run(publish_verified(settings, [numbered("the second push")], [loser_move]))
     shown = ok("show", f"{name}@1")
     assert "the first push" in shown and "labels: -" in shown
+
+
+def test_a_dry_run_publishes_nothing(env: str, tmp_path: Path) -> None:
+    name = f"dry-{uuid.uuid4().hex[:8]}"
+    path = prompt_file(tmp_path / "p.yaml", name, "one", labels="[staging]")
+    planned = ok("push", "--dry-run", str(path))
+    assert "would publish 1 new version(s), 1 label move(s)" in planned
+    assert "unknown prompt" in one_line_error("show", name)
+    assert "published 1 new version(s)" in ok("push", str(path))
