@@ -52,12 +52,18 @@ acl --allow-principal User:llmops-ops --operation Describe --cluster
 acl --allow-principal User:llmops-ops --operation Describe --topic '*'
 acl --allow-principal User:llmops-ops --operation Read --topic llm.pools.status
 
+# registry (User:llmops-registry)
+acl --allow-principal User:llmops-registry --operation Describe --operation Read --topic llm.experiments
+acl --allow-principal User:llmops-registry --operation Describe --operation Read --operation Write --topic llm.prompts
+
 # router (User:llmops-router)
 acl --allow-principal User:llmops-router --operation Read --group llmops-inference- --resource-pattern-type prefixed
 acl --allow-principal User:llmops-router --operation Read --group llmops-router
 acl --allow-principal User:llmops-router --operation Describe --operation Write --topic llm.dlq
+acl --allow-principal User:llmops-router --operation Describe --operation Read --topic llm.experiments
 acl --allow-principal User:llmops-router --operation Describe --operation Read --operation Write --topic llm.inference. --resource-pattern-type prefixed
 acl --allow-principal User:llmops-router --operation Describe --operation Read --topic llm.pools.status
+acl --allow-principal User:llmops-router --operation Describe --operation Read --topic llm.prompts
 acl --allow-principal User:llmops-router --operation Describe --operation Write --topic llm.replies. --resource-pattern-type prefixed
 acl --allow-principal User:llmops-router --operation Describe --operation Read --topic llm.requests
 acl --allow-principal User:llmops-router --operation Describe --operation Write --topic llm.responses
@@ -68,6 +74,7 @@ acl --allow-principal User:llmops-streams --operation Describe --operation Read 
 acl --allow-principal User:llmops-streams --operation Describe --operation Read --operation Write --topic llm.experiments
 acl --allow-principal User:llmops-streams --operation Describe --operation Read --topic llm.feedback
 acl --allow-principal User:llmops-streams --operation Describe --operation Write --topic llm.metrics
+acl --allow-principal User:llmops-streams --operation Describe --operation Read --topic llm.prompts
 acl --allow-principal User:llmops-streams --operation Describe --operation Read --operation Write --topic llm.requests
 acl --allow-principal User:llmops-streams --operation Describe --operation Read --topic llm.responses
 acl --allow-principal User:llmops-streams --operation Describe --operation Read --operation Write --topic llmops-streams-response-features

@@ -75,10 +75,11 @@ def test_only_pools_and_the_router_write_results_and_replies() -> None:
     assert writers(reply_topic("demo-0123456789ab").name) == expected
 
 
-def test_only_the_streams_controller_writes_experiments_and_nobody_prompts_yet() -> None:
-    # Prompt events have no service publisher yet: whoever publishes them gets a grant then.
+def test_only_the_streams_controller_writes_experiments_and_the_registry_prompts() -> None:
+    # Prompt events: the registry's principal (`llmops prompts`, the seed push of `llmops up`).
     # Experiments: the metrics worker's controller (ramp steps, guardrail stops).
-    assert writers(PROMPTS.name) == [] and writers(EXPERIMENTS.name) == ["llmops-streams"]
+    assert writers(PROMPTS.name) == ["llmops-registry"]
+    assert writers(EXPERIMENTS.name) == ["llmops-streams"]
 
 
 def test_apps_send_feedback_and_the_worker_reads_it() -> None:
