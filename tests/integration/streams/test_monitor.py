@@ -319,6 +319,7 @@ def test_a_restart_neither_reopens_nor_forgets_an_open_alert(
     assert [a.evidence["streak"] for a in drift_alerts] == ["2"]
     assert drift_alerts[0].window_start is not None and alert.window_start is not None
     assert drift_alerts[0].window_start > alert.window_start
+
     # Both events were published under the one alert id; the table keeps one row per alert
     # (a background merge may already have folded the opening into the resolution).
     def both_states(found: list[Alert]) -> bool:
