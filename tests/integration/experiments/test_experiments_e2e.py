@@ -276,3 +276,35 @@ def test_a_guardrail_stops_a_planted_harmful_variant(
         "SELECT kind FROM dead_letters WHERE source_topic = {t:String}", t=EXPERIMENTS.name
     )
     assert "unsigned" in {r["kind"] for r in letters}
+
+
+def test_the_controller_applies_a_due_ramp_step(
+    platform: tuple[Store, Worker], bootstrap: str
+) -> None:
+    _, worker = platform
+    name = f"ramp-{uuid.uuid4().hex[:8]}"
+    prompt = f"{name}-prompt"
+    experiment = start(
+        name,
+        prompt,
+        [VariantSpec("control", prompt, 1, 50), VariantSpec("new", prompt, 2, 50)],
+        datetime.now(UTC),
+        ramp=[10],
+        ramp_every_s=1.0,
+    )
+    assert experiment.shares() == {"control": 0.9, "new": 0.1}
+    asyncio.run(publish_with_settings(Settings(kafka_bootstrap_servers=bootstrap), experiment))
+
+    def ramped(record: Any) -> bool:
+        return record.key == name.encode() and Experiment.from_bytes(record.value).revision == 2
+
+    [step] = records(bootstrap, EXPERIMENTS.name, ramped, worker)[:1]
+    state = Experiment.from_bytes(step.value)
+    assert state.shares() == {"control": 0.5, "new": 0.5} and state.ramp_applied == 2
+    assert "ramp step 2 of 2" in state.reason
+
+    # The users the new variant had keep it: only control's slots moved.
+    def owned(e: Experiment) -> set[int]:
+        return {s for r in e.variant("new").slots for s in range(r.start, r.end)}
+
+    assert owned(experiment) < owned(state)
