@@ -9,10 +9,12 @@ from schemas import Experiment
 
 
 def _experiment(name: str, *weights: tuple[str, float, int | None]) -> Experiment:
-    return Experiment(
-        name=name,
-        prompt_name="greet",
-        variants=[{"name": n, "weight": w, "prompt_version": v} for n, w, v in weights],
+    return Experiment.model_validate(
+        {
+            "name": name,
+            "prompt_name": "greet",
+            "variants": [{"name": n, "weight": w, "prompt_version": v} for n, w, v in weights],
+        }
     )
 
 
