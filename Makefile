@@ -20,7 +20,7 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
 .PHONY: up help test test-unit venvs test-vllm test-gemma venv venv-vllm lint format typecheck bench \
-	bench-deps bench-metrics schemas clean
+	bench-deps bench-metrics bench-prompts schemas clean
 
 up: $(STAMP)                     ## set up, then run the platform on its embedded default with demo traffic
 	$(VENV)/bin/llmops up --demo
@@ -97,6 +97,9 @@ bench-deps: $(STAMP)             ## LiteLLM for bench/router.py's side-by-side (
 
 bench-metrics: $(STAMP)  ## quality monitoring throughput, freshness and drift vs Evidently (RESULT line)
 	$(PY) bench/metrics.py
+
+bench-prompts: $(STAMP)  ## label propagation, experiment report on 1M responses, suite cases/s (RESULT line)
+	$(PY) bench/prompts.py
 
 clean:                           ## remove both venvs, local state and build output
 	rm -rf $(VENV) $(VLLM_VENV) .llmops build *.egg-info
