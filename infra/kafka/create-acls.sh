@@ -53,7 +53,7 @@ acl --allow-principal User:llmops-ops --operation Describe --topic '*'
 acl --allow-principal User:llmops-ops --operation Read --topic llm.pools.status
 
 # registry (User:llmops-registry)
-acl --allow-principal User:llmops-registry --operation Describe --operation Read --topic llm.experiments
+acl --allow-principal User:llmops-registry --operation Describe --operation Read --operation Write --topic llm.experiments
 acl --allow-principal User:llmops-registry --operation Describe --operation Read --operation Write --topic llm.prompts
 
 # router (User:llmops-router)

@@ -75,11 +75,12 @@ def test_only_pools_and_the_router_write_results_and_replies() -> None:
     assert writers(reply_topic("demo-0123456789ab").name) == expected
 
 
-def test_only_the_streams_controller_writes_experiments_and_the_registry_prompts() -> None:
+def test_only_the_registry_and_the_streams_controller_write_the_control_topics() -> None:
     # Prompt events: the registry's principal (`llmops prompts`, the seed push of `llmops up`).
-    # Experiments: the metrics worker's controller (ramp steps, guardrail stops).
+    # Experiments: the same principal (`llmops experiments`) and the metrics worker's
+    # controller (ramp steps, guardrail stops).
     assert writers(PROMPTS.name) == ["llmops-registry"]
-    assert writers(EXPERIMENTS.name) == ["llmops-streams"]
+    assert sorted(writers(EXPERIMENTS.name)) == ["llmops-registry", "llmops-streams"]
 
 
 def test_apps_send_feedback_and_the_worker_reads_it() -> None:
