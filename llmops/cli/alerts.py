@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import signal
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -321,17 +322,26 @@ def alerts(
     def following() -> None:
         error_console.print("[dim]following llm.alerts (Ctrl-C to stop)[/]")
 
-    try:
-        asyncio.run(
-            follow_alerts(
-                settings,
-                show,
-                listed_at=now,
-                seen=SeenAlerts(rows),
-                since=since_at,
-                on_caught_up=following,
-            )
+    async def follow_until_signalled() -> None:
+        # Ctrl-C (or SIGTERM) sets `stop`: the tail stops reading and closes its consumer in
+        # order. Without this asyncio.run cancels the consumer mid-operation, and aiokafka's
+        # close after such a cancel could hang the command instead of ending it.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await follow_alerts(
+            settings,
+            show,
+            listed_at=now,
+            seen=SeenAlerts(rows),
+            since=since_at,
+            on_caught_up=following,
+            stop=stop,
         )
+
+    try:
+        asyncio.run(follow_until_signalled())
     except KeyboardInterrupt:
         pass
     except LookupError as exc:  # llm.alerts missing: the platform's topics were never made

@@ -278,8 +278,11 @@ async def test_follow_prints_new_alerts_as_they_arrive(alerts_env: str, bootstra
         resolved = json.loads(await read_line(proc.stdout))
         assert (resolved["alert_id"], resolved["state"]) == (fresh.alert_id, "resolved")
         proc.send_signal(signal.SIGINT)
-        assert await asyncio.wait_for(proc.wait(), WAIT_S) == 0
-        rest = (await proc.stdout.read()).decode() + (await proc.stderr.read()).decode()
+        # communicate() drains both pipes while waiting: a child blocked on a full pipe
+        # would otherwise look like one that does not stop.
+        out, err = await asyncio.wait_for(proc.communicate(), WAIT_S)
+        rest = out.decode() + err.decode()
+        assert proc.returncode == 0, rest
         assert "Traceback" not in rest and "ancient" not in rest
     finally:
         if proc.returncode is None:
