@@ -25,6 +25,7 @@ from rich.table import Table
 
 from llmops.cli.console import console, error_console
 from llmops.cli.errors import Mistake, require_kafka
+from llmops.cli.refs import parse_ref
 from llmops.cli.send import parse_variables
 from llmops.config import Settings, get_settings
 from llmops.prompts.content import PromptFileError, read_prompt_files
@@ -68,18 +69,9 @@ HISTORY_COLUMNS = (
     "suite_run_id",
 )
 MAX_HISTORY = 10_000
-_REF = re.compile(r"^(?P<name>[A-Za-z0-9_.:/\-]+)(?:@(?P<at>[A-Za-z0-9_.:/\-]+))?$")
 
 
 # ---------------------------------------------------------------- pure: references, text
-
-
-def parse_ref(text: str) -> tuple[str, str | None]:
-    """`NAME`, `NAME@3` or `NAME@production` -> (name, "3" | "production" | None)."""
-    found = _REF.match(text.strip())
-    if found is None:
-        raise Mistake(f"{text!r} is not a prompt reference (NAME, NAME@VERSION or NAME@LABEL)")
-    return found.group("name"), found.group("at")
 
 
 def pick(prompts: PromptSet, name: str, at: str | None) -> PromptVersion:

@@ -10,6 +10,7 @@ import typer
 
 from llmops.cli.console import console
 from llmops.cli.errors import Mistake, require_kafka
+from llmops.cli.refs import parse_ref, version_or_label
 from llmops.config import get_settings
 
 commands = typer.Typer()
@@ -18,7 +19,9 @@ commands = typer.Typer()
 @commands.command()
 def send(
     text: Annotated[str | None, typer.Argument(help="user message (omit with --prompt)")] = None,
-    prompt: Annotated[str | None, typer.Option(help="named prompt from the registry")] = None,
+    prompt: Annotated[
+        str | None, typer.Option(help="named prompt: NAME, NAME@VERSION or NAME@LABEL")
+    ] = None,
     var: Annotated[list[str] | None, typer.Option(help="prompt variable NAME=VALUE")] = None,
     max_tokens: Annotated[int, typer.Option()] = 64,
     stream: Annotated[bool, typer.Option(help="print tokens as they arrive")] = False,
@@ -33,8 +36,10 @@ def send(
     from llmops.sdk import LLMOpsClient
 
     if (text is None) == (prompt is None):
-        raise Mistake("give a message TEXT or --prompt NAME (one of them)")
+        raise Mistake("give a message TEXT or --prompt NAME[@VERSION|@LABEL] (one of them)")
     variables = parse_variables(var or [])
+    name, at = parse_ref(prompt) if prompt is not None else (None, None)
+    version, label = version_or_label(at)
     messages = [{"role": "user", "content": text}] if text else None
     settings = get_settings()
     require_kafka(settings.kafka_bootstrap_servers)
@@ -43,7 +48,9 @@ def send(
         async with LLMOpsClient.from_settings(settings, app="cli", timeout_s=timeout) as client:
             request = client.build_request(
                 messages,
-                prompt=prompt,
+                prompt=name,
+                version=version,
+                label=label,
                 variables=variables,
                 max_tokens=max_tokens,
                 stream=stream and not as_json,

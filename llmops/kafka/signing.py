@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from llmops.kafka.deadletter import Rejected
+from llmops.secretfile import SIGNING_KEY_FILE, SecretFileError, read_or_create_secret
 from schemas.topics import EVENT_TYPE_HEADER
 
 if TYPE_CHECKING:
@@ -177,16 +178,45 @@ def keys_from_settings(settings: Settings) -> SigningKeys | None:
     required and no key is set, or a key is unusable."""
     if settings.signing == "off":
         return None
-    if settings.signing_key is None:
+    key = (
+        settings.signing_key.get_secret_value()
+        if settings.signing_key is not None
+        else embedded_stack_key(settings)
+    )
+    if key is None:
         raise SigningConfigError(
             "no signing key: set LLMOPS_SIGNING_KEY (e.g. `openssl rand -hex 32`) for every "
             "service, or LLMOPS_SIGNING=off to run without signed heartbeats and results"
         )
     return SigningKeys(
         settings.signing_key_id,
-        settings.signing_key.get_secret_value().encode(),
+        key.encode(),
         tuple(
             (key_id, secret.get_secret_value().encode())
             for key_id, secret in settings.signing_previous_keys.items()
         ),
     )
+
+
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def embedded_stack_key(settings: Settings) -> str | None:
+    """The key `llmops up` made in its data directory, for a client of that stack (the
+    bootstrap is the embedded broker on loopback) run from another shell: `llmops prompts`,
+    `llmops experiments` sign with it as the stack's services do. Read, never made: a client
+    must not invent a key no service knows. None for any other broker, or when there is none.
+    """
+    servers = [s.strip() for s in settings.kafka_bootstrap_servers.split(",") if s.strip()]
+    for server in servers:
+        host, _, port = server.rpartition(":")
+        if host.strip("[]") not in _LOOPBACK or port != str(settings.broker_port):
+            return None
+    path = settings.data_dir / SIGNING_KEY_FILE
+    if not servers or not path.is_file():
+        return None
+    return read_or_create_secret(path, _never_made)
+
+
+def _never_made() -> str:
+    raise SecretFileError("the embedded stack's signing key vanished while being read")

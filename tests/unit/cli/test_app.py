@@ -46,7 +46,7 @@ def test_each_commands_help_renders(command: str) -> None:
 
 
 def test_send_needs_a_text_or_a_prompt_not_both() -> None:
-    wanted = "error: give a message TEXT or --prompt NAME (one of them)"
+    wanted = "error: give a message TEXT or --prompt NAME[@VERSION|@LABEL] (one of them)"
     assert one_error_line(["send"], code=2) == wanted
     assert one_error_line(["send", "hi", "--prompt", "p"], code=2) == wanted
 
