@@ -198,9 +198,9 @@ async def test_a_bus_from_settings_has_their_security_and_signing_key() -> None:
     await producer.stop()
 
 
-def test_a_bus_from_settings_needs_a_key_unless_signing_is_off() -> None:
+def test_a_bus_from_settings_needs_a_key_unless_signing_is_off(tmp_path: Path) -> None:
     with pytest.raises(SigningConfigError, match="no signing key"):
-        BusConfig.from_settings(Settings(signing_key=None))
+        BusConfig.from_settings(Settings(signing_key=None, data_dir=tmp_path))
     assert BusConfig.from_settings(Settings(signing_key=None, signing="off")).signer is None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
@@ -15,9 +16,11 @@ from llmops.kafka.signing import (
     SignatureError,
     SigningConfigError,
     SigningKeys,
+    embedded_stack_key,
     keys_from_settings,
     signed_bytes,
 )
+from llmops.secretfile import SIGNING_KEY_FILE, write_private_once
 from schemas.topics import EVENT_TYPE_HEADER
 
 KEY = b"k" * 32
@@ -239,10 +242,49 @@ def test_the_key_never_shows_in_a_repr() -> None:
     assert OTHER.decode() not in repr(keys(k0=OTHER))
 
 
-def test_settings_without_a_key_refuse_unless_signing_is_off() -> None:
+def test_settings_without_a_key_refuse_unless_signing_is_off(tmp_path: Path) -> None:
     with pytest.raises(SigningConfigError, match="LLMOPS_SIGNING_KEY"):
-        keys_from_settings(Settings(signing_key=None))
+        keys_from_settings(Settings(signing_key=None, data_dir=tmp_path))
     assert keys_from_settings(Settings(signing_key=None, signing="off")) is None
+
+
+def embedded(tmp_path: Path, bootstrap: str, key: str | None = "s" * 64) -> Settings:
+    """Settings of a client beside an embedded stack whose data dir holds `key`."""
+    if key is not None:
+        write_private_once(tmp_path / SIGNING_KEY_FILE, key + "\n")
+    return Settings(
+        signing_key=None, data_dir=tmp_path, broker_port=19092, kafka_bootstrap_servers=bootstrap
+    )
+
+
+@pytest.mark.parametrize("bootstrap", ["127.0.0.1:19092", "localhost:19092", "[::1]:19092"])
+def test_a_client_of_the_embedded_broker_signs_with_the_stacks_key(
+    tmp_path: Path, bootstrap: str
+) -> None:
+    found = keys_from_settings(embedded(tmp_path, bootstrap))
+    assert found is not None and found.key == b"s" * 64
+
+
+@pytest.mark.parametrize(
+    "bootstrap",
+    ["10.0.0.5:19092", "127.0.0.1:9092", "127.0.0.1:19092,kafka.example:9092", ""],
+)
+def test_no_other_broker_gets_the_embedded_stacks_key(tmp_path: Path, bootstrap: str) -> None:
+    assert embedded_stack_key(embedded(tmp_path, bootstrap)) is None
+
+
+def test_a_client_never_makes_a_key_no_service_knows(tmp_path: Path) -> None:
+    with pytest.raises(SigningConfigError, match="LLMOPS_SIGNING_KEY"):
+        keys_from_settings(embedded(tmp_path, "127.0.0.1:19092", key=None))
+    assert not (tmp_path / SIGNING_KEY_FILE).exists()
+
+
+def test_an_explicit_key_wins_over_the_embedded_one(tmp_path: Path) -> None:
+    settings = embedded(tmp_path, "127.0.0.1:19092").model_copy(
+        update={"signing_key": SecretStr("x" * 40)}
+    )
+    found = keys_from_settings(settings)
+    assert found is not None and found.key == b"x" * 40
 
 
 def test_settings_give_the_current_and_previous_keys() -> None:
