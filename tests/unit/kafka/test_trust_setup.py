@@ -117,13 +117,15 @@ def test_an_external_stack_without_a_key_stops_before_starting_anything(tmp_path
     ],
 )
 def test_a_service_refuses_to_start_open_in_one_line(
-    module: list[str], env: dict[str, str], line: str
+    module: list[str], env: dict[str, str], line: str, tmp_path: Path
 ) -> None:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("LLMOPS_", "KAFKA_"))}
+    # A data dir of its own: a checkout that ran `make up` holds the embedded stack's key,
+    # which a service of that stack (loopback broker) would rightly sign with.
     done = subprocess.run(
         [sys.executable, "-m", *module],
         cwd=REPO,
-        env={**clean, **env},
+        env={**clean, "LLMOPS_DATA_DIR": str(tmp_path), **env},
         capture_output=True,
         text=True,
         timeout=120,
