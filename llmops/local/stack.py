@@ -250,10 +250,14 @@ class LocalStack:
         path = seed_prompts_file(self.settings.prompts_file)
         try:
             plan, moves = asyncio.run(push_seed(self.child_settings(), path))
+            started = asyncio.run(seed_experiments(self.child_settings(), path))
         except Exception as exc:  # the routers still start from the file itself
             log.warning("seeding the prompt registry from %s failed: %r", path, exc)
             return f"[yellow]not seeded ({type(exc).__name__}: {exc})[/]"
-        return f"{len(plan.new_versions)} versions and {len(moves)} labels seeded"
+        return (
+            f"{len(plan.new_versions)} versions, {len(moves)} labels and "
+            f"{len(started)} experiments seeded"
+        )
 
     def _prepare_models(self) -> None:
         from services.inference.models import prepare_model
@@ -375,3 +379,22 @@ class LocalStack:
 
 def log_dir_of(settings: Settings) -> Path:
     return settings.data_dir.resolve() / "logs"
+
+
+
+async def seed_experiments(settings: Settings, path: Path) -> list[str]:
+    """The seed file's experiments that llm.experiments has never seen, published there (so
+    `llmops experiments` shows what the routers run); one that exists, in any state, is the
+    operators' and stays as it is."""
+    from llmops.experiments.publish import publish_with_settings
+    from llmops.prompts.files import load_prompt_set
+    from llmops.prompts.live import read_registry
+
+    seeded = load_prompt_set([path]).experiments
+    current = await read_registry(settings)
+    started = []
+    for name, experiment in seeded.items():
+        if name not in current.experiments:
+            await publish_with_settings(settings, experiment)
+            started.append(name)
+    return started

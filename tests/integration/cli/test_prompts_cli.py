@@ -21,8 +21,12 @@ from typer.testing import CliRunner, Result
 from llmops.cli.app import app
 from llmops.clickhouse.client import apply_migrations, connect, ensure_database
 from llmops.config import get_settings
+from llmops.experiments.events import stop
+from llmops.experiments.publish import publish_with_settings
 from llmops.kafka.topics import ensure_topics
+from llmops.local.stack import seed_experiments
 from llmops.prompts.files import demo_prompts_file
+from llmops.prompts.live import read_registry
 from llmops.prompts.publish import PushConflict, publish_verified, push_seed
 from schemas import LabelMove, PromptVersion
 from schemas.topics import CORE_TOPICS
@@ -340,3 +344,33 @@ def test_a_dry_run_publishes_nothing(env: str, tmp_path: Path) -> None:
     assert "would publish 1 new version(s), 1 label move(s)" in planned
     assert "unknown prompt" in one_line_error("show", name)
     assert "published 1 new version(s)" in ok("push", str(path))
+
+
+def test_the_seed_files_experiments_start_once_and_a_stopped_one_stays_stopped(
+    env: str, tmp_path: Path
+) -> None:
+    name = f"seedx-{uuid.uuid4().hex[:8]}"
+    seed = tmp_path / "seed.yaml"
+    seed.write_text(
+        "prompts:\n"
+        f"  - name: {name}\n"
+        "    versions:\n"
+        "      - {version: 1, labels: [production], messages: [{role: user, content: one}]}\n"
+        "      - {version: 2, messages: [{role: user, content: two}]}\n"
+        "experiments:\n"
+        f"  - name: {name}-ab\n"
+        f"    prompt_name: {name}\n"
+        "    variants:\n"
+        "      - {name: control, prompt_version: 1, weight: 50}\n"
+        "      - {name: treatment, prompt_version: 2, weight: 50}\n"
+    )
+    settings = get_settings()
+    asyncio.run(push_seed(settings, seed))
+    assert asyncio.run(seed_experiments(settings, seed)) == [f"{name}-ab"]
+    live = asyncio.run(read_registry(settings)).experiments[f"{name}-ab"]
+    assert live.status == "running" and [v.name for v in live.variants] == ["control", "treatment"]
+    assert asyncio.run(seed_experiments(settings, seed)) == []  # the next start adds nothing
+    # Stopped by an operator: the next start's seed leaves it stopped.
+    asyncio.run(publish_with_settings(settings, stop(live, datetime.now(UTC), "done")))
+    assert asyncio.run(seed_experiments(settings, seed)) == []
+    assert asyncio.run(read_registry(settings)).experiments[f"{name}-ab"].status == "stopped"
