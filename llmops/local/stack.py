@@ -381,7 +381,6 @@ def log_dir_of(settings: Settings) -> Path:
     return settings.data_dir.resolve() / "logs"
 
 
-
 async def seed_experiments(settings: Settings, path: Path) -> list[str]:
     """The seed file's experiments that llm.experiments has never seen, published there (so
     `llmops experiments` shows what the routers run); one that exists, in any state, is the
