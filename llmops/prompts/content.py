@@ -43,7 +43,7 @@ from jsonschema.exceptions import SchemaError
 from pydantic import ValidationError
 
 from llmops.kafka.deadletter import describe_validation_error
-from llmops.prompts.registry import TEMPLATE_ENV
+from llmops.prompts.templates import TEMPLATE_ENV, costly_shapes
 from schemas import PromptVersion
 from schemas.prompts import CONTENT_FIELDS
 
@@ -104,6 +104,12 @@ def check_templates(version: PromptVersion, source: str) -> None:
                 f"{source}: message {number} is not a valid template: {exc.message} "
                 f"(line {exc.lineno})"
             ) from None
+        costly = costly_shapes(message.content)
+        if costly:
+            raise PromptFileError(
+                f"{source}: message {number} has {', '.join(costly)}: a template's work must "
+                "grow no faster than its input (the router renders every request)"
+            )
     if version.variables:
         undeclared = sorted(used - set(version.variables))
         if undeclared:

@@ -7,7 +7,8 @@ llmops/prompts/live.py). Labels are pointers: a LabelMove sets one; a version's 
 first, as they always did.
 
 Templates are Jinja2 in a sandbox with strict undefined variables, so a missing variable is
-a clear error and a variable's value can never run template code. Declared variables are
+a clear error and a variable's value can never run template code (llmops/prompts/templates.py
+also bounds what rendering may cost). Declared variables are
 converted to their type before rendering (a request carries strings).
 """
 
@@ -20,9 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, UndefinedError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import TemplateError, UndefinedError
 
+from llmops.prompts.templates import render_text
 from schemas import (
     ChatMessage,
     Experiment,
@@ -34,8 +35,6 @@ from schemas import (
 )
 from schemas.prompts import VariableSpec
 
-_JINJA = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
-TEMPLATE_ENV = _JINJA  # the one template environment: push checks parse with what renders
 DEFAULT_LABEL = "production"
 # Moves of one label remembered in memory (rollbacks look this far back; the store has all).
 MAX_MOVES_KEPT = 1000
@@ -187,7 +186,7 @@ def render(version: PromptVersion, variables: Mapping[str, str]) -> list[ChatMes
     values = template_values(version, variables)
     try:
         return [
-            ChatMessage(role=m.role, content=_JINJA.from_string(m.content).render(**values))
+            ChatMessage(role=m.role, content=render_text(m.content, values))
             for m in version.messages
         ]
     except UndefinedError as exc:
