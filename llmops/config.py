@@ -260,6 +260,9 @@ class Settings(BaseSettings):
     # Prompt labels that move only to a version with a passing suite run (eval_runs), unless
     # forced with a reason (llmops/prompts/gate.py).
     protected_labels: list[str] = Field(default_factory=lambda: ["production"], max_length=64)
+    # Per prompt, the suite whose passing run a protected label needs (JSON, e.g.
+    # {"support-answer": "support-answer-gate"}); a prompt not named here: any passing suite.
+    gate_suites: dict[str, str] = Field(default_factory=dict, max_length=10_000)
     max_message_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
     default_deadline_s: float = Field(default=120.0, gt=0, le=3600)
     metrics_window_s: float = Field(default=10.0, gt=0, le=3600)

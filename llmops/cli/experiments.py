@@ -400,7 +400,12 @@ def promote(
     if PROMOTE_LABEL in settings.protected_labels and not force:
         client = _store(settings)
         try:
-            evidence = passing_run(client, experiment.prompt_name, version)
+            evidence = passing_run(
+                client,
+                experiment.prompt_name,
+                version,
+                settings.gate_suites.get(experiment.prompt_name),
+            )
         finally:
             client.close()
     try:

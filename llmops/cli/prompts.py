@@ -312,7 +312,7 @@ def _evidence(settings: Settings, name: str, version: int, *, force: bool) -> Ga
             return GateEvidence(None)
         raise
     try:
-        return passing_run(client, name, version)
+        return passing_run(client, name, version, settings.gate_suites.get(name))
     finally:
         client.close()
 

@@ -2,10 +2,12 @@
 
 A protected label (Settings.protected_labels, `production` by default) moves only to a version
 with a passing suite run: the newest row of `eval_runs` for (prompt, version) with passed = 1
-(the suite's own verdict; `llmops eval run` writes it). Without one the move is refused, unless
-forced with a reason; the reason, who forced it and the suite run that allowed a move travel
-in the LabelMove event and into `prompt_history`. A rollback returns a label to a version that
-held it before: it passed whatever gate it met then, so it is not asked again.
+(the suite's own verdict; `llmops eval run` writes it), of the prompt's gate suite where
+Settings.gate_suites names one (else a trivial suite of anyone's could open the gate).
+Without one the move is refused, unless forced with a reason; the reason, who forced it and
+the suite run that allowed a move travel in the LabelMove event and into `prompt_history`. A
+rollback returns a label to a version that held it before: it passed whatever gate it met
+then, so it is not asked again.
 
 `decide_move` and `rollback_target` are pure; `passing_run` asks ClickHouse.
 """
@@ -28,6 +30,7 @@ PASSING_RUN_SQL = f"""
 SELECT run_id, suite, pass_rate, finished_at
 FROM {EVAL_RUNS_TABLE}
 WHERE prompt_name = {{name:String}} AND prompt_version = {{version:UInt32}} AND passed = 1
+  AND ({{suite:String}} = '' OR suite = {{suite:String}})
 ORDER BY finished_at DESC
 LIMIT 1
 """
@@ -54,29 +57,36 @@ class GateEvidence:
 
     run: SuiteRun | None
     evals_table: bool = True
+    suite: str | None = None  # the gate suite asked for; None: any suite
 
 
-def passing_run(client: Client, name: str, version: int) -> GateEvidence:
-    """The newest passing suite run of the version (the EVALS contract in eval_runs)."""
+def passing_run(client: Client, name: str, version: int, suite: str | None = None) -> GateEvidence:
+    """The newest passing suite run of the version (the EVALS contract in eval_runs), of
+    `suite` when given."""
     if str(client.command(f"EXISTS TABLE {EVAL_RUNS_TABLE}")).strip() != "1":
-        return GateEvidence(None, evals_table=False)
-    result = client.query(PASSING_RUN_SQL, parameters={"name": name, "version": version})
+        return GateEvidence(None, evals_table=False, suite=suite)
+    result = client.query(
+        PASSING_RUN_SQL, parameters={"name": name, "version": version, "suite": suite or ""}
+    )
     if not result.result_rows:
-        return GateEvidence(None)
-    run_id, suite, pass_rate, finished_at = result.result_rows[0]
-    return GateEvidence(SuiteRun(str(run_id), str(suite), float(pass_rate), finished_at))
+        return GateEvidence(None, suite=suite)
+    run_id, found_suite, pass_rate, finished_at = result.result_rows[0]
+    run = SuiteRun(str(run_id), str(found_suite), float(pass_rate), finished_at)
+    return GateEvidence(run, suite=suite)
 
 
 def _refusal(name: str, version: int, label: str, evidence: GateEvidence) -> str:
+    which = f"passing run of suite {evidence.suite!r}" if evidence.suite else "passing suite run"
     why = (
         "the store has no eval_runs table (no suite has run against it)"
         if not evidence.evals_table
-        else f"version {version} has no passing suite run"
+        else f"version {version} has no {which}"
     )
+    suite = evidence.suite or "SUITE"
     return (
-        f"label {label!r} is protected and {why}: run a suite first "
-        f"(`llmops eval run SUITE --prompt {name}@{version}`), or move it anyway with "
-        '--force --reason "why"'
+        f"label {label!r} is protected and {why}: run {'it' if evidence.suite else 'a suite'} "
+        f"first (`llmops eval run {suite} --prompt {name}@{version}`), or move it anyway "
+        'with --force --reason "why"'
     )
 
 

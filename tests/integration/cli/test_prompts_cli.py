@@ -7,6 +7,7 @@ mistakes are one line."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -149,13 +150,13 @@ def wait_for_history(url: str, name: str, events: int) -> list[dict[str, Any]]:
     raise AssertionError(f"history of {name}: {len(rows)} of {events} events:\n{rows}")
 
 
-def passing_run(url: str, name: str, version: int) -> str:
+def passing_run(url: str, name: str, version: int, suite: str = "smoke") -> str:
     run_id = f"run-{uuid.uuid4().hex[:8]}"
     client = connect(url)
     try:
         client.command(EVAL_RUNS_DDL)
         now = datetime.now(UTC)
-        row = [run_id, "smoke", name, version, "", 3, 3, 1.0, 1, 1, now, now]
+        row = [run_id, suite, name, version, "", 3, 3, 1.0, 1, 1, now, now]
         client.insert("eval_runs", [row], column_names=list(EVAL_RUN_COLUMNS))
     finally:
         client.close()
@@ -374,3 +375,17 @@ def test_the_seed_files_experiments_start_once_and_a_stopped_one_stays_stopped(
     asyncio.run(publish_with_settings(settings, stop(live, datetime.now(UTC), "done")))
     assert asyncio.run(seed_experiments(settings, seed)) == []
     assert asyncio.run(read_registry(settings)).experiments[f"{name}-ab"].status == "stopped"
+
+
+def test_a_prompts_gate_suite_is_the_only_one_that_opens_its_protected_label(
+    env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = f"gated-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("LLMOPS_GATE_SUITES", json.dumps({name: f"{name}-gate"}))
+    get_settings.cache_clear()
+    ok("push", str(prompt_file(tmp_path / "p.yaml", name, "one")))
+    passing_run(env, name, 1)  # a passing run of another suite ("smoke") does not count
+    refused = one_line_error("label", name, "1", "production")
+    assert f"no passing run of suite '{name}-gate'" in refused
+    run_id = passing_run(env, name, 1, suite=f"{name}-gate")
+    assert f"(suite run {run_id})" in ok("label", name, "1", "production")

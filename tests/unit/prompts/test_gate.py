@@ -42,6 +42,13 @@ def test_a_protected_label_is_refused_without_a_passing_run() -> None:
         _decide(2, evidence=GateEvidence(None, evals_table=False))
 
 
+def test_a_prompt_with_a_gate_suite_is_told_which_suite_to_run() -> None:
+    with pytest.raises(LabelRefused) as refused:
+        _decide(2, evidence=GateEvidence(None, suite="p-gate"))
+    assert "no passing run of suite 'p-gate'" in str(refused.value)
+    assert "`llmops eval run p-gate --prompt p@2`" in str(refused.value)
+
+
 def test_a_passing_run_allows_the_move_and_is_recorded() -> None:
     move = _decide(2, evidence=PASSED)
     assert move is not None
