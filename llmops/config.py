@@ -42,6 +42,11 @@ KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"
 KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 
+# Hosts that mean "this machine": the embedded stack's addresses, whose secrets (store login,
+# signing key) a client on the same machine may read from the data dir.
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
 class VllmOptions(BaseModel):
     """What a vllm pool passes to vLLM's engine (AsyncEngineArgs); defaults suit one GPU."""
 

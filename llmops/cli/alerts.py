@@ -179,10 +179,9 @@ def alert_row(alert: Alert) -> dict[str, Any]:
 def list_alerts(
     settings: Settings, *, include_resolved: bool, since: datetime | None, limit: int
 ) -> list[dict[str, Any]]:
-    from llmops.clickhouse.client import connect, login_for
+    from llmops.clickhouse.client import connect_settings
 
-    url = settings.clickhouse_url
-    client = connect(url, login=login_for(url, settings))
+    client = connect_settings(settings)
     try:
         sql, parameters = alerts_query(include_resolved=include_resolved, since=since, limit=limit)
         result = client.query(sql, parameters=parameters)

@@ -408,10 +408,9 @@ def report(
 
 
 def _check_store(settings: Settings) -> None:
-    from llmops.clickhouse.client import connect, login_for
+    from llmops.clickhouse.client import connect_settings
 
-    url = settings.clickhouse_url
-    client = connect(url, login=login_for(url, settings))
+    client = connect_settings(settings)
     try:
         for table in ("eval_runs", "eval_results"):
             if str(client.command(f"EXISTS TABLE {table}")).strip() != "1":
@@ -429,11 +428,10 @@ def _store(
     comparison: Comparison | None,
     seed: int,
 ) -> None:
-    from llmops.clickhouse.client import connect, login_for
+    from llmops.clickhouse.client import connect_settings
     from llmops.evals.store import Pairing, write_runs
 
-    url = settings.clickhouse_url
-    client = connect(url, login=login_for(url, settings))
+    client = connect_settings(settings)
     try:
         if len(runs) == 1:
             pairs: list[tuple[VersionRun, Pairing | None]] = [(runs[0], None)]

@@ -383,7 +383,8 @@ def promote(
     reason: Annotated[str, typer.Option(help="why (recorded; needed with --force)")] = "",
 ) -> None:
     """Move the prompt's production label to the winner's version and end the experiment."""
-    from llmops.prompts.gate import GateEvidence, LabelRefused, decide_move, passing_run
+    from llmops.cli.prompts import gate_evidence
+    from llmops.prompts.gate import GateEvidence, LabelRefused, decide_move
     from llmops.prompts.publish import current_actor
     from llmops.prompts.publish import publish_with_settings as publish_moves
 
@@ -398,16 +399,7 @@ def promote(
     assert version is not None  # events.promote checks it
     evidence = GateEvidence(None)
     if PROMOTE_LABEL in settings.protected_labels and not force:
-        client = _store(settings)
-        try:
-            evidence = passing_run(
-                client,
-                experiment.prompt_name,
-                version,
-                settings.gate_suites.get(experiment.prompt_name),
-            )
-        finally:
-            client.close()
+        evidence = gate_evidence(settings, experiment.prompt_name, version, force=False)
     try:
         move = decide_move(
             prompts, experiment.prompt_name, version, PROMOTE_LABEL,
@@ -424,17 +416,11 @@ def promote(
     )
 
 
-def _store(settings: Settings) -> Any:
-    from llmops.clickhouse.client import connect, login_for
-
-    url = settings.clickhouse_url
-    return connect(url, login=login_for(url, settings))
-
-
 def build_analysis(settings: Settings, name: str) -> Analysis:
+    from llmops.clickhouse.client import connect_settings
     from llmops.experiments.report import NoData, build_report
 
-    client = _store(settings)
+    client = connect_settings(settings)
     try:
         with console.status(f"reading experiment {name} from ClickHouse..."):
             return build_report(client, name)

@@ -51,7 +51,7 @@ from llmops.prompts.registry import PromptError, PromptSet, render
 from schemas import ChatMessage, LabelMove, PromptVersion
 
 if TYPE_CHECKING:
-    from clickhouse_connect.driver.client import Client
+    pass
 
 commands = typer.Typer(no_args_is_help=True, help="The prompt registry: versions, labels, history.")
 
@@ -296,17 +296,12 @@ def _registry(settings: Settings) -> PromptSet:
             raise ConnectionError(f"{exc} (KAFKA_BOOTSTRAP_SERVERS)") from None
 
 
-def _store(settings: Settings) -> Client:
-    from llmops.clickhouse.client import connect, login_for
-
-    url = settings.clickhouse_url
-    return connect(url, login=login_for(url, settings))
-
-
-def _evidence(settings: Settings, name: str, version: int, *, force: bool) -> GateEvidence:
+def gate_evidence(settings: Settings, name: str, version: int, *, force: bool) -> GateEvidence:
     """The gate's evidence from ClickHouse; a forced move does without a store."""
+    from llmops.clickhouse.client import connect_settings
+
     try:
-        client = _store(settings)
+        client = connect_settings(settings)
     except Exception:
         if force:
             return GateEvidence(None)
@@ -329,7 +324,9 @@ def read_history(
         f"SELECT {', '.join(HISTORY_COLUMNS)} FROM prompt_history FINAL WHERE {where} "
         "ORDER BY ts, source_offset LIMIT {limit:UInt32}"
     )
-    client = _store(settings)
+    from llmops.clickhouse.client import connect_settings
+
+    client = connect_settings(settings)
     try:
         result = client.query(sql, parameters=parameters)
         return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
@@ -350,7 +347,7 @@ def _decide(
     rollback: bool = False,
 ) -> LabelMove | None:
     protected = label in settings.protected_labels and not rollback
-    evidence = _evidence(settings, name, version, force=force) if protected else None
+    evidence = gate_evidence(settings, name, version, force=force) if protected else None
     try:
         return decide_move(
             prompts,

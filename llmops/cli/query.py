@@ -20,11 +20,10 @@ def query(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON rows")] = False,
 ) -> None:
     """Run SQL against ClickHouse (CLICKHOUSE_URL) and print the rows."""
-    from llmops.clickhouse.client import connect, login_for
+    from llmops.clickhouse.client import connect_settings
 
     settings = get_settings()
-    url = settings.clickhouse_url
-    client = connect(url, login=login_for(url, settings))
+    client = connect_settings(settings)
     try:
         result = client.query(sql)
     finally:

@@ -541,12 +541,11 @@ def report(
     ] = DEFAULT_BUCKETS,
 ) -> None:
     """Health of each prompt version: rates with intervals, latency, alerts, drift, trends."""
-    from llmops.clickhouse.client import connect, login_for
+    from llmops.clickhouse.client import connect_settings
 
     parse_since(since)  # a usage mistake before any connection
     settings = get_settings()
-    url = settings.clickhouse_url
-    client = connect(url, login=login_for(url, settings))
+    client = connect_settings(settings)
     try:
         # On stderr (shown only on a terminal): stdout stays the report alone.
         with error_console.status(f"reading the quality windows of the last {escape(since)}"):

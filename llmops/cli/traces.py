@@ -144,11 +144,10 @@ def show_trace(
     request_id: Annotated[str, typer.Argument(help="request id whose trace to show")],
 ) -> None:
     """Show one request's trace, every hop, from the otel_traces table."""
-    from llmops.clickhouse.client import connect, login_for
+    from llmops.clickhouse.client import connect_settings
 
     settings = get_settings()
-    url = settings.clickhouse_url
-    client = connect(url, login=login_for(url, settings))
+    client = connect_settings(settings)
     try:
         ids = client.query(
             "SELECT DISTINCT TraceId FROM otel_traces "

@@ -23,7 +23,7 @@ from clickhouse_connect.driver.binding import quote_identifier
 from clickhouse_connect.driver.client import Client
 
 from llmops.clickhouse.credentials import SERVICE_USER, load_credentials
-from llmops.config import Settings
+from llmops.config import LOOPBACK_HOSTS, Settings
 
 # Package data beside this module: found the same way from a wheel or an editable checkout.
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -59,9 +59,6 @@ def with_database(url: str, database: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, parts.fragment))
 
 
-_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
-
-
 def login_for(url: str, settings: Settings) -> tuple[str, str] | None:
     """Who connects to `url` when it carries no user: CLICKHOUSE_USER/PASSWORD if set, else,
     for the embedded store (loopback, its port), the service account of data_dir. None: the
@@ -72,12 +69,18 @@ def login_for(url: str, settings: Settings) -> tuple[str, str] | None:
         return None
     if settings.clickhouse_user is not None or settings.clickhouse_password is not None:
         return settings.clickhouse_user or SERVICE_USER, settings.clickhouse_password or ""
-    if parts.hostname not in _LOOPBACK or parts.port != settings.store_port:
+    if parts.hostname not in LOOPBACK_HOSTS or parts.port != settings.store_port:
         return None
     found = load_credentials(settings.data_dir)
     if found is None:
         return None
     return found.service_user, settings.store_password or found.service_password
+
+
+def connect_settings(settings: Settings, **kwargs: Any) -> Client:
+    """A client on the store `settings` name (CLICKHOUSE_URL), logged in as `login_for` says."""
+    url = settings.clickhouse_url
+    return connect(url, login=login_for(url, settings), **kwargs)
 
 
 def connect(url: str, *, login: tuple[str, str] | None = None, **kwargs: Any) -> Client:

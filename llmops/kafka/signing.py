@@ -24,14 +24,12 @@ import hmac
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
+from llmops.config import LOOPBACK_HOSTS, Settings
 from llmops.kafka.deadletter import Rejected
 from llmops.secretfile import SIGNING_KEY_FILE, SecretFileError, read_or_create_secret
 from schemas.topics import EVENT_TYPE_HEADER
-
-if TYPE_CHECKING:
-    from llmops.config import Settings
 
 SIGNATURE_HEADER = "llmops-signature"
 VERSION = "v1"
@@ -198,9 +196,6 @@ def keys_from_settings(settings: Settings) -> SigningKeys | None:
     )
 
 
-_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
-
-
 def embedded_stack_key(settings: Settings) -> str | None:
     """The key `llmops up` made in its data directory, for a client of that stack (the
     bootstrap is the embedded broker on loopback) run from another shell: `llmops prompts`,
@@ -210,7 +205,7 @@ def embedded_stack_key(settings: Settings) -> str | None:
     servers = [s.strip() for s in settings.kafka_bootstrap_servers.split(",") if s.strip()]
     for server in servers:
         host, _, port = server.rpartition(":")
-        if host.strip("[]") not in _LOOPBACK or port != str(settings.broker_port):
+        if host.strip("[]") not in LOOPBACK_HOSTS or port != str(settings.broker_port):
             return None
     path = settings.data_dir / SIGNING_KEY_FILE
     if not servers or not path.is_file():
