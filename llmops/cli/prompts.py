@@ -33,7 +33,7 @@ from llmops.prompts.gate import (
     GateEvidence,
     LabelRefused,
     decide_move,
-    passing_run,
+    newest_run,
     rollback_target,
 )
 from llmops.prompts.live import RegistryUnavailable, read_registry
@@ -307,7 +307,7 @@ def gate_evidence(settings: Settings, name: str, version: int, *, force: bool) -
             return GateEvidence(None)
         raise
     try:
-        return passing_run(client, name, version, settings.gate_suites.get(name))
+        return newest_run(client, name, version, settings.gate_suites.get(name))
     finally:
         client.close()
 

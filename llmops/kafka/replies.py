@@ -126,7 +126,11 @@ def rejection_replier(producer: Producer) -> Any:
         if rejected.request_id is None:
             return []
         kind = _REJECTION_KIND.get(rejected.kind, "invalid_request")
-        message = f"{rejected.kind}: {rejected.reason}"
+        # The dead letter's finer kind leads the message only where the reply's kind is coarser
+        # (schema_invalid -> invalid_request), so an SDK error never reads "x: x: ...".
+        message = (
+            rejected.reason if kind == rejected.kind else f"{rejected.kind}: {rejected.reason}"
+        )
         try:
             result = error_result(rejected.request_id, kind, message, **sniff_origin(record.value))
         except ValidationError:  # an app or tenant name the contract refuses: leave it out

@@ -1,15 +1,17 @@
 """The release gate of protected labels, and which version a rollback returns to.
 
 A protected label (Settings.protected_labels, `production` by default) moves only to a version
-with a passing suite run: the newest row of `eval_runs` for (prompt, version) with passed = 1
-(the suite's own verdict; `llmops eval run` writes it), of the prompt's gate suite where
-Settings.gate_suites names one (else a trivial suite of anyone's could open the gate).
+whose newest suite run passed: the newest row of `eval_runs` for (prompt, version) must say
+passed = 1 (the suite's own verdict; `llmops eval run` writes it), of the prompt's gate suite
+where Settings.gate_suites names one (else a trivial suite of anyone's could open the gate). A
+version that passed once and failed since is refused: the newest verdict is the one that
+counts.
 Without one the move is refused, unless forced with a reason; the reason, who forced it and
 the suite run that allowed a move travel in the LabelMove event and into `prompt_history`. A
 rollback returns a label to a version that held it before: it passed whatever gate it met
 then, so it is not asked again.
 
-`decide_move` and `rollback_target` are pure; `passing_run` asks ClickHouse.
+`decide_move` and `rollback_target` are pure; `newest_run` asks ClickHouse.
 """
 
 from __future__ import annotations
@@ -26,12 +28,12 @@ if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
 
 EVAL_RUNS_TABLE = "eval_runs"
-PASSING_RUN_SQL = f"""
-SELECT run_id, suite, pass_rate, finished_at
+NEWEST_RUN_SQL = f"""
+SELECT run_id, suite, pass_rate, finished_at, passed
 FROM {EVAL_RUNS_TABLE}
-WHERE prompt_name = {{name:String}} AND prompt_version = {{version:UInt32}} AND passed = 1
+WHERE prompt_name = {{name:String}} AND prompt_version = {{version:UInt32}}
   AND ({{suite:String}} = '' OR suite = {{suite:String}})
-ORDER BY finished_at DESC
+ORDER BY finished_at DESC, passed ASC
 LIMIT 1
 """
 
@@ -42,7 +44,7 @@ class LabelRefused(ValueError):
 
 @dataclass(frozen=True)
 class SuiteRun:
-    """A passing suite run of one prompt version (a row of eval_runs)."""
+    """A suite run of one prompt version (a row of eval_runs)."""
 
     run_id: str
     suite: str
@@ -52,36 +54,45 @@ class SuiteRun:
 
 @dataclass(frozen=True)
 class GateEvidence:
-    """What the store says about a version: its newest passing run, if any; `evals_table`
-    False when the store has no eval_runs table at all (no suite ever ran there)."""
+    """What the store says about a version: `run`, its newest run when that one passed;
+    `failed`, its newest run when that one failed; `evals_table` False when the store has no
+    eval_runs table at all (no suite ever ran there)."""
 
     run: SuiteRun | None
     evals_table: bool = True
     suite: str | None = None  # the gate suite asked for; None: any suite
+    failed: SuiteRun | None = None
 
 
-def passing_run(client: Client, name: str, version: int, suite: str | None = None) -> GateEvidence:
-    """The newest passing suite run of the version (the EVALS contract in eval_runs), of
-    `suite` when given."""
+def newest_run(client: Client, name: str, version: int, suite: str | None = None) -> GateEvidence:
+    """The version's newest suite run (of `suite` when given), passing or not: two runs
+    finished in the same millisecond count as failed if either failed."""
     if str(client.command(f"EXISTS TABLE {EVAL_RUNS_TABLE}")).strip() != "1":
         return GateEvidence(None, evals_table=False, suite=suite)
     result = client.query(
-        PASSING_RUN_SQL, parameters={"name": name, "version": version, "suite": suite or ""}
+        NEWEST_RUN_SQL, parameters={"name": name, "version": version, "suite": suite or ""}
     )
     if not result.result_rows:
         return GateEvidence(None, suite=suite)
-    run_id, found_suite, pass_rate, finished_at = result.result_rows[0]
+    run_id, found_suite, pass_rate, finished_at, passed = result.result_rows[0]
     run = SuiteRun(str(run_id), str(found_suite), float(pass_rate), finished_at)
-    return GateEvidence(run, suite=suite)
+    if int(passed) == 1:
+        return GateEvidence(run, suite=suite)
+    return GateEvidence(None, suite=suite, failed=run)
 
 
 def _refusal(name: str, version: int, label: str, evidence: GateEvidence) -> str:
-    which = f"passing run of suite {evidence.suite!r}" if evidence.suite else "passing suite run"
-    why = (
-        "the store has no eval_runs table (no suite has run against it)"
-        if not evidence.evals_table
-        else f"version {version} has no {which}"
-    )
+    which = f"run of suite {evidence.suite!r}" if evidence.suite else "suite run"
+    if not evidence.evals_table:
+        why = "the store has no eval_runs table (no suite has run against it)"
+    elif evidence.failed is not None:
+        failed = evidence.failed
+        why = (
+            f"the newest {which} of version {version} failed "
+            f"({failed.suite!r}, run {failed.run_id}, pass rate {failed.pass_rate:.0%})"
+        )
+    else:
+        why = f"version {version} has no passing {which}"
     suite = evidence.suite or "SUITE"
     return (
         f"label {label!r} is protected and {why}: run {'it' if evidence.suite else 'a suite'} "

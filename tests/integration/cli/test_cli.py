@@ -118,7 +118,8 @@ async def test_prompt_mistakes_are_one_line_each(bootstrap: str) -> None:
         assert out.startswith("request ") and len(out.splitlines()) == 1  # the id, only
         assert len(err.strip().splitlines()) == 1
     assert "invalid_request: unknown_prompt: unknown prompt 'nope'" in unknown[2]
-    assert "missing_variable: missing_variable: prompt 'greet' v" in missing[2]
+    assert "failed: missing_variable: prompt 'greet' v" in missing[2]
+    assert "missing_variable: missing_variable" not in missing[2]
 
 
 async def test_send_prints_its_request_id_and_exports_the_root_span(

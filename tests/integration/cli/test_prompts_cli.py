@@ -35,17 +35,7 @@ from tests.integration.streams.test_worker import Worker
 
 pytestmark = pytest.mark.integration
 WAIT_S = 90.0  # a deadline against a hung test, never a measurement
-# The suite-run contract of RULES.md (EVALS' migration 017 creates it; made here only where
-# it does not exist yet, with the contract's columns).
-EVAL_RUNS_DDL = """
-CREATE TABLE IF NOT EXISTS eval_runs
-(
-    run_id String, suite String, prompt_name String, prompt_version UInt32, label String,
-    cases UInt32, passed_cases UInt32, pass_rate Float64, passed UInt8, repeat UInt16,
-    started_at DateTime64(3, 'UTC'), finished_at DateTime64(3, 'UTC')
-)
-ENGINE = MergeTree ORDER BY (prompt_name, prompt_version, run_id)
-"""
+# Columns of migration 017's eval_runs that a passing run fills (the fixture migrates).
 EVAL_RUN_COLUMNS = (
     "run_id",
     "suite",
@@ -150,13 +140,16 @@ def wait_for_history(url: str, name: str, events: int) -> list[dict[str, Any]]:
     raise AssertionError(f"history of {name}: {len(rows)} of {events} events:\n{rows}")
 
 
-def passing_run(url: str, name: str, version: int, suite: str = "smoke") -> str:
+def passing_run(
+    url: str, name: str, version: int, suite: str = "smoke", *, passed: bool = True
+) -> str:
+    """A suite run's row as `llmops eval run` writes it (passed = False: a failing one)."""
     run_id = f"run-{uuid.uuid4().hex[:8]}"
     client = connect(url)
     try:
-        client.command(EVAL_RUNS_DDL)
         now = datetime.now(UTC)
-        row = [run_id, suite, name, version, "", 3, 3, 1.0, 1, 1, now, now]
+        cases_passed, rate = (3, 1.0) if passed else (1, 1 / 3)
+        row = [run_id, suite, name, version, "", 3, cases_passed, rate, int(passed), 1, now, now]
         client.insert("eval_runs", [row], column_names=list(EVAL_RUN_COLUMNS))
     finally:
         client.close()
@@ -389,3 +382,10 @@ def test_a_prompts_gate_suite_is_the_only_one_that_opens_its_protected_label(
     assert f"no passing run of suite '{name}-gate'" in refused
     run_id = passing_run(env, name, 1, suite=f"{name}-gate")
     assert f"(suite run {run_id})" in ok("label", name, "1", "production")
+    # The newest verdict counts: version 2 passed once, then failed the gate suite.
+    ok("push", str(prompt_file(tmp_path / "p.yaml", name, "two")))
+    passing_run(env, name, 2, suite=f"{name}-gate")
+    failed_id = passing_run(env, name, 2, suite=f"{name}-gate", passed=False)
+    refused = one_line_error("label", name, "2", "production")
+    assert f"newest run of suite '{name}-gate' of version 2 failed" in refused
+    assert failed_id in refused

@@ -73,12 +73,16 @@ async def test_heartbeats_report_load_errors_latency_and_a_last_stopping_beat(
                 for _ in range(2)
             ]
             outcomes = await asyncio.gather(*calls, return_exceptions=True)
-            served = platform.workers[pool.name].served
             # Rates and totals settle on the next beat after the last reply.
             await eventually(
                 lambda: beats.beats[-1].requests_total == 12, 10, "a beat counting all 12"
             )
             settled = beats.beats[-1]
+            # A reply can reach the client before the worker has counted it served (it
+            # counts once every output is acknowledged), so wait for the count to settle.
+            worker = platform.workers[pool.name]
+            await eventually(lambda: worker.served >= 12, 10, "the worker counting 12 served")
+            served = worker.served
         await eventually(lambda: beats.beats[-1].phase == "stopping", 10, "the last beat")
     finally:
         beats.tail.stop()

@@ -49,6 +49,15 @@ def test_a_prompt_with_a_gate_suite_is_told_which_suite_to_run() -> None:
     assert "`llmops eval run p-gate --prompt p@2`" in str(refused.value)
 
 
+def test_a_version_whose_newest_run_failed_is_refused_and_the_run_named() -> None:
+    failed = SuiteRun("run-9", "p-gate", 0.5)
+    with pytest.raises(LabelRefused) as refused:
+        _decide(2, evidence=GateEvidence(None, suite="p-gate", failed=failed))
+    assert "the newest run of suite 'p-gate' of version 2 failed" in str(refused.value)
+    assert "run run-9, pass rate 50%" in str(refused.value)
+    assert "--force" in str(refused.value)
+
+
 def test_a_passing_run_allows_the_move_and_is_recorded() -> None:
     move = _decide(2, evidence=PASSED)
     assert move is not None
