@@ -270,7 +270,9 @@ class Settings(BaseSettings):
     gate_suites: dict[str, str] = Field(default_factory=dict, max_length=10_000)
     max_message_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
     default_deadline_s: float = Field(default=120.0, gt=0, le=3600)
-    metrics_window_s: float = Field(default=10.0, gt=0, le=3600)
+    # The tumbling window of metric and quality windows and the monitor (issue 9: 60 s);
+    # `llmops up --demo` uses DEMO_WINDOW_S unless this is configured.
+    metrics_window_s: float = Field(default=60.0, gt=0, le=3600)
     sink_batch_size: int = Field(default=500, ge=1, le=100_000)
     sink_flush_s: float = Field(default=1.0, gt=0, le=60)
     commit_interval_s: float = Field(default=0.2, gt=0, le=30)

@@ -11,12 +11,26 @@ import typer
 
 from llmops.cli.console import console
 from llmops.cli.errors import require_kafka
-from llmops.config import get_settings
+from llmops.config import Settings, get_settings
 
 commands = typer.Typer()
 
 
 @commands.command()
+def _demo_settings(settings: Settings) -> Settings:
+    """What the demo shows sooner or in more detail, where the user configured nothing."""
+    from llmops.local.demo.traffic import DEMO_SEGMENTS, DEMO_WINDOW_S
+
+    update: dict[str, object] = {}
+    if not settings.segment_attributes:
+        # The demo's users carry these; quality and fairness are then shown per segment.
+        update["segment_attributes"] = list(DEMO_SEGMENTS)
+    if "metrics_window_s" not in settings.model_fields_set:
+        # A demo's windows show up in seconds, not after the default minute.
+        update["metrics_window_s"] = DEMO_WINDOW_S
+    return settings.model_copy(update=update) if update else settings
+
+
 def up(
     demo: Annotated[bool, typer.Option(help="send demo traffic once the platform is up")] = False,
     demo_requests: Annotated[int, typer.Option(help="demo requests to send")] = 24,
@@ -31,11 +45,8 @@ def up(
     from llmops.local.stack import LocalStack
 
     settings = get_settings()
-    if demo and not settings.segment_attributes:
-        # The demo's users carry these; quality and fairness are then shown per segment.
-        from llmops.local.demo.traffic import DEMO_SEGMENTS
-
-        settings = settings.model_copy(update={"segment_attributes": list(DEMO_SEGMENTS)})
+    if demo:
+        settings = _demo_settings(settings)
     stack = LocalStack(settings, console, embedded=embedded)
     started = time.monotonic()
     exit_code = 0

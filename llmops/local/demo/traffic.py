@@ -33,6 +33,8 @@ CONTEXT = (
 # Segment attributes the demo declares (Settings.segment_attributes): quality, drift and
 # fairness are then reported per locale and per plan as well as per prompt version.
 DEMO_SEGMENTS = ("locale", "plan")
+# The demo's window (Settings.metrics_window_s, unless configured): results within seconds.
+DEMO_WINDOW_S = 10.0
 LOCALES = ("en", "de", "fr")
 PLANS = ("free", "pro")
 TEXTS = [
