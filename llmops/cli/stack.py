@@ -16,7 +16,6 @@ from llmops.config import Settings, get_settings
 commands = typer.Typer()
 
 
-@commands.command()
 def _demo_settings(settings: Settings) -> Settings:
     """What the demo shows sooner or in more detail, where the user configured nothing."""
     from llmops.local.demo.traffic import DEMO_SEGMENTS, DEMO_WINDOW_S
@@ -31,6 +30,7 @@ def _demo_settings(settings: Settings) -> Settings:
     return settings.model_copy(update=update) if update else settings
 
 
+@commands.command()
 def up(
     demo: Annotated[bool, typer.Option(help="send demo traffic once the platform is up")] = False,
     demo_requests: Annotated[int, typer.Option(help="demo requests to send")] = 24,
