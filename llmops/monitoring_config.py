@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 
 Severity = Literal["info", "warning", "critical"]
 RuleName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
@@ -108,8 +108,13 @@ class FairnessConfig(_Strict):
     webhook: HttpUrl | None = None
 
 
+DEFAULT_CHECKS = ("drift", "safety", "fairness")
+
+
 class MonitoringSettings(_Strict):
     enabled: bool = True
+    # The window checks the monitor runs, by name (streams/monitors/: a driver per name).
+    checks: list[RuleName] = Field(default_factory=lambda: list(DEFAULT_CHECKS), max_length=16)
     safety: list[SafetyRule] = Field(default_factory=_default_safety_rules, max_length=64)
     drift: DriftConfig = Field(default_factory=DriftConfig)
     fairness: FairnessConfig = Field(default_factory=FairnessConfig)
@@ -120,6 +125,14 @@ class MonitoringSettings(_Strict):
     toxic_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     # A response whose grounding share is below this counts as making unsupported claims.
     unsupported_below: float = Field(default=1.0, ge=0.0, le=1.0)
+
+    @field_validator("checks")
+    @classmethod
+    def _each_check_once(cls, checks: list[str]) -> list[str]:
+        repeated = sorted({c for c in checks if checks.count(c) > 1})
+        if repeated:
+            raise ValueError(f"checks named more than once: {', '.join(repeated)}")
+        return checks
 
     def reference_for(self, prompt_name: str) -> ReferenceConfig:
         return self.references.get(prompt_name, self.default_reference)

@@ -72,6 +72,7 @@ from streams.detectors.base import Detector
 from streams.detectors.factory import UnknownDetectorError, create_detectors
 from streams.judge.requests import JudgeConfig
 from streams.monitoring.monitor import QualityMonitor
+from streams.monitors.factory import UnknownCheckError
 from streams.privacy import text_policy
 from streams.quality import QualityRules
 from streams.sink import Reader, TableWriter
@@ -175,6 +176,15 @@ def configured_detectors(settings: Settings) -> tuple[Detector, ...]:
         raise SystemExit(f"cannot start: {exc} in LLMOPS_DETECTORS") from None
 
 
+def configured_monitor(settings: Settings) -> QualityMonitor:
+    """The quality monitor with the window checks LLMOPS_MONITORING names; an unknown name
+    refuses the start in one line."""
+    try:
+        return QualityMonitor(settings.monitoring)
+    except UnknownCheckError as exc:
+        raise SystemExit(f"cannot start: {exc} in LLMOPS_MONITORING's checks") from None
+
+
 def configured_judge(settings: Settings) -> JudgeConfig:
     """Settings.judge_*, checked once; an unknown check or a bad model name refuses the start
     in one line. App "llmops-judge" marks the judge's requests and responses (streams/judge/)."""
@@ -241,7 +251,7 @@ class MetricsWorker:
         if settings.monitoring.enabled:
             self.monitor = MonitorAgent(
                 app,
-                QualityMonitor(settings.monitoring),
+                configured_monitor(settings),
                 TableWriter(url, rows.DRIFT_TABLE, rows.DRIFT_COLUMNS, login=login),
                 TableWriter(url, rows.ALERTS_TABLE, rows.ALERT_COLUMNS, login=login),
                 Reader(url, login=login),

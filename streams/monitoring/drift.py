@@ -38,9 +38,11 @@ import numpy as np
 from llmops.monitoring_config import DriftConfig
 from llmops.stats import drift as stats
 from llmops.stats.multiple import benjamini_hochberg
-from schemas import QualityWindow
+from schemas import DriftReport, QualityWindow
 from streams import sketches
+from streams.monitoring.alertbook import Condition, rule_name, window_label
 from streams.monitoring.reference import Reference
+from streams.monitoring.streaks import Streaks
 
 EMBEDDING = "embedding"
 # Centroid cosine distance at which the output embeddings count as drifted (not Evidently's:
@@ -272,3 +274,90 @@ def adjust(tests: Sequence[DriftTest], fdr: float) -> list[DriftTest]:
             drifted = stats.drifted(choice, p)
         out[i] = replace(test, p_adjusted=p, drifted=drifted)
     return out
+
+
+def drift_results(
+    referenced: Sequence[tuple[QualityWindow, Reference | None]],
+    config: DriftConfig,
+    streaks: Streaks,
+) -> tuple[list[DriftReport], list[Condition]]:
+    """One group's window (every segment with its reference): a report per test, adjusted
+    together, and an alert condition per decisive test, active once its streak reaches
+    `config.persistence`."""
+    tests: list[tuple[QualityWindow, Reference, DriftTest]] = []
+    for window, reference in referenced:
+        if reference is not None:
+            found = window_tests(window, reference, config)
+            tests.extend((window, reference, test) for test in found)
+    adjusted = adjust([t for _, _, t in tests], config.fdr)
+    reports: list[DriftReport] = []
+    conditions: list[Condition] = []
+    for (window, reference, _), test in zip(tests, adjusted, strict=True):
+        streak = streaks.count(window, test.feature, test.drifted) if test.decisive else 0
+        reports.append(_report(window, reference, test, streak))
+        if test.decisive:
+            conditions.append(_condition(window, reference, test, streak, config))
+    return reports, conditions
+
+
+def _condition(
+    window: QualityWindow, reference: Reference, test: DriftTest, streak: int, config: DriftConfig
+) -> Condition:
+    score = test.p_adjusted if test.p_adjusted is not None else test.value
+    return Condition.about(
+        window,
+        kind="drift",
+        rule=rule_name(f"drift_{test.feature}"),
+        active=streak >= config.persistence,
+        severity=config.severity,
+        message=(
+            f"{test.feature} drifted {streak} window(s) in a row ({test.statistic} "
+            f"{score:.4g}, threshold {test.threshold:g}) against {reference.description} "
+            f"for {window_label(window)}"
+        ),
+        evidence={
+            "statistic": test.statistic,
+            "value": f"{test.value:.6g}",
+            "p_value": "" if test.p_value is None else f"{test.p_value:.6g}",
+            "p_adjusted": "" if test.p_adjusted is None else f"{test.p_adjusted:.6g}",
+            "threshold": f"{test.threshold:g}",
+            "streak": str(streak),
+            "persistence": str(config.persistence),
+            "reference": reference.description,
+            "reference_size": str(test.reference_size),
+            "current_size": str(test.current_size),
+            "window": window.window_start.isoformat(),
+            "segment": window.segment,
+        },
+    )
+
+
+def _clamp(value: float) -> float:
+    return max(-1e15, min(1e15, value))
+
+
+def _report(
+    window: QualityWindow, reference: Reference, test: DriftTest, streak: int
+) -> DriftReport:
+    return DriftReport(
+        ts=window.window_end,
+        window_start=window.window_start,
+        window_end=window.window_end,
+        prompt_name=window.prompt_name,
+        prompt_version=window.prompt_version,
+        variant=window.variant,
+        pool=window.pool,
+        model=window.model,
+        feature=test.feature,
+        segment=window.segment,
+        statistic=test.statistic,
+        value=_clamp(test.value),
+        p_value=test.p_value,
+        p_adjusted=test.p_adjusted,
+        threshold=_clamp(test.threshold),
+        drifted=test.drifted,
+        streak=streak,
+        reference=reference.description[:512],
+        reference_size=test.reference_size,
+        current_size=test.current_size,
+    )

@@ -1,42 +1,48 @@
-"""The monitor contract: what a monitor observes per response and emits per closed window.
+"""The window-check contract: one group's closed window in, drift reports and alert
+conditions out.
 
-A monitor keeps no state of its own across windows: it opens a `WindowMonitor` per metric
-window and the windows agent keeps that object with the window. So a window dropped on a
-partition revocation, rebuilt from a replay or completed from the stored responses takes its
-monitor state along with it, and restarts and rebalances need nothing more from a driver.
+The quality monitor (streams/monitoring/monitor.py) hands every configured check the same
+group window: each segment's QualityWindow with its reference (None while the reference has
+too little data). A check is pure and keeps no state of its own: what must last across
+windows (how many in a row a check found something) lives in the `Streaks` it is given, which
+the agent restores from the store after a restart or a rebalance, and the open alerts live in
+the monitor's alert book, which opens, keeps and resolves them from the conditions. So a
+driver needs nothing more to be correct across restarts, replays and rebalances.
 """
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import ClassVar
 
-from schemas import Alert, DriftReport, MetricWindow
-from streams.features import ResponseFeatures
+from llmops.monitoring_config import MonitoringSettings
+from schemas import DriftReport, QualityWindow
+from streams.monitoring.alertbook import Condition
+from streams.monitoring.reference import Reference
+from streams.monitoring.streaks import Streaks
 
-# What a closed window may produce besides its MetricWindow (published on llm.metrics or
-# llm.alerts, by contract).
-MonitorOutput = DriftReport | Alert
-
-
-class WindowMonitor(abc.ABC):
-    """One monitor's state for one window."""
-
-    @abc.abstractmethod
-    def observe(self, features: ResponseFeatures) -> None:
-        """Count one response of the window (each request id is handed over once)."""
-
-    @abc.abstractmethod
-    def emit(self, window: MetricWindow, now: float) -> Sequence[MonitorOutput]:
-        """What the closed window produces; `window` is its aggregate, `now` the clock."""
+# A segment's window and its reference (None: not enough reference data yet).
+Referenced = tuple[QualityWindow, Reference | None]
 
 
-class Monitor(abc.ABC):
-    """A kind of monitor, configured once; `name` is what configuration calls it."""
+@dataclass(frozen=True)
+class CheckResult:
+    """Rows for the `drift` table, and conditions for the alert book: an active one opens
+    (or keeps) the alert of its subject, an inactive one resolves it."""
+
+    reports: Sequence[DriftReport] = ()
+    conditions: Sequence[Condition] = ()
+
+
+class WindowCheck(abc.ABC):
+    """A kind of check, built once; `name` is what LLMOPS_MONITORING's `checks` calls it."""
 
     name: ClassVar[str]
 
     @abc.abstractmethod
-    def open_window(self) -> WindowMonitor:
-        """Fresh state for a window that has just received its first response."""
+    def evaluate(
+        self, windows: Sequence[Referenced], settings: MonitoringSettings, streaks: Streaks
+    ) -> CheckResult:
+        """Check one group's window (all its segments, the whole group's segment "")."""

@@ -16,6 +16,7 @@ from streams.worker import (
     WorkerOptions,
     build_worker,
     configured_detectors,
+    configured_monitor,
     create_app,
     faust_settings,
     topics_needed,
@@ -115,6 +116,15 @@ def test_an_unknown_detector_refuses_the_start_in_one_line() -> None:
     message = str(stop.value.code)
     assert message.startswith("cannot start: unknown detector 'no_such_detector'")
     assert "\n" not in message
+
+
+def test_an_unknown_window_check_refuses_the_start_in_one_line() -> None:
+    monitoring = SETTINGS.monitoring.model_copy(update={"checks": ["drift", "vibes"]})
+    with pytest.raises(SystemExit) as stop:
+        configured_monitor(SETTINGS.model_copy(update={"monitoring": monitoring}))
+    message = str(stop.value.code)
+    assert message.startswith("cannot start: unknown window check 'vibes' (known: drift")
+    assert "LLMOPS_MONITORING" in message and "\n" not in message
 
 
 def test_no_detectors_is_a_valid_configuration() -> None:

@@ -1,76 +1,60 @@
-"""Monitors are built by name from a registry; a name no driver provides is refused."""
+"""Window checks are built by name from a registry; a name no driver provides is refused."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import pytest
+from pydantic import ValidationError
 
-from schemas import MetricWindow
-from streams.features import ResponseFeatures
-from streams.monitors.base import Monitor, MonitorOutput, WindowMonitor
-from streams.monitors.factory import (
-    MONITORS,
-    MonitorRegistry,
-    UnknownMonitorError,
-    create_monitors,
-)
+import streams.monitors.drivers  # noqa: F401  (registers the shipped checks)
+from llmops.monitoring_config import DEFAULT_CHECKS, MonitoringSettings
+from streams.monitoring.monitor import QualityMonitor
+from streams.monitoring.streaks import Streaks
+from streams.monitors.base import CheckResult, Referenced, WindowCheck
+from streams.monitors.factory import CHECKS, CheckRegistry, UnknownCheckError, create_checks
 
 
-class CountingWindow(WindowMonitor):
-    def __init__(self) -> None:
-        self.seen: list[str] = []
+class Silent(WindowCheck):
+    """A test-only driver: it finds nothing."""
 
-    def observe(self, features: ResponseFeatures) -> None:
-        self.seen.append(features.request_id)
+    name = "silent"
 
-    def emit(self, window: MetricWindow, now: float) -> Sequence[MonitorOutput]:
-        return []
-
-
-class Counting(Monitor):
-    """A test-only driver: it counts and never reports."""
-
-    name = "counting"
-
-    def open_window(self) -> WindowMonitor:
-        return CountingWindow()
+    def evaluate(
+        self, windows: Sequence[Referenced], settings: MonitoringSettings, streaks: Streaks
+    ) -> CheckResult:
+        return CheckResult()
 
 
-def registry() -> MonitorRegistry:
-    monitors = MonitorRegistry()
-    monitors.register(Counting.name, Counting)
-    return monitors
+def test_the_shipped_checks_are_the_default_ones() -> None:
+    assert sorted(CHECKS.names()) == sorted(DEFAULT_CHECKS)
+    assert MonitoringSettings().checks == list(DEFAULT_CHECKS)
+    assert [c.name for c in QualityMonitor(MonitoringSettings()).checks] == list(DEFAULT_CHECKS)
 
 
-def test_a_registered_driver_is_built_by_name() -> None:
-    [monitor] = create_monitors(["counting"], registry())
-    assert isinstance(monitor, Counting)
-    window = monitor.open_window()
-    assert window is not monitor.open_window()  # each window gets its own state
+def test_checks_are_built_in_the_configured_order() -> None:
+    registry = CheckRegistry()
+    registry.register(Silent.name, Silent)
+    registry.register("other", Silent)
+    assert [type(c) for c in create_checks(["other", "silent"], registry)] == [Silent, Silent]
+    assert create_checks([], registry) == []
+    assert [c.name for c in create_checks(["fairness", "drift"])] == ["fairness", "drift"]
 
 
-def test_monitors_are_built_in_the_configured_order() -> None:
-    monitors = registry()
-    monitors.register("other", Counting)
-    assert [type(m) for m in create_monitors(["other", "counting"], monitors)] == [
-        Counting,
-        Counting,
-    ]
-    assert create_monitors([], monitors) == []
+def test_an_unknown_check_is_refused_naming_the_known_ones() -> None:
+    with pytest.raises(UnknownCheckError, match=r"unknown window check 'nope' \(known: drift"):
+        create_checks(["drift", "nope"])
+    with pytest.raises(UnknownCheckError):
+        QualityMonitor(MonitoringSettings(checks=["nope"]))
 
 
-def test_an_unknown_name_is_refused_with_the_known_ones() -> None:
-    with pytest.raises(UnknownMonitorError, match=r"unknown monitor 'drfit' \(known: counting\)"):
-        create_monitors(["counting", "drfit"], registry())
-
-
-def test_a_name_is_registered_once() -> None:
-    monitors = registry()
+def test_a_name_registers_once() -> None:
+    registry = CheckRegistry()
+    registry.register(Silent.name, Silent)
     with pytest.raises(ValueError, match="registered already"):
-        monitors.register("counting", Counting)
+        registry.register(Silent.name, Silent)
 
 
-def test_the_shipped_registry_refuses_what_it_lacks() -> None:
-    with pytest.raises(UnknownMonitorError, match="no-such-monitor"):
-        create_monitors(["no-such-monitor"], MONITORS)
+def test_a_check_named_twice_is_a_configuration_error() -> None:
+    with pytest.raises(ValidationError, match="checks named more than once: drift"):
+        MonitoringSettings(checks=["drift", "safety", "drift"])
