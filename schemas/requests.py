@@ -32,6 +32,10 @@ MAX_OUTPUT_TOKENS = 8192
 MAX_STOP_SEQUENCES = 8
 MAX_STOP_LEN = 256  # characters of one stop string
 MAX_TEMPERATURE = 2.0
+# The app of `llmops eval run`'s requests: the router gives them variants of their own
+# ("eval:<variant>"), so a suite's answers are monitored apart from the app traffic they test.
+EVAL_APP = "llmops-eval"
+EVAL_VARIANT_PREFIX = "eval:"
 
 
 # Replies go only to topics under this prefix: never to an internal llm.* topic or Kafka's own.

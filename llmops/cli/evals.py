@@ -205,7 +205,8 @@ def run(
     concurrency: Annotated[int, typer.Option(help="cases in flight at most")] = 32,
     timeout: Annotated[float, typer.Option(help="seconds to wait for each reply")] = 120.0,
     judge_model: Annotated[
-        str | None, typer.Option(help="model grading `rubric` assertions (default: JUDGE_MODEL)")
+        str | None,
+        typer.Option(help="model grading `rubric` assertions (default: LLMOPS_JUDGE_MODEL)"),
     ] = None,
     max_tokens: Annotated[
         int | None, typer.Option(help="output tokens per answer (default: the suite's)")

@@ -32,9 +32,9 @@ from llmops.evals.scoring import Scored, SuiteSummary, score_result, summarize
 from llmops.evals.suite import Case, Suite
 from llmops.sdk import LLMOpsClient, ReplyTimeout
 from schemas import ChatMessage, InferenceResult, utc_now
+from schemas.requests import EVAL_APP
 
 log = logging.getLogger(__name__)
-EVAL_APP = "llmops-eval"
 RUN_ATTRIBUTE = "llmops.eval_run"
 CASE_ATTRIBUTE = "llmops.eval_case"
 REPEAT_ATTRIBUTE = "llmops.eval_repeat"

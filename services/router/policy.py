@@ -11,6 +11,7 @@ from llmops.experiments.assignment import assign_variant, sticky_key
 from llmops.prompts.registry import PromptSet, render
 from schemas import ChatMessage, PromptRequest, RoutedRequest
 from schemas.base import MAX_ROUTE_REASON
+from schemas.requests import EVAL_APP, EVAL_VARIANT_PREFIX
 from services.router.board import PoolBoard
 from services.router.choice import RoutingError, cost_rank
 
@@ -41,6 +42,10 @@ def choose_prompt(request: PromptRequest, prompts: PromptSet) -> PromptChoice:
     else:
         variant = f"v{ref.version}" if ref.version else (ref.label or DEFAULT_VARIANT)
         version = prompts.resolve(ref)
+    if request.app == EVAL_APP:
+        # A suite's answers form windows of their own: its planted PII or refusals never
+        # count against (or alert on) the app traffic of the version under test.
+        variant = f"{EVAL_VARIANT_PREFIX}{variant}"
     return PromptChoice(
         messages=render(version, ref.variables),
         prompt_name=version.name,

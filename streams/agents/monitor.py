@@ -4,9 +4,10 @@ It reads llm.metrics and keeps only the records whose event-type header says
 "QualityWindow" (MetricWindows and its own DriftReports pass by, acked). A batch's quality
 windows are grouped by (window, group): the quality worker publishes all segments of a
 group's window together, so they arrive together. Each group's window is evaluated by the
-pure monitor (streams/monitoring/monitor.py); then the drift rows and the alert rows are
-stored, DriftReports published on llm.metrics (keyed by group) and Alerts on llm.alerts
-(keyed by subject), the notifier told, and only then the batch acked.
+pure monitor (streams/monitoring/monitor.py); then DriftReports are published on
+llm.metrics (keyed by group) and Alerts on llm.alerts (keyed by subject), the alert rows and
+the drift rows stored (in that order: the store is what a restart restores from, so it goes
+last), the notifier told, and only then the batch acked.
 
 State from the store: the reference windows of a (group, segment) are read from
 `quality_windows` the first time it is seen (bounded queries, then kept in memory); open
@@ -240,12 +241,11 @@ class MonitorAgent:
     async def _store_and_publish(
         self, reports: Sequence[DriftReport], alerts: Sequence[Alert]
     ) -> None:
-        # Alerts first: a window's drift rows in the store say its alerts are there too.
-        refused = await self.alert_writer.write([rows.alert_row(a) for a in alerts])
-        refused += await self.drift_writer.write([rows.drift_row(r) for r in reports])
-        for failure in refused:  # no record of its own to dead-letter: logged and dropped
-            metrics.count_skipped(SERVICE, METRICS.name, "unstorable")
-            log.error("monitor output refused by the store, dropped: %s", failure.reason)
+        # The topics first, then the store: the store is what a restart restores the alert
+        # book and the streaks from, so a crash in between replays the window against the
+        # state before it and publishes its changes again (the same alert id: duplicates are
+        # absorbed). Stored first, a crash in between lost them from llm.alerts for good: the
+        # restored book already held the change, so the replay found nothing new to say.
         outgoing = [
             Outgoing(
                 METRICS.name,
@@ -262,5 +262,11 @@ class MonitorAgent:
             for a in alerts
         ]
         await self.delivery.publish(outgoing)
+        # Alerts first: a window's drift rows in the store say its alerts are there too.
+        refused = await self.alert_writer.write([rows.alert_row(a) for a in alerts])
+        refused += await self.drift_writer.write([rows.drift_row(r) for r in reports])
+        for failure in refused:  # no record of its own to dead-letter: logged and dropped
+            metrics.count_skipped(SERVICE, METRICS.name, "unstorable")
+            log.error("monitor output refused by the store, dropped: %s", failure.reason)
         for alert in alerts:
             log.warning("alert %s %s: %s", alert.state, alert.subject, alert.message)

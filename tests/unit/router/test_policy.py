@@ -6,6 +6,7 @@ import pytest
 from llmops.config import TransformersPool
 from llmops.prompts.registry import PromptSet, prompt_set_from_data
 from schemas import ChatMessage, PromptRef, PromptRequest
+from schemas.requests import EVAL_APP
 from services.router.choice import RoutingError
 from services.router.policy import choose_pool, choose_prompt, route
 
@@ -106,6 +107,18 @@ def test_pinned_version_and_label_bypass_the_experiment(prompts: PromptSet) -> N
     )
     assert labelled.prompt_version == 3  # highest version with the label
     assert labelled.model == "big"
+
+
+def test_suite_traffic_gets_variants_of_its_own(prompts: PromptSet) -> None:
+    def variant(app: str, version: int | None = None, label: str | None = None) -> str:
+        ref = PromptRef(name="greet", version=version, label=label, variables={"name": "A"})
+        return choose_prompt(_req(prompt=ref, app=app), prompts).variant
+
+    assert variant(EVAL_APP, version=2) == "eval:v2"
+    assert variant(EVAL_APP, label="production") == "eval:production"
+    assert variant(EVAL_APP).startswith("eval:") and variant("shop").startswith("eval:") is False
+    assert variant("shop", version=2) == "v2"
+    assert variant("shop", label="production") == "production"
 
 
 POOLS = [

@@ -5,7 +5,7 @@ windows allow, and fails on nothing a worker could receive."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pytest
@@ -75,7 +75,7 @@ def hostile() -> list[Referenced]:
     return [(extreme, same), (empty, None), (odd, None)]
 
 
-CASES = {
+CASES: dict[str, Callable[[], list[Referenced]]] = {
     "ordinary": lambda: ordinary(np.random.default_rng(7)),
     "planted": lambda: planted(np.random.default_rng(8)),
     "hostile": hostile,
