@@ -13,7 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from typing import Annotated, Any, Literal
+import re
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import Field, JsonValue, model_validator
 
@@ -21,6 +22,8 @@ from schemas.base import (
     MAX_ATTRIBUTES,
     MAX_INT32,
     MAX_INT64,
+    MAX_NAME_LEN,
+    MAX_VERSION,
     MIN_INT64,
     Contract,
     Event,
@@ -202,3 +205,44 @@ def version_key(name: str, version: int) -> str:
 def label_key(name: str, label: str) -> str:
     """The Kafka key of a label: its newest move survives compaction."""
     return f"{name}@{label}"
+
+
+_ADDRESS = re.compile(
+    rf"(?P<name>[A-Za-z0-9_.:/\-]{{1,{MAX_NAME_LEN}}})"
+    rf"(?:@(?P<at>[A-Za-z0-9_.:/\-]{{1,{MAX_NAME_LEN}}}))?"
+)
+
+
+class PromptAddress(NamedTuple):
+    """A prompt as people write it: `NAME`, `NAME@VERSION` or `NAME@LABEL`."""
+
+    name: str
+    version: int | None = None
+    label: str | None = None
+
+    def __str__(self) -> str:
+        at = self.version if self.version is not None else self.label
+        return self.name if at is None else f"{self.name}@{at}"
+
+
+def parse_prompt_address(text: str, *, at_required: bool = False) -> PromptAddress:
+    """`NAME`, `NAME@VERSION` (digits) or `NAME@LABEL` -> its parts; the one reader of prompt
+    references that CLIs, suites and experiments share. ValueError says what is wrong in one
+    line; `at_required`: a bare NAME is refused too."""
+    found = _ADDRESS.fullmatch(text.strip())
+    if found is None:
+        raise ValueError(
+            f"{text[:200]!r} is not a prompt reference (NAME, NAME@VERSION or NAME@LABEL; "
+            f"letters, digits and _ . : / - only, at most {MAX_NAME_LEN} each)"
+        )
+    name, at = found["name"], found["at"]
+    if at is None:
+        if at_required:
+            raise ValueError(f"{text[:200]!r}: give the prompt as NAME@VERSION or NAME@LABEL")
+        return PromptAddress(name)
+    if at.isdigit():
+        version = int(at)
+        if not 1 <= version <= MAX_VERSION:
+            raise ValueError(f"{text[:200]!r}: a version is a number from 1 to {MAX_VERSION}")
+        return PromptAddress(name, version=version)
+    return PromptAddress(name, label=at)

@@ -49,6 +49,7 @@ from llmops.prompts.publish import (
 )
 from llmops.prompts.registry import PromptError, PromptSet, render
 from schemas import ChatMessage, LabelMove, PromptVersion
+from schemas.prompts import PromptAddress
 
 if TYPE_CHECKING:
     pass
@@ -74,23 +75,24 @@ MAX_HISTORY = 10_000
 # ---------------------------------------------------------------- pure: references, text
 
 
-def pick(prompts: PromptSet, name: str, at: str | None) -> PromptVersion:
-    """The version `at` names (a number or a label); the newest version without one."""
+def pick(prompts: PromptSet, address: PromptAddress) -> PromptVersion:
+    """The version the address names (a number or a label); the newest without either."""
+    name = address.name
     known = prompts.versions.get(name)
     if not known:
         listed = ", ".join(sorted(prompts.versions)) or "none"
         raise Mistake(f"unknown prompt {name!r} (the registry has: {listed})")
-    if at is None:
-        return known[max(known)]
-    if at.isdigit():
-        if int(at) not in known:
+    if address.version is not None:
+        if address.version not in known:
             have = ", ".join(str(v) for v in sorted(known))
-            raise Mistake(f"prompt {name!r} has no version {at} (it has {have})")
-        return known[int(at)]
-    pointed = prompts.label_version(name, at)
+            raise Mistake(f"prompt {name!r} has no version {address.version} (it has {have})")
+        return known[address.version]
+    if address.label is None:
+        return known[max(known)]
+    pointed = prompts.label_version(name, address.label)
     if pointed is None or pointed not in known:
         labels = ", ".join(sorted(prompts.labels(name))) or "none"
-        raise Mistake(f"prompt {name!r} has no label {at!r} (its labels: {labels})")
+        raise Mistake(f"prompt {name!r} has no label {address.label!r} (its labels: {labels})")
     return known[pointed]
 
 
@@ -468,9 +470,10 @@ def show(
 ) -> None:
     """One version: settings, variables, messages (the newest version without @)."""
     variables = parse_variables(var) if var else None
-    name, at = parse_ref(ref)
+    address = parse_ref(ref)
+    name = address.name
     prompts = _registry(get_settings())
-    version = pick(prompts, name, at)
+    version = pick(prompts, address)
     if as_json:
         data = version.model_dump(mode="json", exclude={"labels", "event_id", "ts"})
         data["labels"] = prompts.labels_of(name, version.version)
@@ -491,7 +494,7 @@ def diff(
     """Unified diff of two versions' content (settings and messages, rendered with --var)."""
     variables = parse_variables(var) if var else None
     prompts = _registry(get_settings())
-    first, second = pick(prompts, name, a), pick(prompts, name, b)
+    first, second = pick(prompts, parse_ref(f"{name}@{a}")), pick(prompts, parse_ref(f"{name}@{b}"))
     text = unified_diff(name, first, second, a, b, variables)
     if not text:
         console.print(f"{escape(name)}@{escape(a)} and @{escape(b)} have the same content")

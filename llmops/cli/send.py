@@ -10,7 +10,7 @@ import typer
 
 from llmops.cli.console import console
 from llmops.cli.errors import Mistake, require_kafka
-from llmops.cli.refs import parse_ref, version_or_label
+from llmops.cli.refs import parse_ref
 from llmops.config import get_settings
 
 commands = typer.Typer()
@@ -38,8 +38,8 @@ def send(
     if (text is None) == (prompt is None):
         raise Mistake("give a message TEXT or --prompt NAME[@VERSION|@LABEL] (one of them)")
     variables = parse_variables(var or [])
-    name, at = parse_ref(prompt) if prompt is not None else (None, None)
-    version, label = version_or_label(at)
+    address = parse_ref(prompt) if prompt is not None else None
+    name, version, label = address if address is not None else (None, None, None)
     messages = [{"role": "user", "content": text}] if text else None
     settings = get_settings()
     require_kafka(settings.kafka_bootstrap_servers)

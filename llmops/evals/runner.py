@@ -32,6 +32,7 @@ from llmops.evals.scoring import Scored, SuiteSummary, score_result, summarize
 from llmops.evals.suite import Case, Suite
 from llmops.sdk import LLMOpsClient, ReplyTimeout
 from schemas import ChatMessage, InferenceResult, utc_now
+from schemas.prompts import parse_prompt_address
 from schemas.requests import EVAL_APP
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,6 @@ MAX_REPEAT = 1000
 MAX_CONCURRENCY = 1024
 REPEAT_TEMPERATURE = 0.7  # repeats with no temperature given: sampled, or every one is alike
 JUDGE_MAX_TOKENS = 96  # a sentence of reasoning and the verdict lines
-_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:/-")
 
 
 class TargetError(ValueError):
@@ -59,21 +59,11 @@ class PromptTarget:
 
     @classmethod
     def parse(cls, text: str) -> PromptTarget:
-        name, sep, ref = text.partition("@")
-        if not sep or not name or not ref or "@" in ref:
-            raise TargetError(f"{text!r}: give the prompt as NAME@VERSION or NAME@LABEL")
-        for part in (name, ref):
-            if len(part) > 128 or not set(part) <= _NAME_CHARS:
-                raise TargetError(
-                    f"{text!r}: {part[:40]!r} may hold only letters, digits and _ . : / - "
-                    "(at most 128)"
-                )
-        if ref.isdigit():
-            version = int(ref)
-            if not 1 <= version <= 2**31 - 1:
-                raise TargetError(f"{text!r}: a version is a number from 1")
-            return cls(name, version=version)
-        return cls(name, label=ref)
+        try:
+            address = parse_prompt_address(text, at_required=True)
+        except ValueError as exc:
+            raise TargetError(str(exc)) from None
+        return cls(address.name, version=address.version, label=address.label)
 
     def __str__(self) -> str:
         return f"{self.name}@{self.version if self.version is not None else self.label}"

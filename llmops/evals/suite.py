@@ -27,9 +27,10 @@ import math
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from llmops.evals.assertions import ASSERTIONS, Assertion
+from schemas.prompts import parse_prompt_address
 
 MAX_CASES = 10_000
 MAX_ASSERTIONS = 50  # per case, defaults included
@@ -112,12 +113,18 @@ class Suite(BaseModel):
     model_config = _STRICT
 
     name: str = Field(min_length=1, max_length=200, pattern=r"^[\w.:/-]+$")
-    prompt: str = Field(min_length=1, max_length=300, pattern=r"^[\w.:/-]+@[\w.:/-]+$")
+    prompt: str = Field(min_length=1, max_length=300)  # NAME@VERSION or NAME@LABEL
     threshold: float = Field(default=1.0, gt=0, le=1, allow_inf_nan=False)
     min_pass_rate: float = Field(default=1.0, gt=0, le=1, allow_inf_nan=False)
     defaults: Defaults = Field(default_factory=Defaults)
     sampling: Sampling = Field(default_factory=Sampling)
     cases: list[Case] = Field(min_length=1, max_length=MAX_CASES)
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_address(cls, prompt: str) -> str:
+        parse_prompt_address(prompt, at_required=True)  # ValueError: one line, the field named
+        return prompt.strip()
 
     @model_validator(mode="after")
     def _consistent(self) -> Suite:
@@ -144,12 +151,12 @@ class Suite(BaseModel):
 
     @property
     def prompt_name(self) -> str:
-        return self.prompt.split("@", 1)[0]
+        return parse_prompt_address(self.prompt).name
 
     @property
     def prompt_ref(self) -> str:
         """The version (digits) or label after the @."""
-        return self.prompt.split("@", 1)[1]
+        return self.prompt.partition("@")[2]
 
 
 def _describe(exc: ValidationError) -> str:

@@ -22,11 +22,11 @@ from llmops.experiments.assignment import (
 )
 from schemas import Experiment, new_id
 from schemas.experiments import MAX_REASON, RampStep
+from schemas.prompts import parse_prompt_address
 
-_VARIANT = re.compile(
-    r"^(?P<name>[A-Za-z0-9_.:/\-]+)=(?P<prompt>[A-Za-z0-9_.:/\-]+)@(?P<version>\d+)"
-    r"(?::(?P<weight>\d+(?:\.\d+)?))?$"
-)
+# NAME=PROMPT@VERSION[:WEIGHT]; the prompt reference itself is read by parse_prompt_address.
+_VARIANT = re.compile(r"(?P<name>[^=]+)=(?P<prompt>[^=]+?)(?::(?P<weight>\d+(?:\.\d+)?))?")
+_VARIANT_NAME = re.compile(r"[A-Za-z0-9_.:/\-]{1,128}")
 
 
 class ExperimentError(ValueError):
@@ -43,13 +43,20 @@ class VariantSpec:
 
 def parse_variant(text: str) -> VariantSpec:
     """`control=P@1:50`: variant `control` serves prompt P version 1 at weight 50 (default 1)."""
-    found = _VARIANT.match(text.strip())
-    if found is None:
-        raise ExperimentError(
-            f"--variant {text!r}: expected NAME=PROMPT@VERSION[:WEIGHT], e.g. control=greet@1:50"
-        )
+    usage = (
+        f"--variant {text[:200]!r}: expected NAME=PROMPT@VERSION[:WEIGHT], e.g. control=greet@1:50"
+    )
+    found = _VARIANT.fullmatch(text.strip())
+    if found is None or _VARIANT_NAME.fullmatch(found["name"]) is None:
+        raise ExperimentError(usage)
+    try:
+        address = parse_prompt_address(found["prompt"], at_required=True)
+    except ValueError as exc:
+        raise ExperimentError(f"{usage} ({exc})") from None
+    if address.version is None:  # a variant serves one pinned version, never a label
+        raise ExperimentError(usage)
     weight = float(found["weight"]) if found["weight"] is not None else 1.0
-    return VariantSpec(found["name"], found["prompt"], int(found["version"]), weight)
+    return VariantSpec(found["name"], address.name, address.version, weight)
 
 
 def ramp_steps(

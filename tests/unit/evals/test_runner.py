@@ -30,7 +30,7 @@ def test_targets_parse() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["p", "@1", "p@", "p@1@2", "p q@1", "p@0", f"p@{2**31}", "p@x y", "p" * 129 + "@1", "p@\u00e9"],
+    ["p", "@1", "p@", "p@1@2", "p q@1", "p@0", f"p@{2**32}", "p@x y", "p" * 129 + "@1", "p@\u00e9"],
 )
 def test_bad_targets_are_refused(text: str) -> None:
     with pytest.raises(TargetError, match=r"NAME@VERSION|letters|a version"):

@@ -67,7 +67,7 @@ CASE = "cases:\n  - id: a\n    assertions: [{type: json_valid}]\n"
         ("", "expected a mapping"),
         ("- 1\n- 2\n", "expected a mapping"),
         ("name: [unclosed\n", "not YAML"),
-        ("name: s\nprompt: p\n" + CASE, "prompt: String should match pattern"),
+        ("name: s\nprompt: p\n" + CASE, "give the prompt as NAME@VERSION or NAME@LABEL"),
         (BASE + "cases: []\n", "cases: List should have at least 1 item"),
         (BASE + "threshold: 1.5\n" + CASE, "threshold: Input should be less than or equal to 1"),
         (BASE + "threshold: '0.5'\n" + CASE, "threshold: Input should be a valid number"),
