@@ -268,6 +268,14 @@ class Settings(BaseSettings):
     # Per prompt, the suite whose passing run a protected label needs (JSON, e.g.
     # {"support-answer": "support-answer-gate"}); a prompt not named here: any passing suite.
     gate_suites: dict[str, str] = Field(default_factory=dict, max_length=10_000)
+    # Experiment guardrails (llmops/experiments/guardrail.py, run by the metrics worker): how
+    # often running experiments are checked; the always-valid test's alpha (split across the
+    # watched variant-metric pairs), its mixing scale (the size of rise it is most powerful
+    # for, absolute) and the responses each arm needs before a variant can be stopped.
+    guardrail_interval_s: float = Field(default=5.0, ge=0.5, le=3600)
+    guardrail_alpha: float = Field(default=0.05, gt=0.0, le=0.5)
+    guardrail_tau: float = Field(default=0.02, gt=0.0, le=1.0)
+    guardrail_min_per_arm: int = Field(default=100, ge=10, le=10_000_000)
     max_message_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
     default_deadline_s: float = Field(default=120.0, gt=0, le=3600)
     # The tumbling window of metric and quality windows and the monitor (issue 9: 60 s);

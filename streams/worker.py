@@ -243,7 +243,7 @@ class MetricsWorker:
             segment_attributes=settings.segment_attributes,
         )
         # Experiments: ramps and guardrails (streams/agents/guardrail.py), on one worker.
-        self.guardrail = GuardrailAgent.build(url, login, delivery, context.signing)
+        self.guardrail = GuardrailAgent.build(url, login, delivery, context.signing, settings)
         # Its own connection: retried until migrations ran, it must not drop the seeding's.
         self.retention_reader = Reader(url, login=login)
         # Quality monitoring: QualityWindows on llm.metrics -> drift rows, alerts.

@@ -15,12 +15,15 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmops.experiments.events import stop_variant
 from llmops.experiments.metrics import GUARDRAILS
 from llmops.stats.sequential import SequentialState, msprt_proportions
 from schemas import Alert, Experiment
+
+if TYPE_CHECKING:
+    from llmops.config import Settings
 
 ALPHA = 0.05
 TAU = 0.02  # the smallest rise worth stopping for: 2 points (absolute)
@@ -34,6 +37,14 @@ class GuardrailConfig:
     alpha: float = ALPHA
     tau: float = TAU
     min_per_arm: int = MIN_PER_ARM
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> GuardrailConfig:
+        return cls(
+            alpha=settings.guardrail_alpha,
+            tau=settings.guardrail_tau,
+            min_per_arm=settings.guardrail_min_per_arm,
+        )
 
 
 @dataclass(frozen=True)

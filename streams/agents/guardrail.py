@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faust
 
@@ -43,6 +43,9 @@ from streams import rows
 from streams.agents.delivery import Delivery
 from streams.records import Outgoing, json_headers
 from streams.sink import Reader, TableWriter
+
+if TYPE_CHECKING:
+    from llmops.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -85,13 +88,17 @@ class GuardrailAgent:
         login: tuple[str, str] | None,
         delivery: Delivery,
         signing: SigningKeys | None,
+        settings: Settings,
     ) -> GuardrailAgent:
+        """The agent with the settings' guardrail knobs (interval, alpha, tau, arm size)."""
         return cls(
             Reader(url, login=login),
             TableWriter(url, DECISIONS_TABLE, DECISION_COLUMNS, login=login),
             TableWriter(url, rows.ALERTS_TABLE, rows.ALERT_COLUMNS, login=login),
             delivery,
             signing,
+            interval_s=settings.guardrail_interval_s,
+            config=GuardrailConfig.from_settings(settings),
         )
 
     def register(self, app: faust.App) -> None:

@@ -8,6 +8,7 @@ import faust
 import pytest
 
 from llmops.config import Settings
+from llmops.experiments.guardrail import GuardrailConfig
 from schemas.topics import RESPONSE_FEATURES_PARTITIONS, RESPONSES
 from streams.agents.feedback import EXPERIMENT_SINKS
 from streams.agents.history import HISTORY_SINKS
@@ -68,6 +69,20 @@ def test_the_monitor_reads_llm_metrics_unless_monitoring_is_off() -> None:
     )
     quiet = build_worker(off, WorkerOptions(app_id="unit-streams"))
     assert quiet.monitor is None and len(quiet.app.agents) == 7
+
+
+def test_the_guardrail_knobs_come_from_the_settings() -> None:
+    knobs = {
+        "guardrail_interval_s": 30.0,
+        "guardrail_alpha": 0.01,
+        "guardrail_tau": 0.05,
+        "guardrail_min_per_arm": 500,
+    }
+    worker = build_worker(SETTINGS.model_copy(update=knobs), WorkerOptions(app_id="unit-streams"))
+    assert worker.guardrail.interval_s == 30.0
+    assert worker.guardrail.config == GuardrailConfig(alpha=0.01, tau=0.05, min_per_arm=500)
+    default = build_worker(SETTINGS, WorkerOptions(app_id="unit-streams")).guardrail
+    assert (default.interval_s, default.config) == (5.0, GuardrailConfig())
 
 
 def test_topics_needed_include_the_repartition_topic() -> None:
