@@ -521,6 +521,21 @@ def test_two_workers_share_the_windows_without_splitting_any(
         for _, variant, requests, *_ in tables.windows(run_id):
             per_variant[variant] = per_variant.get(variant, 0) + requests
         assert per_variant == {f"v{k}": 20 for k in range(6)}
+        # The quality windows too: one owner per group's window, so no part replaces another.
+        quality_sql = (
+            "SELECT sum(responses) FROM quality_windows FINAL "
+            "WHERE prompt_name = {p:String} AND segment = ''"
+        )
+        wait_for(
+            lambda: tables.scalar(quality_sql, p=run_id) == len(results), "complete quality"
+        )
+        by_variant = tables.scalar(
+            "SELECT groupArray((variant, n)) FROM (SELECT variant, sum(responses) AS n "
+            "FROM quality_windows FINAL WHERE prompt_name = {p:String} AND segment = '' "
+            "GROUP BY variant ORDER BY variant)",
+            p=run_id,
+        )
+        assert [tuple(pair) for pair in by_variant] == [(f"v{k}", 20) for k in range(6)]
         assert all(w.proc.poll() is None for w in workers)
     finally:
         codes = [w.stop() for w in workers]
