@@ -526,9 +526,7 @@ def test_two_workers_share_the_windows_without_splitting_any(
             "SELECT sum(responses) FROM quality_windows FINAL "
             "WHERE prompt_name = {p:String} AND segment = ''"
         )
-        wait_for(
-            lambda: tables.scalar(quality_sql, p=run_id) == len(results), "complete quality"
-        )
+        wait_for(lambda: tables.scalar(quality_sql, p=run_id) == len(results), "complete quality")
         by_variant = tables.scalar(
             "SELECT groupArray((variant, n)) FROM (SELECT variant, sum(responses) AS n "
             "FROM quality_windows FINAL WHERE prompt_name = {p:String} AND segment = '' "
