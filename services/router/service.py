@@ -48,6 +48,7 @@ from llmops.telemetry.ratelog import RejectionLog
 from llmops.telemetry.spans import consumer_span
 from schemas import PoolStatus, PromptRequest, RoutedRequest, utc_now
 from schemas.base import MAX_ROUTE_REASON
+from schemas.responses import ErrorKind
 from schemas.topics import DLQ, EXPERIMENTS, POOL_STATUS, PROMPTS, REQUESTS, inference_topic
 from services.router.board import PoolBoard
 from services.router.choice import NoHealthyPool, RoutingError
@@ -216,6 +217,19 @@ class Router:
         result = error_result(request.request_id, "no_healthy_pool", why, request=request)
         return asyncio.gather(*await publish_result(self._producer, result, request.reply_to))
 
+    async def _unresolvable(self, request: PromptRequest, error: PromptError, span: Span) -> Any:
+        """The reply to a request whose prompt stopped resolving while it waited for a pool:
+        the kinds a refused request gets (missing_variable; unknown_prompt as invalid_request)."""
+        if isinstance(error, MissingVariable):
+            kind: ErrorKind = "missing_variable"
+            message = str(error)
+        else:
+            kind, message = "invalid_request", f"unknown_prompt: {error}"
+        metrics.count_unrouted(kind)
+        span.set_attributes(llmops_attributes(route_reason=f"{kind}: {error}"[:MAX_ROUTE_REASON]))
+        result = error_result(request.request_id, kind, message, request=request)
+        return asyncio.gather(*await publish_result(self._producer, result, request.reply_to))
+
     async def _park(self, request: PromptRequest, first: NoHealthyPool, wait_s: float) -> None:
         """Wait for a pool (services/router/waiting.py); route the request, or answer it."""
         last: list[Exception] = [first]
@@ -223,13 +237,20 @@ class Router:
         def attempt() -> RoutedRequest | None:
             try:
                 return self._route(request, utc_now())
-            except (RoutingError, PromptError) as exc:  # a label may move while it waits
+            except RoutingError as exc:
                 last[0] = exc
                 return None
 
         # The task runs in the routing span's context: this span is its child.
         with tracer.start_as_current_span("wait for a pool") as span:
-            routed = await self.waiting.retry(attempt, wait_s)
+            try:
+                routed = await self.waiting.retry(attempt, wait_s)
+            except PromptError as exc:
+                # A label moved while it waited, to a version this request cannot fill (a new
+                # required variable, say): no pool can fix that, so it is answered now, as the
+                # prompt error it is.
+                await (await self._unresolvable(request, exc, span))
+                return
             if routed is not None:
                 await (await self._send_routed(routed, span))
                 return

@@ -21,7 +21,7 @@ from llmops.kafka.topics import ensure_topics, platform_topics
 from llmops.prompts.registry import prompt_set_from_data
 from llmops.routing_config import RoutingConfig
 from llmops.sdk import LLMOpsClient
-from schemas import utc_now
+from schemas import LabelMove, utc_now
 from services.inference.engines.fake import FakeEngine
 from services.inference.service import PoolLoop, build_worker
 from services.router.service import build_router
@@ -88,6 +88,66 @@ async def test_a_request_waits_for_the_only_pool_to_come_back(bootstrap: str) ->
         assert result.pool == pool.name
         assert router.no_healthy_pool == 0
         assert router.waiting.parked == 0
+    finally:
+        pool_loop.stop()
+        router_loop.stop()
+        await asyncio.gather(pool_task, routing, return_exceptions=True)
+        await producer.stop()
+
+
+async def test_a_waiting_request_whose_prompt_stops_resolving_gets_the_prompt_s_error(
+    bootstrap: str,
+) -> None:
+    """While a request waits for the only pool, `production` moves to a version with a new
+    required variable the request lacks: no pool can fix that, so it is answered at once as a
+    missing variable (it was answered `no_healthy_pool` once its wait ran out)."""
+    pool = FakePool(name=f"gone-{uuid.uuid4().hex[:6]}", model="fake")
+    settings = Settings(
+        kafka_bootstrap_servers=bootstrap,
+        pools=[pool],
+        routing=RoutingConfig(dead_after_s=1.0, wait_for_pool_s=120.0),
+    )
+    data = {
+        "prompts": [
+            {
+                "name": "greet",
+                "versions": [
+                    {
+                        "version": 1,
+                        "labels": ["production"],
+                        "messages": [{"role": "user", "content": "Hello {{ name }}"}],
+                    },
+                    {
+                        "version": 2,
+                        "messages": [{"role": "user", "content": "Hi {{ name }} on {{ plan }}"}],
+                    },
+                ],
+            }
+        ]
+    }
+    prompts = prompt_set_from_data(data)
+    await asyncio.to_thread(ensure_topics, bootstrap, platform_topics([pool.name]))
+    producer = Producer(BusConfig.from_settings(settings, client_id="pool-wait-router-2"))
+    await producer.start()
+    router, router_loop = build_router(settings, prompts, producer)
+    routing = asyncio.create_task(router_loop.run())
+    pool_loop, pool_task = await run_pool(settings, pool)
+    try:
+        await eventually(lambda: router.board.view(pool.name, utc_now()).state == "up", "pool up")
+        pool_loop.stop()
+        await pool_task
+        await eventually(lambda: router.board.view(pool.name, utc_now()).state == "dead", "dead")
+        async with LLMOpsClient(bootstrap, app="pool-wait") as client:
+            request = client.build_request(
+                None, prompt="greet", label="production", variables={"name": "Ada"}
+            )
+            pending = await client.submit(request)
+            await eventually(lambda: router.waiting.parked == 1, "the request parked")
+            prompts.move_label(LabelMove(name="greet", label="production", version=2))
+            result = await client.wait(request.request_id, pending, 90)
+        assert result.error is not None and result.error.kind == "missing_variable"
+        assert "plan" in result.error.message
+        assert router.no_healthy_pool == 0 and router.waiting.parked == 0
     finally:
         pool_loop.stop()
         router_loop.stop()
