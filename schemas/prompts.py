@@ -14,9 +14,9 @@ import hashlib
 import json
 import math
 import re
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, JsonValue, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from schemas.base import (
     MAX_ATTRIBUTES,
@@ -213,12 +213,15 @@ _ADDRESS = re.compile(
 )
 
 
-class PromptAddress(NamedTuple):
-    """A prompt as people write it: `NAME`, `NAME@VERSION` or `NAME@LABEL`."""
+class PromptAddress(BaseModel):
+    """A prompt as people write it: `NAME`, `NAME@VERSION` or `NAME@LABEL` (bounded as the
+    contract's Name and Version, however it is built)."""
 
-    name: str
-    version: int | None = None
-    label: str | None = None
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Name
+    version: Version | None = None
+    label: Name | None = None
 
     def __str__(self) -> str:
         at = self.version if self.version is not None else self.label
@@ -239,10 +242,10 @@ def parse_prompt_address(text: str, *, at_required: bool = False) -> PromptAddre
     if at is None:
         if at_required:
             raise ValueError(f"{text[:200]!r}: give the prompt as NAME@VERSION or NAME@LABEL")
-        return PromptAddress(name)
+        return PromptAddress(name=name)
     if at.isdigit():
         version = int(at)
         if not 1 <= version <= MAX_VERSION:
             raise ValueError(f"{text[:200]!r}: a version is a number from 1 to {MAX_VERSION}")
-        return PromptAddress(name, version=version)
-    return PromptAddress(name, label=at)
+        return PromptAddress(name=name, version=version)
+    return PromptAddress(name=name, label=at)

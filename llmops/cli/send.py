@@ -39,7 +39,9 @@ def send(
         raise Mistake("give a message TEXT or --prompt NAME[@VERSION|@LABEL] (one of them)")
     variables = parse_variables(var or [])
     address = parse_ref(prompt) if prompt is not None else None
-    name, version, label = address if address is not None else (None, None, None)
+    name = address.name if address is not None else None
+    version = address.version if address is not None else None
+    label = address.label if address is not None else None
     messages = [{"role": "user", "content": text}] if text else None
     settings = get_settings()
     require_kafka(settings.kafka_bootstrap_servers)

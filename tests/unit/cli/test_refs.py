@@ -8,12 +8,12 @@ from schemas.prompts import PromptAddress, parse_prompt_address
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("greet", PromptAddress("greet")),
-        ("greet@3", PromptAddress("greet", version=3)),
-        ("greet@production", PromptAddress("greet", label="production")),
-        (" team/greet.v2@staging ", PromptAddress("team/greet.v2", label="staging")),
-        ("greet@v2", PromptAddress("greet", label="v2")),  # digits only are a version
-        (f"greet@{2**32 - 1}", PromptAddress("greet", version=2**32 - 1)),
+        ("greet", PromptAddress(name="greet")),
+        ("greet@3", PromptAddress(name="greet", version=3)),
+        ("greet@production", PromptAddress(name="greet", label="production")),
+        (" team/greet.v2@staging ", PromptAddress(name="team/greet.v2", label="staging")),
+        ("greet@v2", PromptAddress(name="greet", label="v2")),  # digits only are a version
+        (f"greet@{2**32 - 1}", PromptAddress(name="greet", version=2**32 - 1)),
     ],
 )
 def test_references_split_into_name_and_version_or_label(
@@ -38,7 +38,14 @@ def test_a_version_outside_the_contract_is_a_mistake(text: str) -> None:
         parse_ref(text)
 
 
+def test_an_address_built_directly_is_bounded_too() -> None:
+    with pytest.raises(ValueError, match="less than or equal to 4294967295"):
+        PromptAddress(name="greet", version=2**63)
+    with pytest.raises(ValueError):
+        PromptAddress(name="gr eet")
+
+
 def test_where_the_at_is_required_a_bare_name_is_refused() -> None:
-    assert parse_prompt_address("greet") == PromptAddress("greet")
+    assert parse_prompt_address("greet") == PromptAddress(name="greet")
     with pytest.raises(ValueError, match="give the prompt as NAME@VERSION or NAME@LABEL"):
         parse_prompt_address("greet", at_required=True)
