@@ -151,7 +151,7 @@ class Suite(BaseModel):
 
     @property
     def prompt_name(self) -> str:
-        return parse_prompt_address(self.prompt).name
+        return self.prompt.partition("@")[0]  # checked as NAME@VERSION|NAME@LABEL
 
     @property
     def prompt_ref(self) -> str:

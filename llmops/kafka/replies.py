@@ -119,22 +119,25 @@ async def settle_best_effort(acks: list[asyncio.Future[Any]]) -> int:
     return failed + len(late)
 
 
+def rejection_result(rejected: Rejected, request_id: str, **fields: Any) -> InferenceResult:
+    """The error result an app gets for its refused request (`fields`: error_result's)."""
+    kind = _REJECTION_KIND.get(rejected.kind, "invalid_request")
+    # The dead letter's finer kind leads the message only where the reply's kind is coarser
+    # (schema_invalid -> invalid_request), so an SDK error never reads "x: x: ...".
+    message = rejected.reason if kind == rejected.kind else f"{rejected.kind}: {rejected.reason}"
+    return error_result(request_id, kind, message, **fields)
+
+
 def rejection_replier(producer: Producer) -> Any:
     """A ConsumerLoop reject hook: the app hears why its request was refused, when we know where."""
 
     async def reply(record: Record, rejected: Rejected) -> Sequence[Awaitable[Any]]:
         if rejected.request_id is None:
             return []
-        kind = _REJECTION_KIND.get(rejected.kind, "invalid_request")
-        # The dead letter's finer kind leads the message only where the reply's kind is coarser
-        # (schema_invalid -> invalid_request), so an SDK error never reads "x: x: ...".
-        message = (
-            rejected.reason if kind == rejected.kind else f"{rejected.kind}: {rejected.reason}"
-        )
         try:
-            result = error_result(rejected.request_id, kind, message, **sniff_origin(record.value))
+            result = rejection_result(rejected, rejected.request_id, **sniff_origin(record.value))
         except ValidationError:  # an app or tenant name the contract refuses: leave it out
-            result = error_result(rejected.request_id, kind, message)
+            result = rejection_result(rejected, rejected.request_id)
         return await publish_result(producer, result, rejected.reply_to)
 
     return reply

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from llmops.config import PoolConfig
@@ -29,12 +29,18 @@ class PromptChoice:
 
 
 def choose_prompt(request: PromptRequest, prompts: PromptSet) -> PromptChoice:
-    """Raw messages pass through; a prompt reference resolves to a version (maybe by A/B test)."""
+    """Raw messages pass through; a prompt reference resolves to a version (maybe by A/B test).
+    A suite's requests (and its judge's) get variants of their own: their answers form quality
+    windows apart from the app traffic of the version under test."""
+    choice = _choose_prompt(request, prompts)
+    if request.app == EVAL_APP:
+        return replace(choice, variant=f"{EVAL_VARIANT_PREFIX}{choice.variant}")
+    return choice
+
+
+def _choose_prompt(request: PromptRequest, prompts: PromptSet) -> PromptChoice:
     if request.messages is not None:
-        variant = DEFAULT_VARIANT
-        if request.app == EVAL_APP:  # a suite's judge requests: apart from app traffic too
-            variant = f"{EVAL_VARIANT_PREFIX}{variant}"
-        return PromptChoice(messages=list(request.messages), variant=variant)
+        return PromptChoice(messages=list(request.messages))
     ref = request.prompt
     assert ref is not None  # the contract guarantees one of the two
     experiment = None if (ref.version or ref.label) else prompts.running_experiment(ref.name)
@@ -45,10 +51,6 @@ def choose_prompt(request: PromptRequest, prompts: PromptSet) -> PromptChoice:
     else:
         variant = f"v{ref.version}" if ref.version else (ref.label or DEFAULT_VARIANT)
         version = prompts.resolve(ref)
-    if request.app == EVAL_APP:
-        # A suite's answers form windows of their own: its planted PII or refusals never
-        # count against (or alert on) the app traffic of the version under test.
-        variant = f"{EVAL_VARIANT_PREFIX}{variant}"
     return PromptChoice(
         messages=render(version, ref.variables),
         prompt_name=version.name,

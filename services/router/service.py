@@ -27,7 +27,12 @@ from llmops.kafka.consumer import ConsumerConfig, ConsumerLoop, Handler, RejectH
 from llmops.kafka.deadletter import Rejected
 from llmops.kafka.producer import Producer
 from llmops.kafka.record import Record
-from llmops.kafka.replies import error_result, publish_result, rejection_replier
+from llmops.kafka.replies import (
+    error_result,
+    publish_result,
+    rejection_replier,
+    rejection_result,
+)
 from llmops.kafka.security import KafkaSecurity
 from llmops.kafka.signing import keys_from_settings
 from llmops.kafka.tail import TopicTail
@@ -48,7 +53,7 @@ from llmops.telemetry.ratelog import RejectionLog
 from llmops.telemetry.spans import consumer_span
 from schemas import PoolStatus, PromptRequest, RoutedRequest, utc_now
 from schemas.base import MAX_ROUTE_REASON
-from schemas.responses import ErrorKind
+from schemas.deadletters import DeadLetterKind
 from schemas.topics import DLQ, EXPERIMENTS, POOL_STATUS, PROMPTS, REQUESTS, inference_topic
 from services.router.board import PoolBoard
 from services.router.choice import NoHealthyPool, RoutingError
@@ -160,14 +165,8 @@ class Router:
                 )
             try:
                 routed = self._route(request, now)
-            except MissingVariable as exc:
-                raise Rejected(
-                    "missing_variable", str(exc), request.request_id, request.reply_to
-                ) from exc
             except PromptError as exc:
-                raise Rejected(
-                    "unknown_prompt", str(exc), request.request_id, request.reply_to
-                ) from exc
+                raise prompt_rejection(request, exc) from exc
             except NoHealthyPool as exc:
                 # Not bad input (no dead letter): the platform cannot serve it right now.
                 wait_s = self.waiting.wait_s(now, request.deadline)
@@ -219,15 +218,12 @@ class Router:
 
     async def _unresolvable(self, request: PromptRequest, error: PromptError, span: Span) -> Any:
         """The reply to a request whose prompt stopped resolving while it waited for a pool:
-        the kinds a refused request gets (missing_variable; unknown_prompt as invalid_request)."""
-        if isinstance(error, MissingVariable):
-            kind: ErrorKind = "missing_variable"
-            message = str(error)
-        else:
-            kind, message = "invalid_request", f"unknown_prompt: {error}"
-        metrics.count_unrouted(kind)
-        span.set_attributes(llmops_attributes(route_reason=f"{kind}: {error}"[:MAX_ROUTE_REASON]))
-        result = error_result(request.request_id, kind, message, request=request)
+        what it would have got had it arrived now (no dead letter: it was valid then)."""
+        rejected = prompt_rejection(request, error)
+        metrics.count_unrouted(rejected.kind)
+        reason = f"{rejected.kind}: {rejected.reason}"[:MAX_ROUTE_REASON]
+        span.set_attributes(llmops_attributes(route_reason=reason))
+        result = rejection_result(rejected, request.request_id, request=request)
         return asyncio.gather(*await publish_result(self._producer, result, request.reply_to))
 
     async def _park(self, request: PromptRequest, first: NoHealthyPool, wait_s: float) -> None:
@@ -258,6 +254,15 @@ class Router:
             reason = f"no_healthy_pool: {why}"[:MAX_ROUTE_REASON]
             span.set_attributes(llmops_attributes(route_reason=reason))
             await (await self._no_healthy_pool(request, why))
+
+
+def prompt_rejection(request: PromptRequest, error: PromptError) -> Rejected:
+    """A request its prompt cannot serve: an unknown prompt, label or version, or a missing
+    or mistyped variable."""
+    kind: DeadLetterKind = (
+        "missing_variable" if isinstance(error, MissingVariable) else "unknown_prompt"
+    )
+    return Rejected(kind, str(error), request.request_id, request.reply_to)
 
 
 class ControlPlane:
